@@ -1,0 +1,371 @@
+//! Data: the seeded synthetic tasks of SPEC §5, user data in slices, and a batching loader.
+//!
+//! A [`Synthetic`] task stores no samples: sample `i` is drawn from its own random stream
+//! (run seed, sample index), so a dataset of any size costs a few bytes and any sample can be
+//! produced in any order. Train and validation splits are disjoint index ranges of one task.
+//!
+//! | task | definition |
+//! |---|---|
+//! | `linear`  | x ~ U(−1,1)⁸, y = x·w* + b* + N(0, 0.1²), w*, b* ~ N(0,1) |
+//! | `nlinear` | x ~ U(−1,1)⁸, y = sin(3·x·a) + 0.5·(x·b)² + N(0, 0.05²), a, b ~ N(0,1)/√8 |
+
+use crate::error::{Error, Result, check_len, ensure};
+use crate::rng::Xoshiro256;
+
+/// A source of (input, target) samples of fixed widths.
+pub trait Dataset {
+    /// Number of samples.
+    fn len(&self) -> usize;
+
+    /// True when there are no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Floats per input sample.
+    fn in_len(&self) -> usize;
+
+    /// Floats per target sample.
+    fn out_len(&self) -> usize;
+
+    /// Write sample `i` (< `len()`) into `x` (`in_len` floats) and `y` (`out_len` floats).
+    fn get(&self, i: usize, x: &mut [f32], y: &mut [f32]);
+
+    /// Write the samples `indices` consecutively into `x` and `y`.
+    fn fill(&self, indices: &[u32], x: &mut [f32], y: &mut [f32]) {
+        let (il, ol) = (self.in_len(), self.out_len());
+        for ((&i, xs), ys) in indices
+            .iter()
+            .zip(x.chunks_exact_mut(il))
+            .zip(y.chunks_exact_mut(ol))
+        {
+            self.get(i as usize, xs, ys);
+        }
+    }
+}
+
+/// The synthetic tasks (`--type` picks the task of its model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Noisy linear map of 8 features.
+    Linear,
+    /// Noisy non-linear map of 8 features.
+    Nlinear,
+}
+
+/// Input features of the `linear` and `nlinear` tasks.
+pub const TASK_FEATURES: usize = 8;
+
+// Stream ids: task coefficients and per-sample draws never share a random stream.
+const STREAM_COEFS: u64 = 1;
+const STREAM_SAMPLES: u64 = 2;
+
+impl Task {
+    /// The task's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Task::Linear => "linear",
+            Task::Nlinear => "nlinear",
+        }
+    }
+
+    /// Floats per input sample.
+    pub const fn in_len(self) -> usize {
+        TASK_FEATURES
+    }
+
+    /// Floats per target sample.
+    pub const fn out_len(self) -> usize {
+        1
+    }
+}
+
+/// A seeded synthetic task over sample indices `start .. start + len`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Synthetic {
+    task: Task,
+    seed: u64,
+    start: usize,
+    len: usize,
+    /// linear: w* (8) then b*; nlinear: a (8) then b (8).
+    coef: [f32; 2 * TASK_FEATURES],
+}
+
+impl Synthetic {
+    /// Samples `start .. start + len` of `task` drawn with `seed`.
+    pub fn new(task: Task, seed: u64, start: usize, len: usize) -> Self {
+        let mut rng = Xoshiro256::stream(seed, STREAM_COEFS, 0);
+        let mut coef = [0.0f32; 2 * TASK_FEATURES];
+        match task {
+            Task::Linear => rng.fill_normal(&mut coef[..=TASK_FEATURES], 0.0, 1.0),
+            Task::Nlinear => rng.fill_normal(&mut coef, 0.0, 1.0 / libm::sqrtf(TASK_FEATURES as f32)),
+        }
+        Synthetic {
+            task,
+            seed,
+            start,
+            len,
+            coef,
+        }
+    }
+
+    /// A train split (samples `0..n_train`) and a validation split (the next `n_val`).
+    pub fn split(task: Task, seed: u64, n_train: usize, n_val: usize) -> (Self, Self) {
+        (
+            Self::new(task, seed, 0, n_train),
+            Self::new(task, seed, n_train, n_val),
+        )
+    }
+
+    /// The task.
+    pub fn task(&self) -> Task {
+        self.task
+    }
+}
+
+impl Dataset for Synthetic {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn in_len(&self) -> usize {
+        self.task.in_len()
+    }
+
+    fn out_len(&self) -> usize {
+        self.task.out_len()
+    }
+
+    fn get(&self, i: usize, x: &mut [f32], y: &mut [f32]) {
+        debug_assert!(i < self.len);
+        let mut rng = Xoshiro256::stream(self.seed, STREAM_SAMPLES, (self.start + i) as u64);
+        rng.fill_uniform(x, -1.0, 1.0);
+        let dot = |w: &[f32]| x.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
+        let (c0, c1) = self.coef.split_at(TASK_FEATURES);
+        y[0] = match self.task {
+            Task::Linear => dot(c0) + c1[0] + 0.1 * rng.normal(),
+            Task::Nlinear => {
+                let (xa, xb) = (dot(c0), dot(c1));
+                libm::sinf(3.0 * xa) + 0.5 * xb * xb + 0.05 * rng.normal()
+            }
+        };
+    }
+}
+
+/// User data held in the caller's slices: `x` is `len × in_len`, `y` is `len × out_len`.
+#[derive(Clone, Copy, Debug)]
+pub struct SliceDataset<'d> {
+    x: &'d [f32],
+    y: &'d [f32],
+    in_len: usize,
+    out_len: usize,
+}
+
+impl<'d> SliceDataset<'d> {
+    /// Wrap `x` and `y`; their lengths must describe the same number of samples.
+    pub fn new(x: &'d [f32], y: &'d [f32], in_len: usize, out_len: usize) -> Result<Self> {
+        ensure(in_len > 0 && out_len > 0, "sample width", "must be at least 1")?;
+        let n = x.len() / in_len;
+        check_len("x", x.len(), n * in_len)?;
+        check_len("y", y.len(), n * out_len)?;
+        Ok(SliceDataset {
+            x,
+            y,
+            in_len,
+            out_len,
+        })
+    }
+
+    /// The first `n` samples and the rest (e.g. train and validation).
+    pub fn split_at(&self, n: usize) -> Result<(Self, Self)> {
+        if n > self.len() {
+            return Err(Error::EmptyDataset);
+        }
+        let (x0, x1) = self.x.split_at(n * self.in_len);
+        let (y0, y1) = self.y.split_at(n * self.out_len);
+        Ok((
+            SliceDataset {
+                x: x0,
+                y: y0,
+                ..*self
+            },
+            SliceDataset {
+                x: x1,
+                y: y1,
+                ..*self
+            },
+        ))
+    }
+}
+
+impl Dataset for SliceDataset<'_> {
+    fn len(&self) -> usize {
+        self.x.len() / self.in_len
+    }
+
+    fn in_len(&self) -> usize {
+        self.in_len
+    }
+
+    fn out_len(&self) -> usize {
+        self.out_len
+    }
+
+    fn get(&self, i: usize, x: &mut [f32], y: &mut [f32]) {
+        x.copy_from_slice(&self.x[i * self.in_len..][..self.in_len]);
+        y.copy_from_slice(&self.y[i * self.out_len..][..self.out_len]);
+    }
+}
+
+/// Batches sample indices, reshuffling each epoch with a seeded Fisher–Yates shuffle.
+///
+/// The caller provides the index table (`len` u32s), so the loader allocates nothing.
+/// Epoch `e`'s order depends only on (seed, e): runs are reproducible and resumable.
+#[derive(Debug)]
+pub struct DataLoader<'o> {
+    order: &'o mut [u32],
+    batch: usize,
+    shuffle: bool,
+    seed: u64,
+    epoch: u64,
+    pos: usize,
+}
+
+impl<'o> DataLoader<'o> {
+    /// A loader over `order.len()` samples in batches of `batch`.
+    pub fn new(order: &'o mut [u32], batch: usize, shuffle: bool, seed: u64) -> Result<Self> {
+        if order.is_empty() {
+            return Err(Error::EmptyDataset);
+        }
+        ensure(batch > 0, "batch_size", "must be at least 1")?;
+        ensure(
+            u32::try_from(order.len()).is_ok(),
+            "dataset",
+            "has more than 2^32 samples",
+        )?;
+        let mut loader = DataLoader {
+            order,
+            batch,
+            shuffle,
+            seed,
+            epoch: 0,
+            pos: 0,
+        };
+        loader.start_epoch(0);
+        Ok(loader)
+    }
+
+    /// Samples per epoch.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when the loader has no samples (never: `new` rejects that).
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Batches per epoch (the last may be smaller).
+    pub fn batches_per_epoch(&self) -> usize {
+        self.order.len().div_ceil(self.batch)
+    }
+
+    /// Rewind to the start of epoch `epoch`, in that epoch's order.
+    pub fn start_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.pos = 0;
+        for (i, v) in self.order.iter_mut().enumerate() {
+            *v = i as u32; // new() checked that len fits in u32
+        }
+        if self.shuffle {
+            let mut rng = Xoshiro256::stream(self.seed, 3, epoch);
+            for i in (1..self.order.len()).rev() {
+                let j = rng.below(i as u32 + 1) as usize;
+                self.order.swap(i, j);
+            }
+        }
+    }
+
+    /// The sample indices of the next batch of this epoch, or `None` at its end.
+    pub fn next_batch(&mut self) -> Option<&[u32]> {
+        if self.pos >= self.order.len() {
+            return None;
+        }
+        let end = (self.pos + self.batch).min(self.order.len());
+        let idx = &self.order[self.pos..end];
+        self.pos = end;
+        Some(idx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_samples_are_reproducible_and_split_disjointly() {
+        let (train, val) = Synthetic::split(Task::Nlinear, 9, 100, 20);
+        let (mut x1, mut y1, mut x2, mut y2) = ([0.0f32; 8], [0.0f32; 1], [0.0f32; 8], [0.0f32; 1]);
+        train.get(5, &mut x1, &mut y1);
+        Synthetic::new(Task::Nlinear, 9, 0, 100).get(5, &mut x2, &mut y2);
+        assert_eq!((x1, y1), (x2, y2));
+        val.get(0, &mut x2, &mut y2);
+        train.get(0, &mut x1, &mut y1);
+        assert_ne!(x1, x2);
+        assert!(x1.iter().all(|v| (-1.0..1.0).contains(v)));
+    }
+
+    #[test]
+    fn linear_task_has_its_noise_floor() {
+        // The residual of the true map is the noise: variance 0.1² = 0.01.
+        let ds = Synthetic::new(Task::Linear, 1, 0, 20_000);
+        let (w, b) = (&ds.coef[..8], ds.coef[8]);
+        let (mut x, mut y, mut se) = ([0.0f32; 8], [0.0f32; 1], 0.0f64);
+        for i in 0..ds.len() {
+            ds.get(i, &mut x, &mut y);
+            let pred: f32 = x.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + b;
+            se += f64::from(y[0] - pred).powi(2);
+        }
+        let mse = se / ds.len() as f64;
+        assert!((mse - 0.01).abs() < 0.0005, "noise variance {mse}");
+    }
+
+    #[test]
+    fn loader_visits_every_sample_once_per_epoch_and_reshuffles() {
+        let mut order = [0u32; 10];
+        let mut loader = DataLoader::new(&mut order, 4, true, 7).unwrap();
+        assert_eq!(loader.batches_per_epoch(), 3);
+        let mut seen = [0u8; 10];
+        let mut first = [0u32; 4];
+        let mut sizes = [0usize; 3];
+        for (b, size) in sizes.iter_mut().enumerate() {
+            let idx = loader.next_batch().unwrap();
+            if b == 0 {
+                first.copy_from_slice(idx);
+            }
+            *size = idx.len();
+            idx.iter().for_each(|&i| seen[i as usize] += 1);
+        }
+        assert_eq!(sizes, [4, 4, 2]);
+        assert!(loader.next_batch().is_none());
+        assert_eq!(seen, [1; 10]);
+        loader.start_epoch(1);
+        let second = loader.next_batch().unwrap();
+        assert_ne!(second, &first[..], "epoch 1 reuses epoch 0's order");
+    }
+
+    #[test]
+    fn slice_dataset_checks_widths() {
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        assert!(SliceDataset::new(&x, &[1.0, 2.0], 2, 1).is_ok());
+        assert_eq!(
+            SliceDataset::new(&x, &[1.0], 2, 1).unwrap_err(),
+            Error::BadLen {
+                what: "y",
+                expected: 2,
+                got: 1
+            }
+        );
+        assert!(SliceDataset::new(&x[..3], &[1.0], 2, 1).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! Elementwise activations: ReLU, tanh and GELU (exact erf form, PyTorch `nn.GELU()`).
+//!
+//! ReLU(x) = max(x, 0); tanh(x); GELU(x) = x · Φ(x) = ½x(1 + erf(x/√2)).
+//! Shapes: inp, out, dinp, dout all (len) and equal.
+
+use core::f32::consts::FRAC_1_SQRT_2;
+
+/// 1/√(2π), the standard normal density at 0.
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+/// An activation function between layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// max(x, 0)
+    #[default]
+    Relu,
+    /// tanh(x)
+    Tanh,
+    /// x·Φ(x), exact (erf), not the tanh approximation.
+    Gelu,
+}
+
+impl Activation {
+    /// The CLI spelling (`--custom_act`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Gelu => "gelu",
+        }
+    }
+
+    /// Parse the CLI spelling.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Activation::Relu, Activation::Tanh, Activation::Gelu]
+            .into_iter()
+            .find(|a| a.name() == s)
+    }
+
+    /// The activation of one value.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Relu => x.max(0.0),
+            Activation::Tanh => libm::tanhf(x),
+            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)),
+        }
+    }
+
+    /// d(activation)/dx at `x`, given `y` = the activation of `x`.
+    #[inline]
+    pub fn derivative(self, x: f32, y: f32) -> f32 {
+        match self {
+            Activation::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Tanh => 1.0 - y * y,
+            // Φ(x) + x·φ(x)
+            Activation::Gelu => {
+                0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * libm::expf(-0.5 * x * x)
+            }
+        }
+    }
+}
+
+/// out = act(inp). Overwrites `out`.
+pub fn forward(out: &mut [f32], inp: &[f32], act: Activation) {
+    debug_assert_eq!(out.len(), inp.len());
+    match act {
+        Activation::Relu => out.iter_mut().zip(inp).for_each(|(y, &x)| *y = x.max(0.0)),
+        _ => out.iter_mut().zip(inp).for_each(|(y, &x)| *y = act.apply(x)),
+    }
+}
+
+/// x = act(x), in place (inference: nothing is kept for backward).
+pub fn forward_inplace(x: &mut [f32], act: Activation) {
+    x.iter_mut().for_each(|v| *v = act.apply(*v));
+}
+
+/// Backward of [`forward`]. Accumulates (`+=`) `dout · act'(inp)` into `dinp`.
+pub fn backward(dinp: &mut [f32], dout: &[f32], inp: &[f32], out: &[f32], act: Activation) {
+    debug_assert!(dinp.len() == dout.len() && dout.len() == inp.len() && inp.len() == out.len());
+    for (((dx, &dy), &x), &y) in dinp.iter_mut().zip(dout).zip(inp).zip(out) {
+        *dx += dy * act.derivative(x, y);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{grad_check, lcg_fill, weighted_sum};
+
+    #[test]
+    fn values_by_hand() {
+        assert_eq!(Activation::Relu.apply(-2.0), 0.0);
+        assert_eq!(Activation::Relu.apply(1.5), 1.5);
+        assert!((Activation::Tanh.apply(0.5) - 0.462_117_16).abs() < 1e-6);
+        // PyTorch: torch.nn.functional.gelu(torch.tensor([1.0, -0.5])) = [0.8413447, -0.1542687]
+        assert!((Activation::Gelu.apply(1.0) - 0.841_344_7).abs() < 1e-6);
+        assert!((Activation::Gelu.apply(-0.5) + 0.154_268_7).abs() < 1e-6);
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        for act in [Activation::Relu, Activation::Tanh, Activation::Gelu] {
+            let (mut x, mut r) = ([0.0f32; 24], [0.0f32; 24]);
+            let mut seed = 7;
+            lcg_fill(&mut x, &mut seed);
+            lcg_fill(&mut r, &mut seed);
+            // Keep ReLU inputs away from its kink at 0, farther than the finite-difference step.
+            x.iter_mut().filter(|v| v.abs() < 0.05).for_each(|v| *v += 0.1);
+            let mut out = [0.0f32; 24];
+            forward(&mut out, &x, act);
+            let mut dx = [0.0f32; 24];
+            backward(&mut dx, &r, &x, &out, act);
+            let err = grad_check(&mut x, &dx, |x| {
+                let mut o = [0.0f32; 24];
+                forward(&mut o, x, act);
+                weighted_sum(&o, &r)
+            });
+            assert!(err < 1e-3, "{act:?}: relative error {err}");
+        }
+    }
+
+    #[test]
+    fn inplace_equals_out_of_place() {
+        let mut x = [0.0f32; 9];
+        lcg_fill(&mut x, &mut 3);
+        for act in [Activation::Relu, Activation::Tanh, Activation::Gelu] {
+            let mut out = [0.0f32; 9];
+            forward(&mut out, &x, act);
+            let mut y = x;
+            forward_inplace(&mut y, act);
+            assert_eq!(out, y);
+        }
+    }
+}

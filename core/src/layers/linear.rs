@@ -1,0 +1,107 @@
+//! Linear layer: `out = inp · wᵀ + b` (PyTorch `nn.Linear`).
+//!
+//! Shapes, row-major: inp (n, n_in), w (n_out, n_in), b (n_out), out (n, n_out).
+
+use crate::ops::{Gemm, add_bias, add_col_sums, gemm};
+
+/// Dims of a linear layer. Holds no weights: those live in the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Linear {
+    /// Input features.
+    pub n_in: usize,
+    /// Output features.
+    pub n_out: usize,
+}
+
+impl Linear {
+    /// Floats in the weight matrix.
+    pub const fn weight_len(&self) -> usize {
+        self.n_in * self.n_out
+    }
+}
+
+/// out (n, n_out) = inp (n, n_in) · wᵀ + b. Overwrites `out`.
+pub fn forward(out: &mut [f32], inp: &[f32], w: &[f32], b: &[f32], d: Linear) {
+    let n = inp.len() / d.n_in;
+    debug_assert_eq!(n * d.n_in, inp.len());
+    debug_assert_eq!(n * d.n_out, out.len());
+    gemm(out, inp, w, Gemm::nt(n, d.n_out, d.n_in));
+    add_bias(out, b);
+}
+
+/// Backward of [`forward`]. Accumulates (`+=`) into `dinp`, `dw`, `db`;
+/// pass `None` for `dinp` when nothing upstream needs it.
+pub fn backward(
+    dinp: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    w: &[f32],
+    d: Linear,
+) {
+    let n = inp.len() / d.n_in;
+    debug_assert_eq!(n * d.n_out, dout.len());
+    // dw (n_out, n_in) += doutᵀ (n_out, n) · inp (n, n_in)
+    gemm(dw, dout, inp, Gemm::tn(d.n_out, d.n_in, n).acc());
+    add_col_sums(db, dout);
+    if let Some(dinp) = dinp {
+        // dinp (n, n_in) += dout (n, n_out) · w (n_out, n_in)
+        gemm(dinp, dout, w, Gemm::nn(n, d.n_in, d.n_out).acc());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{grad_check, lcg_fill, weighted_sum};
+
+    const D: Linear = Linear { n_in: 3, n_out: 2 };
+
+    #[test]
+    fn forward_by_hand() {
+        // one row: [1, 2, 3] · [[1, 0, -1], [0.5, 0.5, 0.5]]ᵀ + [0.1, -0.1] = [-1.9, 2.9]
+        let mut out = [0.0f32; 2];
+        forward(
+            &mut out,
+            &[1.0, 2.0, 3.0],
+            &[1.0, 0.0, -1.0, 0.5, 0.5, 0.5],
+            &[0.1, -0.1],
+            D,
+        );
+        assert!(
+            (out[0] + 1.9).abs() < 1e-6 && (out[1] - 2.9).abs() < 1e-6,
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let (mut x, mut w, mut b, mut r) = ([0.0f32; 12], [0.0f32; 6], [0.0f32; 2], [0.0f32; 8]); // n = 4
+        let mut seed = 1;
+        for buf in [&mut x[..], &mut w, &mut b, &mut r] {
+            lcg_fill(buf, &mut seed);
+        }
+        let loss = |x: &[f32], w: &[f32], b: &[f32]| {
+            let mut out = [0.0f32; 8];
+            forward(&mut out, x, w, b, D);
+            weighted_sum(&out, &r)
+        };
+        let (mut dx, mut dw, mut db) = ([0.0f32; 12], [0.0f32; 6], [0.0f32; 2]);
+        backward(Some(&mut dx), &mut dw, &mut db, &r, &x, &w, D);
+        let (x0, w0, b0) = (x, w, b);
+        assert!(grad_check(&mut x, &dx, |x| loss(x, &w0, &b0)) < 1e-3);
+        assert!(grad_check(&mut w, &dw, |w| loss(&x0, w, &b0)) < 1e-3);
+        assert!(grad_check(&mut b, &db, |b| loss(&x0, &w0, b)) < 1e-3);
+    }
+
+    #[test]
+    fn backward_accumulates() {
+        let (x, w, dout) = ([1.0f32, 2.0, 3.0], [0.5f32; 6], [1.0f32, -1.0]);
+        let (mut dx, mut dw, mut db) = ([1.0f32; 3], [1.0f32; 6], [1.0f32; 2]);
+        backward(Some(&mut dx), &mut dw, &mut db, &dout, &x, &w, D);
+        assert_eq!(db, [2.0, 0.0]);
+        assert_eq!(dw, [2.0, 3.0, 4.0, 0.0, -1.0, -2.0]);
+        assert_eq!(dx, [1.0, 1.0, 1.0]);
+    }
+}

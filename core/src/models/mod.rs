@@ -1,0 +1,474 @@
+//! Models: plan from a config, then forward, loss, backward over a carved arena.
+//!
+//! [`Model::plan`] is pure: it validates a [`ModelConfig`], lays out every tensor for a
+//! [`Mode`] and returns a `Copy`-free description (dims and slots) with its [`Report`]. A [`Net`]
+//! binds a planned model to the caller's arena; it is what callers train and run.
+
+pub mod mlp;
+
+use core::fmt::Write;
+
+use crate::arena::{Buffers, Planner, Region, Report, Slot, carve};
+use crate::error::{Error, Result, check_len, ensure, mul};
+use crate::layers::mse;
+use crate::optim::Optimizer;
+use crate::rng::Xoshiro256;
+
+pub use mlp::{LinearConfig, MAX_HIDDEN, Mlp, MlpConfig};
+
+/// What to build.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelConfig {
+    /// Linear regression (`--type linear`).
+    Linear(LinearConfig),
+    /// Multi-layer perceptron (`--type nlinear`).
+    Mlp(MlpConfig),
+}
+
+impl ModelConfig {
+    /// The CLI's `--type` spelling.
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            ModelConfig::Linear(_) => "linear",
+            ModelConfig::Mlp(_) => "nlinear",
+        }
+    }
+}
+
+/// What the buffers are for: inference only, or training with a given optimizer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Forward passes only: no gradients, optimizer state or saved activations.
+    Inference {
+        /// Most samples per call.
+        max_batch: usize,
+    },
+    /// Forward and backward passes and optimizer updates.
+    Training {
+        /// Most samples per step.
+        max_batch: usize,
+        /// Sizes the optimizer state (Adam keeps two copies of the parameters, SGD up to one).
+        optimizer: Optimizer,
+    },
+}
+
+impl Mode {
+    /// Most samples per call.
+    pub const fn max_batch(&self) -> usize {
+        match *self {
+            Mode::Inference { max_batch } | Mode::Training { max_batch, .. } => max_batch,
+        }
+    }
+
+    /// True for a training plan.
+    pub const fn is_training(&self) -> bool {
+        matches!(self, Mode::Training { .. })
+    }
+}
+
+/// How a parameter is initialised (PyTorch's defaults, SPEC §3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// U(−bound, bound): `nn.Linear` weights (Kaiming-uniform with a = √5) and biases, bound 1/√fan_in.
+    Uniform(f32),
+    /// N(0, std²): learned positional embeddings (std 0.02).
+    Normal(f32),
+    /// A constant: LayerNorm weight 1, bias 0.
+    Const(f32),
+}
+
+/// Capacity of a parameter name ("encoder.layers.11.ffn.experts.15.fc1.weight" is 43 bytes).
+pub const NAME_CAP: usize = 80;
+
+/// A parameter's PyTorch `state_dict` name, built without heap.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParamName(heapless::String<NAME_CAP>);
+
+impl ParamName {
+    /// An empty name.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append a dotted component.
+    pub fn push(&mut self, part: &str) -> &mut Self {
+        if !self.0.is_empty() {
+            self.append(".");
+        }
+        self.append(part);
+        self
+    }
+
+    /// Append a numeric component (`layers.3`).
+    pub fn index(&mut self, i: usize) -> &mut Self {
+        let mut digits = heapless::String::<20>::new();
+        // 20 bytes hold any usize.
+        write!(digits, "{i}").expect("a usize fits in 20 digits");
+        self.push(&digits)
+    }
+
+    /// Append the final component (`weight`, `bias`).
+    pub fn field(&mut self, part: &str) -> &mut Self {
+        self.push(part)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn append(&mut self, s: &str) {
+        // Names are built from fixed parts and small indices; NAME_CAP bounds them by design.
+        self.0.push_str(s).expect("parameter names fit in NAME_CAP bytes");
+    }
+}
+
+/// One row of the parameter table: a tensor's name, place and shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamInfo {
+    /// PyTorch name.
+    pub name: ParamName,
+    /// Place in the params region (and, identically, in grads and each optimizer-state copy).
+    pub slot: Slot,
+    dims: [usize; 2],
+    rank: usize,
+    /// Default initialisation.
+    pub init: Init,
+}
+
+impl ParamInfo {
+    /// A `[rows, cols]` tensor.
+    pub(crate) fn matrix(name: ParamName, slot: Slot, rows: usize, cols: usize, init: Init) -> Self {
+        debug_assert_eq!(slot.len, rows * cols);
+        ParamInfo {
+            name,
+            slot,
+            dims: [rows, cols],
+            rank: 2,
+            init,
+        }
+    }
+
+    /// A `[len]` tensor.
+    pub(crate) fn vector(name: ParamName, slot: Slot, len: usize, init: Init) -> Self {
+        debug_assert_eq!(slot.len, len);
+        ParamInfo {
+            name,
+            slot,
+            dims: [len, 0],
+            rank: 1,
+            init,
+        }
+    }
+
+    /// The PyTorch shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.dims[..self.rank]
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Arch {
+    Mlp(Mlp),
+}
+
+/// A planned model: dims, slots and the byte report. Holds no memory.
+#[derive(Clone, Debug)]
+pub struct Model {
+    arch: Arch,
+    config: ModelConfig,
+    mode: Mode,
+    /// Input batch (acts): `max_batch × in_len`.
+    inp: Slot,
+    /// Target batch (acts, training only): `max_batch × out_len`.
+    target: Slot,
+    in_len: usize,
+    out_len: usize,
+    report: Report,
+}
+
+impl Model {
+    /// Validate `cfg` and lay out every buffer for `mode`. Pure: touches no memory.
+    pub fn plan(cfg: &ModelConfig, mode: Mode) -> Result<Model> {
+        let max_batch = mode.max_batch();
+        ensure(max_batch > 0, "batch_size", "must be at least 1")?;
+        let training = mode.is_training();
+        let opt_copies = match mode {
+            Mode::Training { optimizer, .. } => {
+                optimizer.validate()?;
+                optimizer.state_copies()
+            }
+            Mode::Inference { .. } => 0,
+        };
+        let mut p = Planner::default();
+        let (in_len, out_len) = match cfg {
+            ModelConfig::Linear(c) => (c.n_in, c.n_out),
+            ModelConfig::Mlp(c) => (c.n_in, c.n_out),
+        };
+        let inp = p.take(Region::Acts, mul(max_batch, in_len)?)?;
+        let target = if training {
+            p.take(Region::Acts, mul(max_batch, out_len)?)?
+        } else {
+            Slot::default()
+        };
+        let arch = match cfg {
+            ModelConfig::Linear(c) => {
+                let mlp = MlpConfig {
+                    n_in: c.n_in,
+                    latent_dims: heapless::Vec::new(),
+                    n_out: c.n_out,
+                    act: Default::default(),
+                };
+                Arch::Mlp(Mlp::plan(&mlp, true, max_batch, training, &mut p)?)
+            }
+            ModelConfig::Mlp(c) => Arch::Mlp(Mlp::plan(c, false, max_batch, training, &mut p)?),
+        };
+        let report = p.report(training, opt_copies)?;
+        Ok(Model {
+            arch,
+            config: cfg.clone(),
+            mode,
+            inp,
+            target,
+            in_len,
+            out_len,
+            report,
+        })
+    }
+
+    /// Bytes of every region.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// The config this model was planned from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The mode this model was planned for.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Floats of one input sample.
+    pub fn in_len(&self) -> usize {
+        self.in_len
+    }
+
+    /// Floats of one output (= target) sample.
+    pub fn out_len(&self) -> usize {
+        self.out_len
+    }
+
+    /// Number of parameter tensors.
+    pub fn param_count(&self) -> usize {
+        match &self.arch {
+            Arch::Mlp(m) => m.param_count(),
+        }
+    }
+
+    /// The `i`-th row of the parameter table, in PyTorch `state_dict` order.
+    pub fn param(&self, i: usize) -> Option<ParamInfo> {
+        match &self.arch {
+            Arch::Mlp(m) => m.param(i),
+        }
+    }
+
+    /// The parameter table, in PyTorch `state_dict` order.
+    pub fn params(&self) -> impl Iterator<Item = ParamInfo> + '_ {
+        (0..self.param_count()).filter_map(|i| self.param(i))
+    }
+
+    /// Floats of all parameters.
+    pub fn param_floats(&self) -> usize {
+        self.params().map(|p| p.slot.len).sum()
+    }
+
+    fn output(&self) -> Slot {
+        match &self.arch {
+            Arch::Mlp(m) => m.output(),
+        }
+    }
+
+    fn doutput(&self) -> Slot {
+        match &self.arch {
+            Arch::Mlp(m) => m.doutput(),
+        }
+    }
+
+    fn forward(&self, bufs: &mut Buffers<'_>, n: usize) {
+        match &self.arch {
+            Arch::Mlp(m) => m.forward(bufs, self.inp, n),
+        }
+    }
+
+    fn backward(&self, bufs: &mut Buffers<'_>, n: usize) {
+        match &self.arch {
+            Arch::Mlp(m) => m.backward(bufs, self.inp, n),
+        }
+    }
+}
+
+/// A planned model bound to its carved arena: what callers train and run.
+#[derive(Debug)]
+pub struct Net<'a> {
+    model: Model,
+    bufs: Buffers<'a>,
+}
+
+impl<'a> Net<'a> {
+    /// Carve `arena` for `model`. Fails with `ArenaTooSmall` (bytes) if it is too small.
+    /// Parameters start at zero; call [`Net::init_params`] or load a checkpoint.
+    pub fn new(model: Model, arena: &'a mut [f32]) -> Result<Self> {
+        let bufs = carve(arena, model.report())?;
+        Ok(Net { model, bufs })
+    }
+
+    /// The planned model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The carved regions (parameters, gradients, optimizer state, …).
+    pub fn buffers(&mut self) -> &mut Buffers<'a> {
+        &mut self.bufs
+    }
+
+    /// All parameters, one flat slice laid out by the parameter table.
+    pub fn params(&self) -> &[f32] {
+        self.bufs.params
+    }
+
+    /// All parameters, writable (e.g. to load weights).
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        self.bufs.params
+    }
+
+    /// All gradients (training plans), laid out like the parameters.
+    pub fn grads(&self) -> &[f32] {
+        self.bufs.grads
+    }
+
+    /// PyTorch's default initialisation, drawn from `seed` in `state_dict` order.
+    pub fn init_params(&mut self, seed: u64) {
+        let mut rng = Xoshiro256::seed_from(seed);
+        for p in self.model.params() {
+            let dst = &mut self.bufs.params[p.slot.range()];
+            match p.init {
+                Init::Uniform(bound) => rng.fill_uniform(dst, -bound, bound),
+                Init::Normal(std) => rng.fill_normal(dst, 0.0, std),
+                Init::Const(v) => dst.fill(v),
+            }
+        }
+    }
+
+    fn check_batch(&self, n: usize) -> Result<()> {
+        let max = self.model.mode.max_batch();
+        ensure(n > 0, "batch", "must hold at least one sample")?;
+        if n > max {
+            Err(Error::BatchTooLarge { max, got: n })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Number of samples in `x`, checked against the model's input width and planned batch.
+    fn samples_in(&self, x: &[f32]) -> Result<usize> {
+        let n = x.len() / self.model.in_len;
+        check_len("x", x.len(), n * self.model.in_len)?;
+        self.check_batch(n)?;
+        Ok(n)
+    }
+
+    /// The input buffer for `n` samples, to fill in place (a data loader writes here).
+    pub fn input_mut(&mut self, n: usize) -> Result<&mut [f32]> {
+        self.check_batch(n)?;
+        Ok(&mut self.bufs.acts[self.model.inp.prefix(n * self.model.in_len)])
+    }
+
+    /// The input and target buffers for `n` samples, to fill in place. Training plans only.
+    pub fn batch_mut(&mut self, n: usize) -> Result<(&mut [f32], &mut [f32])> {
+        self.check_batch(n)?;
+        if !self.model.mode.is_training() {
+            return Err(Error::NotTrainable);
+        }
+        let m = &self.model;
+        let [x, y] = self
+            .bufs
+            .acts
+            .get_disjoint_mut([m.inp.prefix(n * m.in_len), m.target.prefix(n * m.out_len)])
+            .expect("planned slots are disjoint");
+        Ok((x, y))
+    }
+
+    /// Copy a batch (`x`: n × in_len, `y`: n × out_len) into the input and target buffers.
+    pub fn set_batch(&mut self, x: &[f32], y: &[f32]) -> Result<usize> {
+        let n = self.samples_in(x)?;
+        check_len("y", y.len(), n * self.model.out_len)?;
+        let (xb, yb) = self.batch_mut(n)?;
+        xb.copy_from_slice(x);
+        yb.copy_from_slice(y);
+        Ok(n)
+    }
+
+    /// Run the model on the `n` samples already in the input buffer; returns their outputs.
+    pub fn forward_in_place(&mut self, n: usize) -> Result<&[f32]> {
+        self.check_batch(n)?;
+        self.model.forward(&mut self.bufs, n);
+        Ok(&self.bufs.acts[self.model.output().prefix(n * self.model.out_len)])
+    }
+
+    /// Predict `out` (n × out_len) for `x` (n × in_len).
+    pub fn predict(&mut self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let n = self.samples_in(x)?;
+        check_len("out", out.len(), n * self.model.out_len)?;
+        self.input_mut(n)?.copy_from_slice(x);
+        out.copy_from_slice(self.forward_in_place(n)?);
+        Ok(())
+    }
+
+    /// Loss (MSE) on the `n` samples in the batch buffers, without gradients.
+    pub fn eval_loss_in_place(&mut self, n: usize) -> Result<f32> {
+        self.forward_in_place(n)?;
+        let (m, acts) = (&self.model, &*self.bufs.acts);
+        let len = n * m.out_len;
+        Ok(mse::forward(
+            &acts[m.output().prefix(len)],
+            &acts[m.target.prefix(len)],
+        ))
+    }
+
+    /// Loss on the `n` samples in the batch buffers; leaves dLoss/dparams in the gradients
+    /// (overwriting them). The loss may be non-finite: the caller decides what that means.
+    pub fn loss_and_grads_in_place(&mut self, n: usize) -> Result<f32> {
+        if !self.model.mode.is_training() {
+            return Err(Error::NotTrainable);
+        }
+        let loss = self.eval_loss_in_place(n)?;
+        let (m, b) = (&self.model, &mut self.bufs);
+        b.grads.fill(0.0);
+        b.act_grads.fill(0.0); // backward accumulates
+        let len = n * m.out_len;
+        mse::backward(
+            &mut b.act_grads[m.doutput().prefix(len)],
+            &b.acts[m.output().prefix(len)],
+            &b.acts[m.target.prefix(len)],
+            1.0,
+        );
+        m.backward(b, n);
+        Ok(loss)
+    }
+
+    /// [`Net::set_batch`] then [`Net::loss_and_grads_in_place`].
+    pub fn loss_and_grads(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
+        let n = self.set_batch(x, y)?;
+        self.loss_and_grads_in_place(n)
+    }
+
+    /// [`Net::set_batch`] then [`Net::eval_loss_in_place`].
+    pub fn eval_loss(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
+        let n = self.set_batch(x, y)?;
+        self.eval_loss_in_place(n)
+    }
+}

@@ -1,0 +1,486 @@
+//! General matrix multiply: `C (m×n) (+)= op(A) (m×k) · op(B) (k×n)`, row-major, f32.
+//!
+//! The three layouts a backward pass needs are one routine with transpose flags:
+//! `nn` (A·B), `nt` (A·Bᵀ: a linear layer's forward, `inp · Wᵀ`) and `tn` (Aᵀ·B: a weight
+//! gradient, `doutᵀ · inp`). No transpose is ever materialised in the caller's memory.
+//!
+//! Blocking follows BLIS/GotoBLAS: B is packed, a block of `KC` rows by `NC` columns at a time,
+//! into `NR`-wide column panels held on the stack (so gemm needs no scratch from the arena), and a
+//! register-blocked micro-kernel computes `MR × NR` tiles of C, broadcasting elements of A read in
+//! place. The micro-kernel is chosen once per process from the CPU (see [`Kernel`]); the
+//! portable one is also the oracle the SIMD ones are tested against, with [`gemm_naive`].
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// Shape, strides and flags of one gemm call. Build it with [`Gemm::nn`], [`Gemm::nt`] or
+/// [`Gemm::tn`] (contiguous operands), then [`Gemm::acc`] / [`Gemm::strides`] as needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gemm {
+    /// Rows of C and of op(A).
+    pub m: usize,
+    /// Columns of C and of op(B).
+    pub n: usize,
+    /// The contracted dimension.
+    pub k: usize,
+    /// Row stride of A as stored (A is `m×k`, or `k×m` when `trans_a`).
+    pub lda: usize,
+    /// Row stride of B as stored (B is `k×n`, or `n×k` when `trans_b`).
+    pub ldb: usize,
+    /// Row stride of C.
+    pub ldc: usize,
+    /// A is stored `k×m` and used transposed.
+    pub trans_a: bool,
+    /// B is stored `n×k` and used transposed.
+    pub trans_b: bool,
+    /// Add to C (`+=`) instead of overwriting it.
+    pub accumulate: bool,
+}
+
+impl Gemm {
+    /// `C = A·B` with A `m×k`, B `k×n`, contiguous.
+    pub const fn nn(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            lda: k,
+            ldb: n,
+            ldc: n,
+            trans_a: false,
+            trans_b: false,
+            accumulate: false,
+        }
+    }
+
+    /// `C = A·Bᵀ` with A `m×k`, B stored `n×k`, contiguous.
+    pub const fn nt(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            lda: k,
+            ldb: k,
+            ldc: n,
+            trans_a: false,
+            trans_b: true,
+            accumulate: false,
+        }
+    }
+
+    /// `C = Aᵀ·B` with A stored `k×m`, B `k×n`, contiguous.
+    pub const fn tn(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            lda: m,
+            ldb: n,
+            ldc: n,
+            trans_a: true,
+            trans_b: false,
+            accumulate: false,
+        }
+    }
+
+    /// Accumulate into C instead of overwriting it.
+    pub const fn acc(mut self) -> Self {
+        self.accumulate = true;
+        self
+    }
+
+    /// Use explicit row strides (e.g. one head's columns inside a wider row).
+    pub const fn strides(mut self, lda: usize, ldb: usize, ldc: usize) -> Self {
+        self.lda = lda;
+        self.ldb = ldb;
+        self.ldc = ldc;
+        self
+    }
+
+    /// Element (i, p) of op(A) as an index into A.
+    #[inline(always)]
+    fn a_index(&self, i: usize, p: usize) -> usize {
+        if self.trans_a {
+            p * self.lda + i
+        } else {
+            i * self.lda + p
+        }
+    }
+
+    /// Element (p, j) of op(B) as an index into B.
+    #[inline(always)]
+    fn b_index(&self, p: usize, j: usize) -> usize {
+        if self.trans_b {
+            j * self.ldb + p
+        } else {
+            p * self.ldb + j
+        }
+    }
+
+    /// Elements of A, B and C this call reads or writes at most (0 for an empty operand).
+    fn extents(&self) -> (usize, usize, usize) {
+        let span = |rows: usize, cols: usize, ld: usize| {
+            if rows == 0 || cols == 0 {
+                0
+            } else {
+                (rows - 1) * ld + cols
+            }
+        };
+        let a = if self.trans_a {
+            span(self.k, self.m, self.lda)
+        } else {
+            span(self.m, self.k, self.lda)
+        };
+        let b = if self.trans_b {
+            span(self.n, self.k, self.ldb)
+        } else {
+            span(self.k, self.n, self.ldb)
+        };
+        (a, b, span(self.m, self.n, self.ldc))
+    }
+
+    /// Panics unless the slices hold every element the call touches and strides are consistent.
+    /// Shapes come from a plan, so this is an internal invariant; the SIMD kernels rely on it.
+    fn assert_fits(&self, c: usize, a: usize, b: usize) {
+        let (na, nb, nc) = self.extents();
+        let a_cols = if self.trans_a { self.m } else { self.k };
+        let b_cols = if self.trans_b { self.k } else { self.n };
+        assert!(
+            na <= a && nb <= b && nc <= c && self.lda >= a_cols && self.ldb >= b_cols && self.ldc >= self.n,
+            "gemm operands too short for {self:?}: a {a}/{na}, b {b}/{nb}, c {c}/{nc}"
+        );
+    }
+}
+
+/// Which micro-kernel runs the inner loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust (auto-vectorised where the target allows). Every target.
+    Portable,
+    /// AVX2 + FMA, 6×16 tiles. x86_64 CPUs that have them.
+    Avx2,
+    /// AVX-512F, 6×32 tiles. x86_64 CPUs that have it.
+    Avx512,
+}
+
+impl Kernel {
+    /// Every kernel, best last.
+    pub const ALL: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2, Kernel::Avx512];
+
+    /// True when this CPU can run the kernel.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            Kernel::Avx2 => super::simd::has_avx2_fma(),
+            Kernel::Avx512 => super::simd::has_avx512f(),
+        }
+    }
+
+    /// Name as benchmarks print it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            Kernel::Avx2 => "avx2+fma",
+            Kernel::Avx512 => "avx512f",
+        }
+    }
+}
+
+static BEST: AtomicU8 = AtomicU8::new(0);
+
+/// The fastest kernel this CPU supports (detected once, then cached).
+pub fn best_kernel() -> Kernel {
+    match BEST.load(Ordering::Relaxed) {
+        1 => Kernel::Portable,
+        2 => Kernel::Avx2,
+        3 => Kernel::Avx512,
+        _ => {
+            let k = Kernel::ALL
+                .into_iter()
+                .rev()
+                .find(|k| k.is_supported())
+                .unwrap_or(Kernel::Portable);
+            BEST.store(k as u8 + 1, Ordering::Relaxed);
+            k
+        }
+    }
+}
+
+/// `C (+)= op(A)·op(B)` with the best kernel for this CPU.
+pub fn gemm(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+    gemm_with(best_kernel(), c, a, b, g);
+}
+
+/// `C (+)= op(A)·op(B)` with a given kernel (an unsupported one falls back to `Portable`).
+/// Overwrites C, or accumulates when `g.accumulate`.
+pub fn gemm_with(kernel: Kernel, c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+    g.assert_fits(c.len(), a.len(), b.len());
+    if g.m == 0 || g.n == 0 {
+        return;
+    }
+    if g.k == 0 {
+        if !g.accumulate {
+            c.chunks_mut(g.ldc).take(g.m).for_each(|row| row[..g.n].fill(0.0));
+        }
+        return;
+    }
+    match kernel {
+        Kernel::Avx512 if kernel.is_supported() => super::simd::gemm_avx512(c, a, b, g),
+        Kernel::Avx2 if kernel.is_supported() => super::simd::gemm_avx2(c, a, b, g),
+        _ => gemm_portable(c, a, b, g),
+    }
+}
+
+/// The reference: a triple loop in f32, accumulating in the order p = 0..k.
+pub fn gemm_naive(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+    g.assert_fits(c.len(), a.len(), b.len());
+    for i in 0..g.m {
+        for j in 0..g.n {
+            let mut s = 0.0f32;
+            for p in 0..g.k {
+                s += a[g.a_index(i, p)] * b[g.b_index(p, j)];
+            }
+            let cij = &mut c[i * g.ldc + j];
+            *cij = if g.accumulate { *cij + s } else { s };
+        }
+    }
+}
+
+/// What the blocked driver hands a micro-kernel: one `MR × NR` tile of C over `kc` steps.
+pub(crate) struct Tile<'t, const MR: usize> {
+    /// Index in A of element (row r of the tile, first k of the block); rows past `mr` repeat the
+    /// last valid row so the kernel never reads outside A.
+    pub a_rows: [usize; MR],
+    /// Distance in A between consecutive k (1, or `lda` for a transposed A).
+    pub a_step: usize,
+    /// The packed B panel: `kc` rows of `NR` floats, zero-padded past `nr`.
+    pub b_panel: &'t [f32],
+    /// Index in C of the tile's top-left element.
+    pub c_at: usize,
+    /// Row stride of C.
+    pub ldc: usize,
+    /// Depth of this block.
+    pub kc: usize,
+    /// Valid rows (≤ MR) and columns (≤ NR) of the tile.
+    pub mr: usize,
+    /// Valid columns of the tile.
+    pub nr: usize,
+    /// Overwrite C (first k block of a non-accumulating call) rather than add to it.
+    pub overwrite: bool,
+}
+
+/// Rows of C per block (the block of A reused from L2 across B panels).
+const MC: usize = 72;
+
+/// The blocked loops shared by every kernel. `KC` rows by `NC` columns of op(B) are packed per
+/// pass into `pack` (`KC * NC` floats); `micro` computes one tile. Inlined into each kernel's
+/// entry point so that the entry point's target features apply to the packing loops too.
+#[inline(always)]
+pub(crate) fn drive<const MR: usize, const NR: usize, const KC: usize, const NC: usize>(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    g: Gemm,
+    pack: &mut [f32],
+    mut micro: impl FnMut(&mut [f32], &[f32], &Tile<'_, MR>),
+) {
+    debug_assert!(pack.len() >= KC * NC && NC.is_multiple_of(NR));
+    let a_step = if g.trans_a { g.lda } else { 1 };
+    for jc in (0..g.n).step_by(NC) {
+        let nc = NC.min(g.n - jc);
+        let panels = nc.div_ceil(NR);
+        for pc in (0..g.k).step_by(KC) {
+            let kc = KC.min(g.k - pc);
+            pack_b::<NR>(&mut pack[..panels * kc * NR], b, &g, pc, kc, jc, nc);
+            for ic in (0..g.m).step_by(MC) {
+                let mc = MC.min(g.m - ic);
+                for q in 0..panels {
+                    let j0 = jc + q * NR;
+                    let b_panel = &pack[q * kc * NR..(q + 1) * kc * NR];
+                    for ir in (ic..ic + mc).step_by(MR) {
+                        let mr = MR.min(ic + mc - ir);
+                        let a_rows = core::array::from_fn(|r| g.a_index(ir + r.min(mr - 1), pc));
+                        let tile = Tile {
+                            a_rows,
+                            a_step,
+                            b_panel,
+                            c_at: ir * g.ldc + j0,
+                            ldc: g.ldc,
+                            kc,
+                            mr,
+                            nr: NR.min(g.n - j0),
+                            overwrite: !g.accumulate && pc == 0,
+                        };
+                        micro(c, a, &tile);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Pack op(B)[pc..pc+kc, jc..jc+nc] into `NR`-wide panels, each `kc × NR`, zero-padding columns.
+#[inline(always)]
+fn pack_b<const NR: usize>(
+    pack: &mut [f32],
+    b: &[f32],
+    g: &Gemm,
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+) {
+    for (q, panel) in pack.chunks_exact_mut(kc * NR).enumerate() {
+        let j0 = jc + q * NR;
+        let nr = NR.min(jc + nc - j0);
+        if g.trans_b {
+            // B stored n×k: column j of op(B) is a contiguous run of row j of B.
+            for j in 0..NR {
+                if j < nr {
+                    let row = &b[(j0 + j) * g.ldb + pc..][..kc];
+                    for (p, &v) in row.iter().enumerate() {
+                        panel[p * NR + j] = v;
+                    }
+                } else {
+                    (0..kc).for_each(|p| panel[p * NR + j] = 0.0);
+                }
+            }
+        } else {
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                let src = &b[(pc + p) * g.ldb + j0..][..nr];
+                dst[..nr].copy_from_slice(src);
+                dst[nr..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Store an accumulated tile into C: overwrite or add, valid rows/columns only.
+#[inline(always)]
+pub(crate) fn store_tile<const MR: usize, const NR: usize>(
+    c: &mut [f32],
+    acc: &[[f32; NR]; MR],
+    t: &Tile<'_, MR>,
+) {
+    for (r, acc_row) in acc.iter().enumerate().take(t.mr) {
+        let row = &mut c[t.c_at + r * t.ldc..][..t.nr];
+        if t.overwrite {
+            row.copy_from_slice(&acc_row[..t.nr]);
+        } else {
+            row.iter_mut().zip(acc_row).for_each(|(y, &v)| *y += v);
+        }
+    }
+}
+
+const PORTABLE_MR: usize = 4;
+const PORTABLE_NR: usize = 8;
+// The portable path also serves microcontrollers, whose stacks are a few KiB: pack 64 rows by
+// one 8-wide panel at a time (2 KiB).
+const PORTABLE_KC: usize = 64;
+
+pub(crate) fn gemm_portable(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+    let mut pack = [0.0f32; PORTABLE_KC * PORTABLE_NR];
+    drive::<PORTABLE_MR, PORTABLE_NR, PORTABLE_KC, PORTABLE_NR>(c, a, b, g, &mut pack, micro_portable);
+}
+
+/// The portable micro-kernel: a 4×8 register tile, rank-1 updates over the block depth.
+#[inline(always)]
+fn micro_portable(c: &mut [f32], a: &[f32], t: &Tile<'_, PORTABLE_MR>) {
+    let mut acc = [[0.0f32; PORTABLE_NR]; PORTABLE_MR];
+    for (p, bv) in t.b_panel[..t.kc * PORTABLE_NR]
+        .chunks_exact(PORTABLE_NR)
+        .enumerate()
+    {
+        let off = p * t.a_step;
+        for (acc_row, &row) in acc.iter_mut().zip(&t.a_rows) {
+            let av = a[row + off];
+            acc_row.iter_mut().zip(bv).for_each(|(s, &bj)| *s += av * bj);
+        }
+    }
+    store_tile(c, &acc, t);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::lcg_fill;
+
+    /// Every layout, awkward sizes (tile edges, k past one block), accumulate or not, with and
+    /// without padded strides, for every kernel this CPU has, against the naive loop.
+    #[test]
+    fn every_kernel_matches_the_naive_loop() {
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 7),
+            (6, 16, 8),
+            (7, 17, 9),
+            (13, 33, 300),
+            (64, 40, 64),
+            (75, 70, 513),
+        ];
+        let mut seed = 11;
+        for kernel in Kernel::ALL.into_iter().filter(|k| k.is_supported()) {
+            for &(m, n, k) in &shapes {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    for accumulate in [false, true] {
+                        let pad = 3; // padded leading dimensions
+                        let (ra, ca) = if ta { (k, m) } else { (m, k) };
+                        let (rb, cb) = if tb { (n, k) } else { (k, n) };
+                        let mut a = std::vec![0.0; ra * (ca + pad)];
+                        let mut b = std::vec![0.0; rb * (cb + pad)];
+                        let mut c0 = std::vec![0.0; m * (n + pad)];
+                        lcg_fill(&mut a, &mut seed);
+                        lcg_fill(&mut b, &mut seed);
+                        lcg_fill(&mut c0, &mut seed);
+                        let g = Gemm {
+                            m,
+                            n,
+                            k,
+                            lda: ca + pad,
+                            ldb: cb + pad,
+                            ldc: n + pad,
+                            trans_a: ta,
+                            trans_b: tb,
+                            accumulate,
+                        };
+                        let (mut want, mut got) = (c0.clone(), c0.clone());
+                        gemm_naive(&mut want, &a, &b, g);
+                        gemm_with(kernel, &mut got, &a, &b, g);
+                        for (i, (w, v)) in want.iter().zip(&got).enumerate() {
+                            let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
+                            assert!((w - v).abs() <= tol, "{kernel:?} {g:?}: c[{i}] = {v}, want {w}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn k_zero_clears_or_keeps_c() {
+        let mut c = [5.0f32; 6];
+        gemm(&mut c, &[], &[], Gemm::nn(2, 3, 0).acc());
+        assert_eq!(c, [5.0; 6]);
+        gemm(&mut c, &[], &[], Gemm::nn(2, 3, 0));
+        assert_eq!(c, [0.0; 6]);
+    }
+
+    #[test]
+    fn hand_computed_product() {
+        // [1 2; 3 4] · [5 6; 7 8] = [19 22; 43 50]
+        let (a, b) = ([1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]);
+        let mut c = [0.0f32; 4];
+        gemm(&mut c, &a, &b, Gemm::nn(2, 2, 2));
+        assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+        gemm(&mut c, &a, &b, Gemm::nt(2, 2, 2)); // A·Bᵀ = [17 23; 39 53]
+        assert_eq!(c, [17.0, 23.0, 39.0, 53.0]);
+        gemm(&mut c, &a, &b, Gemm::tn(2, 2, 2)); // Aᵀ·B = [26 30; 38 44]
+        assert_eq!(c, [26.0, 30.0, 38.0, 44.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm operands too short")]
+    fn short_operands_are_caught_before_any_kernel_runs() {
+        let mut c = [0.0f32; 4];
+        gemm(&mut c, &[1.0; 3], &[1.0; 4], Gemm::nn(2, 2, 2));
+    }
+}

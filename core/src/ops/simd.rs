@@ -1,0 +1,241 @@
+//! SIMD micro-kernels and CPU detection: the one module of `regkern-core` that uses `unsafe`.
+//!
+//! Measurement made it necessary: without explicit FMA the compiler may not fuse `a*b+c`, and
+//! baseline x86_64 only auto-vectorises to 4-wide SSE, about a quarter of the machine's peak.
+//! Detection reads `cpuid` and `xgetbv` directly, so it works without `std` and a firmware build
+//! and a host build of the same code pick the same kernel on the same CPU.
+//!
+//! Every pointer access below stays inside the slices it came from: `gemm_with` checks the
+//! operand extents (`Gemm::assert_fits`) before any kernel runs, and the driver only forms tiles
+//! whose rows and columns lie inside those extents.
+#![allow(unsafe_code)]
+
+use super::gemm::Gemm;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    use super::Gemm;
+    use crate::ops::gemm::{Tile, drive, store_tile};
+
+    const DETECTED: u8 = 1;
+    const AVX2_FMA: u8 = 2;
+    const AVX512F: u8 = 4;
+    static FEATURES: AtomicU8 = AtomicU8::new(0);
+
+    /// Read XCR0, which says which register states the OS saves on a context switch.
+    #[target_feature(enable = "xsave")]
+    fn xcr0() -> u64 {
+        // SAFETY: only called after cpuid reported OSXSAVE, so XGETBV is available and enabled.
+        unsafe { _xgetbv(0) }
+    }
+
+    fn detect() -> u8 {
+        let mut bits = DETECTED;
+        let leaf0 = __cpuid(0);
+        let leaf1 = __cpuid(1);
+        let (fma, osxsave, avx) = (
+            leaf1.ecx >> 12 & 1 == 1,
+            leaf1.ecx >> 27 & 1 == 1,
+            leaf1.ecx >> 28 & 1 == 1,
+        );
+        if !(osxsave && avx) || leaf0.eax < 7 {
+            return bits;
+        }
+        // SAFETY: OSXSAVE is set (checked above), which is the precondition of XGETBV.
+        let xcr0 = unsafe { xcr0() };
+        let leaf7 = __cpuid_count(7, 0);
+        let (avx2, avx512f) = (leaf7.ebx >> 5 & 1 == 1, leaf7.ebx >> 16 & 1 == 1);
+        // XMM|YMM state, and additionally opmask|ZMM_Hi256|Hi16_ZMM for AVX-512.
+        let (ymm_os, zmm_os) = (xcr0 & 0x6 == 0x6, xcr0 & 0xe6 == 0xe6);
+        if ymm_os && avx2 && fma {
+            bits |= AVX2_FMA;
+            if zmm_os && avx512f {
+                bits |= AVX512F;
+            }
+        }
+        bits
+    }
+
+    fn features() -> u8 {
+        let f = FEATURES.load(Ordering::Relaxed);
+        if f & DETECTED != 0 {
+            return f;
+        }
+        let f = detect();
+        FEATURES.store(f, Ordering::Relaxed);
+        f
+    }
+
+    pub(crate) fn has_avx2_fma() -> bool {
+        features() & AVX2_FMA != 0
+    }
+
+    pub(crate) fn has_avx512f() -> bool {
+        features() & AVX512F != 0
+    }
+
+    /// Row pointers of the tile's A rows, advanced by `p * a_step` per k step.
+    #[inline(always)]
+    fn a_row_ptrs<const MR: usize>(a: &[f32], t: &Tile<'_, MR>) -> [*const f32; MR] {
+        core::array::from_fn(|r| a[t.a_rows[r]..].as_ptr())
+    }
+
+    const AVX2_MR: usize = 6;
+    const AVX2_NR: usize = 16;
+
+    /// 6×16 tile: 12 ymm accumulators, two B vectors and one broadcast A per step.
+    #[target_feature(enable = "avx2,fma")]
+    fn micro_avx2(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX2_MR>) {
+        let rows = a_row_ptrs(a, t);
+        let bp = t.b_panel.as_ptr();
+        let mut acc = [[_mm256_setzero_ps(); 2]; AVX2_MR];
+        for p in 0..t.kc {
+            // SAFETY: the panel holds kc × 16 floats; row r of A holds element (r, p) at
+            // rows[r] + p·a_step, inside A by the driver's construction.
+            unsafe {
+                let b0 = _mm256_loadu_ps(bp.add(p * AVX2_NR));
+                let b1 = _mm256_loadu_ps(bp.add(p * AVX2_NR + 8));
+                for (acc_r, row) in acc.iter_mut().zip(&rows) {
+                    let av = _mm256_broadcast_ss(&*row.add(p * t.a_step));
+                    acc_r[0] = _mm256_fmadd_ps(av, b0, acc_r[0]);
+                    acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
+                }
+            }
+        }
+        if t.mr == AVX2_MR && t.nr == AVX2_NR {
+            let cp = c[t.c_at..].as_mut_ptr();
+            for (r, acc_r) in acc.iter().enumerate() {
+                // SAFETY: a full tile: rows c_at + r·ldc .. + 16 lie inside C (assert_fits).
+                unsafe {
+                    let row = cp.add(r * t.ldc);
+                    if t.overwrite {
+                        _mm256_storeu_ps(row, acc_r[0]);
+                        _mm256_storeu_ps(row.add(8), acc_r[1]);
+                    } else {
+                        _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), acc_r[0]));
+                        _mm256_storeu_ps(row.add(8), _mm256_add_ps(_mm256_loadu_ps(row.add(8)), acc_r[1]));
+                    }
+                }
+            }
+        } else {
+            let mut tile = [[0.0f32; AVX2_NR]; AVX2_MR];
+            for (dst, acc_r) in tile.iter_mut().zip(&acc) {
+                // SAFETY: dst is 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(dst.as_mut_ptr(), acc_r[0]);
+                    _mm256_storeu_ps(dst.as_mut_ptr().add(8), acc_r[1]);
+                }
+            }
+            store_tile(c, &tile, t);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn gemm_avx2_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        let mut pack = [0.0f32; 256 * 64];
+        drive::<AVX2_MR, AVX2_NR, 256, 64>(c, a, b, g, &mut pack, |c, a, t| {
+            // A closure inherits gemm_avx2_impl's target features, so this call is safe.
+            micro_avx2(c, a, t)
+        });
+    }
+
+    pub(crate) fn gemm_avx2(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        assert!(has_avx2_fma());
+        // SAFETY: the CPU supports AVX2 and FMA (asserted above).
+        unsafe { gemm_avx2_impl(c, a, b, g) }
+    }
+
+    const AVX512_MR: usize = 8;
+    const AVX512_NR: usize = 32;
+
+    /// 8×32 tile: 16 zmm accumulators, two B vectors and one broadcast A per step.
+    #[target_feature(enable = "avx512f")]
+    fn micro_avx512(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX512_MR>) {
+        let rows = a_row_ptrs(a, t);
+        let bp = t.b_panel.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); 2]; AVX512_MR];
+        for p in 0..t.kc {
+            // SAFETY: as in micro_avx2, with a kc × 32 panel.
+            unsafe {
+                let b0 = _mm512_loadu_ps(bp.add(p * AVX512_NR));
+                let b1 = _mm512_loadu_ps(bp.add(p * AVX512_NR + 16));
+                for (acc_r, row) in acc.iter_mut().zip(&rows) {
+                    let av = _mm512_set1_ps(*row.add(p * t.a_step));
+                    acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
+                    acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+                }
+            }
+        }
+        if t.mr == AVX512_MR && t.nr == AVX512_NR {
+            let cp = c[t.c_at..].as_mut_ptr();
+            for (r, acc_r) in acc.iter().enumerate() {
+                // SAFETY: a full tile lies inside C (assert_fits).
+                unsafe {
+                    let row = cp.add(r * t.ldc);
+                    if t.overwrite {
+                        _mm512_storeu_ps(row, acc_r[0]);
+                        _mm512_storeu_ps(row.add(16), acc_r[1]);
+                    } else {
+                        _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), acc_r[0]));
+                        _mm512_storeu_ps(row.add(16), _mm512_add_ps(_mm512_loadu_ps(row.add(16)), acc_r[1]));
+                    }
+                }
+            }
+        } else {
+            let mut tile = [[0.0f32; AVX512_NR]; AVX512_MR];
+            for (dst, acc_r) in tile.iter_mut().zip(&acc) {
+                // SAFETY: dst is 32 floats.
+                unsafe {
+                    _mm512_storeu_ps(dst.as_mut_ptr(), acc_r[0]);
+                    _mm512_storeu_ps(dst.as_mut_ptr().add(16), acc_r[1]);
+                }
+            }
+            store_tile(c, &tile, t);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn gemm_avx512_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        let mut pack = [0.0f32; 256 * 64];
+        drive::<AVX512_MR, AVX512_NR, 256, 64>(c, a, b, g, &mut pack, |c, a, t| {
+            // A closure inherits gemm_avx512_impl's target features, so this call is safe.
+            micro_avx512(c, a, t)
+        });
+    }
+
+    pub(crate) fn gemm_avx512(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        assert!(has_avx512f());
+        // SAFETY: the CPU supports AVX-512F (asserted above).
+        unsafe { gemm_avx512_impl(c, a, b, g) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f};
+
+#[cfg(not(target_arch = "x86_64"))]
+mod other {
+    use super::Gemm;
+
+    pub(crate) fn has_avx2_fma() -> bool {
+        false
+    }
+
+    pub(crate) fn has_avx512f() -> bool {
+        false
+    }
+
+    pub(crate) fn gemm_avx2(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        crate::ops::gemm::gemm_portable(c, a, b, g)
+    }
+
+    pub(crate) fn gemm_avx512(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        crate::ops::gemm::gemm_portable(c, a, b, g)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use other::{gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f};

@@ -1,0 +1,316 @@
+//! Training: one step is loss and gradients → non-finite guard → clipping → optimizer update.
+//!
+//! [`Trainer::step`] does one step on the batch already in the net's buffers (what the C ABI
+//! drives); [`Trainer::fit`] runs epochs over a [`Dataset`] with a [`DataLoader`], validates after
+//! each epoch and reports to an [`Observer`], which is how the host prints progress and logs.
+//! A NaN or infinite loss or gradient stops training with `NonFinite { step }` *before* the
+//! update, so the parameters are those of the last good step.
+
+use core::ops::ControlFlow;
+
+use crate::data::{DataLoader, Dataset};
+use crate::error::{Error, Result, ensure};
+use crate::models::Net;
+use crate::ops::{scale, sum_sq_f64};
+use crate::optim::Optimizer;
+use crate::schedule::{Progress, Schedule};
+
+/// How to train, beyond the model and the optimizer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Learning-rate schedule over the run.
+    pub schedule: Schedule,
+    /// Clip gradients to this global L2 norm (PyTorch `clip_grad_norm_`), if set.
+    pub clip_grad_norm: Option<f32>,
+}
+
+impl TrainConfig {
+    /// Check the fields.
+    pub fn validate(&self) -> Result<()> {
+        ensure(self.epochs > 0, "epochs", "must be at least 1")?;
+        if let Some(c) = self.clip_grad_norm {
+            ensure(
+                c.is_finite() && c > 0.0,
+                "clip_grad_norm",
+                "must be a positive finite number",
+            )?;
+        }
+        self.schedule.validate()
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepInfo {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// 0-based optimizer step.
+    pub step: u64,
+    /// Samples in the batch.
+    pub batch: usize,
+    /// Training loss of the batch (before the update).
+    pub loss: f32,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Global L2 norm of the gradient, before clipping.
+    pub grad_norm: f32,
+}
+
+/// What one epoch did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochInfo {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Epochs in the run.
+    pub epochs: usize,
+    /// Optimizer steps so far.
+    pub steps: u64,
+    /// Mean training loss over the epoch's samples.
+    pub train_loss: f32,
+    /// Validation loss after the epoch, when there is a validation set.
+    pub val_loss: Option<f32>,
+    /// Learning rate of the epoch's last step.
+    pub lr: f32,
+}
+
+/// Receives progress from [`Trainer::fit`]. Every method has a default that does nothing.
+pub trait Observer {
+    /// After each optimizer step.
+    fn on_step(&mut self, _info: &StepInfo) {}
+
+    /// After each epoch's validation. Return `ControlFlow::Break(())` to stop early.
+    fn on_epoch(&mut self, _info: &EpochInfo) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// An observer that ignores everything.
+impl Observer for () {}
+
+/// The outcome of [`Trainer::fit`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    /// Epochs completed.
+    pub epochs: usize,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Mean training loss of the last epoch.
+    pub final_train_loss: f32,
+    /// Validation loss after the last epoch.
+    pub final_val_loss: Option<f32>,
+    /// Lowest validation loss seen, and after which epoch (0-based).
+    pub best_val: Option<(f32, usize)>,
+}
+
+/// A net, an optimizer and the step counter: everything that changes during training.
+#[derive(Debug)]
+pub struct Trainer<'a> {
+    net: Net<'a>,
+    optimizer: Optimizer,
+    config: TrainConfig,
+    steps: u64,
+}
+
+impl<'a> Trainer<'a> {
+    /// Check that `net` was planned for training with room for `optimizer`'s state.
+    pub fn new(net: Net<'a>, optimizer: Optimizer, config: TrainConfig) -> Result<Self> {
+        optimizer.validate()?;
+        config.validate()?;
+        let planned = match net.model().mode() {
+            crate::models::Mode::Training { optimizer: o, .. } => o.state_copies(),
+            crate::models::Mode::Inference { .. } => return Err(Error::NotTrainable),
+        };
+        let needed = optimizer.state_copies();
+        if needed > planned {
+            return Err(Error::OptimizerMismatch { needed, planned });
+        }
+        Ok(Trainer {
+            net,
+            optimizer,
+            config,
+            steps: 0,
+        })
+    }
+
+    /// The net being trained.
+    pub fn net(&mut self) -> &mut Net<'a> {
+        &mut self.net
+    }
+
+    /// Give the net back (trained).
+    pub fn into_net(self) -> Net<'a> {
+        self.net
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One optimizer step on the `n` samples already in the net's batch buffers, at `lr`.
+    /// On `Err(NonFinite)` the parameters are unchanged.
+    pub fn step(&mut self, n: usize, lr: f32) -> Result<StepInfo> {
+        let step = self.steps;
+        let loss = self.net.loss_and_grads_in_place(n)?;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite { step, what: "loss" });
+        }
+        let bufs = self.net.buffers();
+        let norm = libm::sqrt(sum_sq_f64(bufs.grads));
+        if !norm.is_finite() {
+            return Err(Error::NonFinite {
+                step,
+                what: "gradient",
+            });
+        }
+        if let Some(max) = self.config.clip_grad_norm {
+            // reference: torch.nn.utils.clip_grad_norm_ — coef = max / (norm + 1e-6), applied if < 1
+            let coef = f64::from(max) / (norm + 1e-6);
+            if coef < 1.0 {
+                scale(bufs.grads, coef as f32);
+            }
+        }
+        self.optimizer
+            .step(bufs.params, bufs.grads, bufs.opt_state, lr, step + 1);
+        self.steps += 1;
+        Ok(StepInfo {
+            epoch: 0,
+            step,
+            batch: n,
+            loss,
+            lr,
+            grad_norm: norm as f32,
+        })
+    }
+
+    /// Copy a batch in, then [`Trainer::step`] at the optimizer's base rate.
+    pub fn train_step(&mut self, x: &[f32], y: &[f32]) -> Result<StepInfo> {
+        let n = self.net.set_batch(x, y)?;
+        self.step(n, self.optimizer.lr())
+    }
+
+    /// Mean loss over every sample of `ds` (batched at the planned maximum), without gradients.
+    pub fn evaluate(&mut self, ds: &dyn Dataset) -> Result<f32> {
+        evaluate(&mut self.net, ds)
+    }
+
+    /// Train for the configured epochs: batches from `loader` over `train`, validation on `val`
+    /// after each epoch, progress to `observer`.
+    pub fn fit(
+        &mut self,
+        train: &dyn Dataset,
+        val: Option<&dyn Dataset>,
+        loader: &mut DataLoader<'_>,
+        observer: &mut dyn Observer,
+    ) -> Result<Summary> {
+        let m = self.net.model();
+        check_widths(train, m.in_len(), m.out_len())?;
+        if let Some(v) = val {
+            check_widths(v, m.in_len(), m.out_len())?;
+        }
+        if loader.len() != train.len() {
+            return Err(Error::BadLen {
+                what: "loader indices",
+                expected: train.len(),
+                got: loader.len(),
+            });
+        }
+        let epochs = self.config.epochs;
+        let total_steps = self.steps + (epochs * loader.batches_per_epoch()) as u64;
+        let mut summary = Summary {
+            epochs: 0,
+            steps: self.steps,
+            final_train_loss: f32::NAN,
+            final_val_loss: None,
+            best_val: None,
+        };
+        for epoch in 0..epochs {
+            loader.start_epoch(epoch as u64);
+            let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, self.optimizer.lr());
+            while let Some(idx) = loader.next_batch() {
+                let n = idx.len();
+                let (x, y) = self.net.batch_mut(n)?;
+                train.fill(idx, x, y);
+                lr = self.config.schedule.lr(
+                    self.optimizer.lr(),
+                    Progress {
+                        step: self.steps,
+                        epoch,
+                        total_steps,
+                    },
+                );
+                let mut info = self.step(n, lr)?;
+                info.epoch = epoch;
+                loss_sum += f64::from(info.loss) * n as f64;
+                seen += n;
+                observer.on_step(&info);
+            }
+            let val_loss = match val {
+                Some(v) => Some(evaluate(&mut self.net, v)?),
+                None => None,
+            };
+            let train_loss = (loss_sum / seen as f64) as f32;
+            summary.epochs = epoch + 1;
+            summary.steps = self.steps;
+            summary.final_train_loss = train_loss;
+            summary.final_val_loss = val_loss;
+            if let Some(v) = val_loss
+                && summary.best_val.is_none_or(|(b, _)| v < b)
+            {
+                summary.best_val = Some((v, epoch));
+            }
+            let info = EpochInfo {
+                epoch,
+                epochs,
+                steps: self.steps,
+                train_loss,
+                val_loss,
+                lr,
+            };
+            if observer.on_epoch(&info).is_break() {
+                break;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+fn check_widths(ds: &dyn Dataset, in_len: usize, out_len: usize) -> Result<()> {
+    if ds.is_empty() {
+        return Err(Error::EmptyDataset);
+    }
+    if ds.in_len() != in_len {
+        return Err(Error::BadLen {
+            what: "dataset input width",
+            expected: in_len,
+            got: ds.in_len(),
+        });
+    }
+    if ds.out_len() != out_len {
+        return Err(Error::BadLen {
+            what: "dataset target width",
+            expected: out_len,
+            got: ds.out_len(),
+        });
+    }
+    Ok(())
+}
+
+/// Mean loss of `net` over every sample of `ds`, in batches of the planned maximum.
+pub fn evaluate(net: &mut Net<'_>, ds: &dyn Dataset) -> Result<f32> {
+    check_widths(ds, net.model().in_len(), net.model().out_len())?;
+    let (max, il, ol) = (net.model().mode().max_batch(), ds.in_len(), ds.out_len());
+    let (mut sum, mut start) = (0.0f64, 0usize);
+    while start < ds.len() {
+        let n = max.min(ds.len() - start);
+        let (x, y) = net.batch_mut(n)?;
+        for (k, (xs, ys)) in x.chunks_exact_mut(il).zip(y.chunks_exact_mut(ol)).enumerate() {
+            ds.get(start + k, xs, ys);
+        }
+        sum += f64::from(net.eval_loss_in_place(n)?) * n as f64;
+        start += n;
+    }
+    Ok((sum / ds.len() as f64) as f32)
+}
