@@ -111,6 +111,26 @@ impl Optimizer {
         }
     }
 
+    /// The same optimizer with L2 weight decay `wd`.
+    pub const fn with_weight_decay(mut self, wd: f32) -> Self {
+        match &mut self {
+            Optimizer::Sgd(o) => o.weight_decay = wd,
+            Optimizer::Adam(o) => o.weight_decay = wd,
+            Optimizer::RmsProp(o) => o.weight_decay = wd,
+        }
+        self
+    }
+
+    /// The same optimizer with momentum `m`; `None` for Adam, which has no momentum buffer.
+    pub const fn with_momentum(mut self, m: f32) -> Option<Self> {
+        match &mut self {
+            Optimizer::Sgd(o) => o.momentum = m,
+            Optimizer::RmsProp(o) => o.momentum = m,
+            Optimizer::Adam(_) => return None,
+        }
+        Some(self)
+    }
+
     /// The CLI spelling.
     pub const fn name(&self) -> &'static str {
         match self {

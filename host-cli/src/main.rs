@@ -1,1 +1,44 @@
-fn main() {}
+//! `regkern`: train and inspect regkern models from the command line, the way the seed's
+//! `python main.py ...` is used.
+//!
+//! Subcommands: `train` (a synthetic task end to end, progress bar, per-epoch losses, `--json`)
+//! and `plan` (the memory plan of a config, for inference and for training).
+
+mod config;
+mod plan;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Train and run small regression models (linear, MLP) with regkern.
+#[derive(Parser, Debug)]
+#[command(name = "regkern", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model on its synthetic task and report train/validation loss.
+    Train(train::TrainArgs),
+    /// Print the memory plan (bytes per region) of a model, for inference and training.
+    Plan(plan::PlanArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train::run(&args),
+        Command::Plan(args) => plan::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

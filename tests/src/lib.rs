@@ -1,1 +1,141 @@
+//! Shared helpers of regkern's cross-crate tests: PyTorch fixtures and small model builders.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use regkern_core::{Activation, LinearConfig, MlpConfig, ModelConfig, Net};
+
+/// A fixture written by `fixtures/gen_fixtures.py`: named f32 tensors plus the model config.
+pub struct Fixture {
+    /// File stem, for messages.
+    pub name: String,
+    /// The config JSON from the file's metadata.
+    pub config: serde_json::Value,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Fixture {
+    /// Load `tests/fixtures/<name>.safetensors`.
+    pub fn load(name: &str) -> Fixture {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(format!("{name}.safetensors"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("fixture header");
+        let config = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("config"))
+            .map(|s| serde_json::from_str(s).expect("config is JSON"))
+            .expect("fixture has a config");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("fixture parses");
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| {
+                assert_eq!(v.dtype(), safetensors::Dtype::F32, "{k}");
+                let data = v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (k, (v.shape().to_vec(), data))
+            })
+            .collect();
+        Fixture {
+            name: name.into(),
+            config,
+            tensors,
+        }
+    }
+
+    /// A tensor's data; panics with its name if missing.
+    pub fn get(&self, key: &str) -> &[f32] {
+        &self
+            .tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("{}: no tensor {key}", self.name))
+            .1
+    }
+
+    /// A tensor's shape.
+    pub fn shape(&self, key: &str) -> &[usize] {
+        &self
+            .tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("{}: no tensor {key}", self.name))
+            .0
+    }
+
+    /// The model config in the metadata, as core's type.
+    pub fn model_config(&self) -> ModelConfig {
+        let c = &self.config;
+        let u = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("config.{k}")) as usize;
+        match c["type"].as_str() {
+            Some("linear") => ModelConfig::Linear(LinearConfig {
+                n_in: u("n_in"),
+                n_out: u("n_out"),
+            }),
+            Some("nlinear") => {
+                let dims: Vec<usize> = c["latent_dims"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect();
+                let act = Activation::from_name(c["act"].as_str().unwrap()).unwrap();
+                ModelConfig::Mlp(MlpConfig {
+                    n_in: u("n_in"),
+                    latent_dims: heapless::Vec::from_slice(&dims).unwrap(),
+                    n_out: u("n_out"),
+                    act,
+                })
+            }
+            other => panic!("unknown fixture type {other:?}"),
+        }
+    }
+
+    /// Batch size of the fixture's input.
+    pub fn batch(&self) -> usize {
+        self.config["batch"].as_u64().unwrap() as usize
+    }
+
+    /// Copy the tensors `<prefix><param name>` into the net's parameters, checking every shape
+    /// against the parameter table.
+    pub fn load_params(&self, net: &mut Net<'_>, prefix: &str) {
+        let table: Vec<_> = net.model().params().collect();
+        for p in table {
+            let key = format!("{prefix}{}", p.name.as_str());
+            assert_eq!(self.shape(&key), p.shape(), "{}: shape of {key}", self.name);
+            net.params_mut()[p.slot.range()].copy_from_slice(self.get(&key));
+        }
+    }
+}
+
+/// Relative errors of `got` against `want` at the tensor's scale: ‖got − want‖₂ / ‖want‖₂, and
+/// max|got − want| / max|want| with the index of that worst element.
+pub fn rel_errors(got: &[f32], want: &[f32]) -> (f64, f64, usize) {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let (mut d2, mut w2, mut dmax, mut wmax, mut worst) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let d = (f64::from(g) - f64::from(w)).abs();
+        d2 += d * d;
+        w2 += f64::from(w) * f64::from(w);
+        wmax = wmax.max(f64::from(w).abs());
+        if d > dmax {
+            (dmax, worst) = (d, i);
+        }
+    }
+    let rel = |num: f64, den: f64| if den == 0.0 { num } else { num / den };
+    (rel(d2.sqrt(), w2.sqrt()), rel(dmax, wmax), worst)
+}
+
+/// An MLP config with the given hidden widths and activation.
+pub fn mlp(n_in: usize, dims: &[usize], n_out: usize, act: Activation) -> ModelConfig {
+    ModelConfig::Mlp(MlpConfig {
+        n_in,
+        latent_dims: heapless::Vec::from_slice(dims).unwrap(),
+        n_out,
+        act,
+    })
+}

@@ -41,7 +41,8 @@ impl Activation {
     #[inline]
     pub fn apply(self, x: f32) -> f32 {
         match self {
-            Activation::Relu => x.max(0.0),
+            // NaN propagates, as in PyTorch (`f32::max` would turn it into 0).
+            Activation::Relu => relu(x),
             Activation::Tanh => libm::tanhf(x),
             Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)),
         }
@@ -67,11 +68,16 @@ impl Activation {
     }
 }
 
+#[inline]
+fn relu(x: f32) -> f32 {
+    if x < 0.0 { 0.0 } else { x }
+}
+
 /// out = act(inp). Overwrites `out`.
 pub fn forward(out: &mut [f32], inp: &[f32], act: Activation) {
     debug_assert_eq!(out.len(), inp.len());
     match act {
-        Activation::Relu => out.iter_mut().zip(inp).for_each(|(y, &x)| *y = x.max(0.0)),
+        Activation::Relu => out.iter_mut().zip(inp).for_each(|(y, &x)| *y = relu(x)),
         _ => out.iter_mut().zip(inp).for_each(|(y, &x)| *y = act.apply(x)),
     }
 }
@@ -98,6 +104,7 @@ mod tests {
     fn values_by_hand() {
         assert_eq!(Activation::Relu.apply(-2.0), 0.0);
         assert_eq!(Activation::Relu.apply(1.5), 1.5);
+        assert!(Activation::Relu.apply(f32::NAN).is_nan(), "NaN must propagate");
         assert!((Activation::Tanh.apply(0.5) - 0.462_117_16).abs() < 1e-6);
         // PyTorch: torch.nn.functional.gelu(torch.tensor([1.0, -0.5])) = [0.8413447, -0.1542687]
         assert!((Activation::Gelu.apply(1.0) - 0.841_344_7).abs() < 1e-6);

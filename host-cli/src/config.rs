@@ -1,0 +1,238 @@
+//! Flags shared by `train` and `plan`, spelled as the seed's `main.py` spells them
+//! (`--latent_dims`, `--custom_act`, …) with kebab-case aliases, and their resolution into
+//! core's config types. Every check that can fail happens here or in core's `plan`, before
+//! any memory exists.
+
+use clap::{Args, ValueEnum};
+use regkern_core::models::MAX_HIDDEN;
+use regkern_core::{Activation, LinearConfig, MlpConfig, ModelConfig, Optimizer, Schedule, Task};
+
+/// `--type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelType {
+    /// Linear regression on the `linear` task.
+    Linear,
+    /// MLP on the `nlinear` task.
+    Nlinear,
+}
+
+/// `--optimizer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptName {
+    /// Adam (β 0.9/0.999, eps 1e-8).
+    Adam,
+    /// SGD (optionally with `--momentum`).
+    Sgd,
+    /// RMSprop (α 0.99, eps 1e-8).
+    Rmsprop,
+}
+
+/// `--custom_act`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActName {
+    /// max(x, 0)
+    Relu,
+    /// tanh(x)
+    Tanh,
+    /// x·Φ(x), exact erf form
+    Gelu,
+}
+
+/// `--scheduler`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchedName {
+    /// The base rate throughout.
+    Constant,
+    /// × gamma every `--step_size` epochs.
+    Step,
+    /// × gamma every epoch.
+    Exponential,
+    /// Cosine annealing to `--min_lr` over the run.
+    Cosine,
+    /// Linear warmup over `--warmup_steps`, then cosine.
+    #[value(name = "warmup_cosine", alias = "warmup-cosine")]
+    WarmupCosine,
+}
+
+/// What model to build.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Model type.
+    #[arg(long = "type", value_enum, default_value = "linear")]
+    pub model_type: ModelType,
+    /// Hidden layer widths of the MLP, comma-separated.
+    #[arg(long = "latent_dims", alias = "latent-dims", default_value = "128,64,32")]
+    pub latent_dims: String,
+    /// Activation between hidden layers.
+    #[arg(long = "custom_act", alias = "custom-act", value_enum, default_value = "relu")]
+    pub custom_act: ActName,
+    /// Samples per batch [default: 64 for linear and nlinear].
+    #[arg(long = "batch_size", alias = "batch-size")]
+    pub batch_size: Option<usize>,
+}
+
+/// How to optimise.
+#[derive(Args, Clone, Debug)]
+pub struct OptArgs {
+    /// Optimizer.
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptName,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    pub lr: f32,
+    /// Momentum (sgd, rmsprop).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub momentum: f32,
+    /// L2 weight decay.
+    #[arg(
+        long = "weight_decay",
+        alias = "weight-decay",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub weight_decay: f32,
+}
+
+impl ModelArgs {
+    /// The synthetic task of this model type.
+    pub fn task(&self) -> Task {
+        match self.model_type {
+            ModelType::Linear => Task::Linear,
+            ModelType::Nlinear => Task::Nlinear,
+        }
+    }
+
+    /// `--batch_size`, or the type's default (SPEC §5).
+    pub fn batch(&self) -> usize {
+        self.batch_size.unwrap_or(64)
+    }
+
+    /// The core model config, or a message saying which flag is wrong.
+    pub fn model_config(&self) -> Result<ModelConfig, String> {
+        let task = self.task();
+        Ok(match self.model_type {
+            ModelType::Linear => ModelConfig::Linear(LinearConfig {
+                n_in: task.in_len(),
+                n_out: task.out_len(),
+            }),
+            ModelType::Nlinear => {
+                let dims = parse_dims(&self.latent_dims)?;
+                let act = match self.custom_act {
+                    ActName::Relu => Activation::Relu,
+                    ActName::Tanh => Activation::Tanh,
+                    ActName::Gelu => Activation::Gelu,
+                };
+                ModelConfig::Mlp(MlpConfig {
+                    n_in: task.in_len(),
+                    latent_dims: dims,
+                    n_out: task.out_len(),
+                    act,
+                })
+            }
+        })
+    }
+}
+
+impl OptArgs {
+    /// The core optimizer with PyTorch defaults plus the given flags.
+    pub fn optimizer(&self) -> Result<Optimizer, String> {
+        let name = match self.optimizer {
+            OptName::Adam => "adam",
+            OptName::Sgd => "sgd",
+            OptName::Rmsprop => "rmsprop",
+        };
+        let opt = Optimizer::from_name(name, self.lr).expect("every OptName is a core optimizer");
+        let opt = if self.momentum == 0.0 {
+            opt
+        } else {
+            opt.with_momentum(self.momentum)
+                .ok_or("--momentum applies to sgd and rmsprop, not adam")?
+        };
+        let opt = opt.with_weight_decay(self.weight_decay);
+        opt.validate().map_err(|e| e.to_string())?;
+        Ok(opt)
+    }
+}
+
+/// Parse `--latent_dims "128,64,32"`.
+pub fn parse_dims(s: &str) -> Result<heapless::Vec<usize, MAX_HIDDEN>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("--latent_dims is empty: give hidden widths like \"128,64,32\"".into());
+    }
+    let mut dims = heapless::Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let d: usize = part
+            .parse()
+            .map_err(|_| format!("--latent_dims: {part:?} is not a positive whole number"))?;
+        if d == 0 {
+            return Err("--latent_dims: every width must be at least 1".into());
+        }
+        dims.push(d)
+            .map_err(|_| format!("--latent_dims: at most {MAX_HIDDEN} hidden layers"))?;
+    }
+    Ok(dims)
+}
+
+/// Scheduler flags.
+#[derive(Args, Clone, Debug)]
+pub struct SchedArgs {
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub scheduler: SchedName,
+    /// Epochs between decays (step) [default: epochs / 3].
+    #[arg(long = "step_size", alias = "step-size")]
+    pub step_size: Option<usize>,
+    /// Decay factor (step: 0.1, exponential: 0.95).
+    #[arg(long, allow_negative_numbers = true)]
+    pub gamma: Option<f32>,
+    /// Warmup steps (warmup_cosine) [default: 5% of all steps].
+    #[arg(long = "warmup_steps", alias = "warmup-steps")]
+    pub warmup_steps: Option<usize>,
+    /// Final learning rate (cosine, warmup_cosine).
+    #[arg(
+        long = "min_lr",
+        alias = "min-lr",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub min_lr: f32,
+}
+
+impl SchedArgs {
+    /// The core schedule for a run of `epochs` epochs of `steps_per_epoch` steps.
+    pub fn schedule(&self, epochs: usize, steps_per_epoch: usize) -> Schedule {
+        match self.scheduler {
+            SchedName::Constant => Schedule::Constant,
+            SchedName::Step => Schedule::Step {
+                step_size: self.step_size.unwrap_or((epochs / 3).max(1)),
+                gamma: self.gamma.unwrap_or(0.1),
+            },
+            SchedName::Exponential => Schedule::Exponential {
+                gamma: self.gamma.unwrap_or(0.95),
+            },
+            SchedName::Cosine => Schedule::Cosine { min_lr: self.min_lr },
+            SchedName::WarmupCosine => Schedule::WarmupCosine {
+                warmup_steps: self
+                    .warmup_steps
+                    .unwrap_or((epochs * steps_per_epoch).div_ceil(20)),
+                min_lr: self.min_lr,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latent_dims_parse_and_reject() {
+        assert_eq!(parse_dims("128, 64,32").unwrap().as_slice(), &[128, 64, 32]);
+        assert!(parse_dims("").unwrap_err().contains("empty"));
+        assert!(parse_dims("64,0").unwrap_err().contains("at least 1"));
+        assert!(parse_dims("64,x").unwrap_err().contains("not a positive"));
+        assert!(parse_dims(&["8"; 17].join(",")).unwrap_err().contains("at most"));
+    }
+}

@@ -1,0 +1,128 @@
+//! `regkern plan`: what a config costs in memory, before any memory exists.
+
+use clap::Args;
+use regkern_core::{Mode, Model, Region, Report};
+use serde_json::json;
+
+use crate::config::{ModelArgs, OptArgs};
+
+/// Arguments of `regkern plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    opt: OptArgs,
+    /// Also list every parameter tensor (PyTorch name, shape, offset).
+    #[arg(long)]
+    params: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Plan the config for inference and for training and print both reports.
+pub fn run(args: &PlanArgs) -> Result<(), String> {
+    let cfg = args.model.model_config()?;
+    let optimizer = args.opt.optimizer()?;
+    let batch = args.model.batch();
+    let infer = Model::plan(&cfg, Mode::Inference { max_batch: batch }).map_err(|e| e.to_string())?;
+    let train = Model::plan(
+        &cfg,
+        Mode::Training {
+            max_batch: batch,
+            optimizer,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    if args.json {
+        let regions = |r: &Report| {
+            let mut m = serde_json::Map::new();
+            for region in Region::ALL {
+                m.insert(region.name().into(), json!(r.bytes(region)));
+            }
+            m.insert("total".into(), json!(r.total_bytes().unwrap_or(usize::MAX)));
+            serde_json::Value::Object(m)
+        };
+        let params: Vec<_> = train
+            .params()
+            .map(|p| json!({"name": p.name.as_str(), "shape": p.shape(), "offset": p.slot.offset}))
+            .collect();
+        let out = json!({
+            "type": cfg.type_name(),
+            "max_batch": batch,
+            "optimizer": optimizer.name(),
+            "param_count": train.param_floats(),
+            "inference": regions(infer.report()),
+            "training": regions(train.report()),
+            "params": params,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "{} model: {} parameters in {} tensors; max batch {batch}; training with {}",
+        cfg.type_name(),
+        group(train.param_floats()),
+        train.param_count(),
+        optimizer.name()
+    );
+    println!("{:<10} {:>14} {:>14}", "region", "inference", "training");
+    for region in Region::ALL {
+        println!(
+            "{:<10} {:>14} {:>14}",
+            region.name(),
+            bytes(infer.report().bytes(region)),
+            bytes(train.report().bytes(region))
+        );
+    }
+    let total = |r: &Report| r.total_bytes().map(bytes).unwrap_or_else(|_| "overflow".into());
+    println!(
+        "{:<10} {:>14} {:>14}",
+        "total",
+        total(infer.report()),
+        total(train.report())
+    );
+    if args.params {
+        println!();
+        println!("{:<40} {:>12} {:>10}", "parameter", "shape", "offset");
+        for p in train.params() {
+            let shape = p
+                .shape()
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("×");
+            println!("{:<40} {:>12} {:>10}", p.name.as_str(), shape, p.slot.offset);
+        }
+    }
+    Ok(())
+}
+
+/// `1234567` → `"1,234,567 B"`.
+pub fn bytes(n: usize) -> String {
+    format!("{} B", group(n))
+}
+
+/// Digits grouped by thousands.
+pub fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(super::group(0), "0");
+        assert_eq!(super::group(1234), "1,234");
+        assert_eq!(super::group(1234567), "1,234,567");
+    }
+}

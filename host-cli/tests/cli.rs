@@ -1,0 +1,152 @@
+//! The `regkern` binary end to end: JSON output, plans, and clear errors for bad flags.
+
+use std::process::{Command, Output};
+
+fn regkern(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_regkern"))
+        .args(args)
+        .output()
+        .expect("regkern runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn train_json_reports_config_losses_and_time() {
+    let o = regkern(&[
+        "train",
+        "--type",
+        "nlinear",
+        "--epochs",
+        "3",
+        "--latent_dims",
+        "16,8",
+        "--json",
+        "--seed",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
+    assert_eq!(v["config"]["type"], "nlinear");
+    assert_eq!(v["config"]["latent_dims"], serde_json::json!([16, 8]));
+    assert_eq!(v["config"]["seed"], 2);
+    assert_eq!(v["epochs"], 3);
+    assert_eq!(v["steps"], 3 * 32);
+    for key in [
+        "final_train_loss",
+        "final_val_loss",
+        "best_val_loss",
+        "wall_seconds",
+    ] {
+        assert!(v[key].as_f64().is_some_and(f64::is_finite), "{key}: {}", v[key]);
+    }
+}
+
+#[test]
+fn kebab_case_aliases_work() {
+    let o = regkern(&[
+        "train",
+        "--type",
+        "nlinear",
+        "--epochs",
+        "1",
+        "--latent-dims",
+        "8",
+        "--custom-act",
+        "gelu",
+        "--batch-size",
+        "128",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (
+            v["config"]["custom_act"].as_str(),
+            v["config"]["batch_size"].as_u64()
+        ),
+        (Some("gelu"), Some(128))
+    );
+}
+
+#[test]
+fn same_seed_same_numbers() {
+    let run = || {
+        let o = regkern(&["train", "--type", "linear", "--epochs", "2", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["final_train_loss"].clone(), v["final_val_loss"].clone())
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn plan_prints_every_region_for_inference_and_training() {
+    let o = regkern(&["plan", "--type", "nlinear", "--latent_dims", "128,64,32"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    for region in [
+        "params",
+        "grads",
+        "opt_state",
+        "acts",
+        "act_grads",
+        "scratch",
+        "kv_cache",
+        "total",
+    ] {
+        assert!(out.contains(region), "no {region} in:\n{out}");
+    }
+    let o = regkern(&["plan", "--type", "nlinear", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["param_count"], 11_521);
+    assert_eq!(v["inference"]["grads"], 0);
+    assert_eq!(v["training"]["params"], 46_144);
+    assert_eq!(v["params"][0]["name"], "layers.0.weight");
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--type", "nlinear", "--latent_dims", ""],
+            "--latent_dims is empty",
+        ),
+        (&["--type", "nlinear", "--latent_dims", "64,0"], "at least 1"),
+        (
+            &["--type", "nlinear", "--latent_dims", "64,abc"],
+            "not a positive whole number",
+        ),
+        (&["--lr", "0"], "lr must be a positive"),
+        (&["--lr", "-0.5"], "lr must be a positive"),
+        (&["--lr", "nan"], "lr must be a positive"),
+        (&["--epochs", "0"], "--epochs must be at least 1"),
+        (&["--batch_size", "0"], "batch_size must be at least 1"),
+        (&["--optimizer", "lbfgs"], "invalid value 'lbfgs'"),
+        (&["--type", "cnn"], "invalid value 'cnn'"),
+        (&["--momentum", "0.9"], "--momentum applies to sgd and rmsprop"),
+        (
+            &["--optimizer", "sgd", "--momentum", "-1"],
+            "momentum must be >= 0",
+        ),
+        (&["--clip_grad_norm", "0"], "clip_grad_norm must be a positive"),
+        (
+            &["--scheduler", "step", "--step_size", "0"],
+            "step_size must be at least 1",
+        ),
+        (&["--no-such-flag"], "unexpected argument"),
+    ];
+    for (args, msg) in cases {
+        let mut full = vec!["train"];
+        if !args.contains(&"--epochs") {
+            full.extend(["--epochs", "1"]);
+        }
+        full.extend_from_slice(args);
+        let o = regkern(&full);
+        assert!(!o.status.success(), "{full:?} succeeded");
+        let err = stderr(&o);
+        assert!(err.contains(msg), "{full:?}: expected {msg:?} in stderr:\n{err}");
+        assert!(!err.contains("panicked"), "{full:?} panicked:\n{err}");
+    }
+}

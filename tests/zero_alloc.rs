@@ -1,0 +1,112 @@
+//! Zero heap allocations inside training steps, epochs and inference.
+//!
+//! A counting global allocator wraps the system allocator. Setup (the arena `Vec`, the loader's
+//! index table) may allocate; everything after must not. This file runs without the test
+//! harness (`harness = false`) so that no other thread allocates while we count.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use regkern_core::{
+    Activation, DataLoader, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic,
+    Task, TrainConfig, Trainer,
+};
+use regkern_tests::mlp;
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made while running `f`.
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.load(Ordering::SeqCst);
+    f();
+    ALLOCS.load(Ordering::SeqCst) - before
+}
+
+fn check(cfg: ModelConfig, task: Task, optimizer: Optimizer) {
+    let model = Model::plan(
+        &cfg,
+        Mode::Training {
+            max_batch: 64,
+            optimizer,
+        },
+    )
+    .unwrap();
+    let mut arena = vec![0.0; model.report().total_floats()];
+    let mut net = Net::new(model, &mut arena).unwrap();
+    net.init_params(0);
+    let (train, val) = Synthetic::split(task, 0, 256, 64);
+    let mut order = vec![0u32; 256];
+    let mut loader = DataLoader::new(&mut order, 64, true, 0).unwrap();
+    let config = TrainConfig {
+        epochs: 3,
+        schedule: Schedule::WarmupCosine {
+            warmup_steps: 4,
+            min_lr: 0.0,
+        },
+        clip_grad_norm: Some(1.0),
+    };
+    let mut trainer = Trainer::new(net, optimizer, config).unwrap();
+    let (x, y) = (vec![0.5f32; 64 * 8], vec![0.1f32; 64]);
+    let mut out = vec![0.0f32; 64];
+    let n = allocations(|| {
+        for _ in 0..5 {
+            trainer.train_step(&x, &y).unwrap();
+        }
+        trainer.fit(&train, Some(&val), &mut loader, &mut ()).unwrap();
+        trainer.evaluate(&val).unwrap();
+        trainer.net().predict(&x, &mut out).unwrap();
+    });
+    assert_eq!(
+        n,
+        0,
+        "{cfg:?} with {}: {n} heap allocations during training",
+        optimizer.name()
+    );
+    println!(
+        "{} with {}: 0 allocations in 5 steps, 3 epochs, evaluation and prediction",
+        cfg.type_name(),
+        optimizer.name()
+    );
+}
+
+fn main() {
+    check(
+        ModelConfig::Linear(LinearConfig { n_in: 8, n_out: 1 }),
+        Task::Linear,
+        Optimizer::sgd(0.01),
+    );
+    for (act, opt) in [
+        (Activation::Relu, Optimizer::adam(1e-3)),
+        (Activation::Tanh, Optimizer::rmsprop(1e-3)),
+        (Activation::Gelu, Optimizer::sgd(1e-2).with_momentum(0.9).unwrap()),
+    ] {
+        check(mlp(8, &[128, 64, 32], 1, act), Task::Nlinear, opt);
+    }
+    // The counter itself works: a Vec allocates.
+    assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 10]))) > 0);
+}
