@@ -1,1 +1,168 @@
+//! Shared helpers of regkern's criterion benches (`benches/gemm.rs`, `benches/train_step.rs`).
+//!
+//! The benches measure the standard workloads of `shared/bench/WORKLOADS.md` (K1 sgemm, P1..P6
+//! training steps), so that their figures compare directly with the PyTorch baseline in
+//! `shared/bench/baseline.md`. This library holds what more than one bench, or a future one, needs:
+//! operand generation, FLOP counts, the workload configs and a [`TrainSetup`] that owns the arena a
+//! [`Trainer`] borrows. See `README.md` beside this crate for how to run and read them.
+#![warn(missing_docs)]
 
+use regkern_core::{
+    Activation, Dataset, MlpConfig, Mode, Model, ModelConfig, Net, Optimizer, Result, Schedule, TrainConfig,
+    Trainer, Xoshiro256,
+};
+
+/// Floating-point operations of one `m×n×k` gemm: a multiply and an add per term, `2·m·n·k`.
+/// With `Throughput::Elements` set to this, criterion's elements/s are FLOP/s.
+pub const fn gemm_flops(m: usize, n: usize, k: usize) -> u64 {
+    2 * (m as u64) * (n as u64) * (k as u64)
+}
+
+/// `len` floats drawn uniformly from [−1, 1) with `seed`: reproducible gemm operands.
+pub fn random_floats(len: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0.0f32; len];
+    Xoshiro256::seed_from(seed).fill_uniform(&mut v, -1.0, 1.0);
+    v
+}
+
+/// Samples `0..n` of `ds`, laid out as one batch: `x` is `n × in_len`, `y` is `n × out_len`.
+pub fn first_batch(ds: &dyn Dataset, n: usize) -> (Vec<f32>, Vec<f32>) {
+    assert!(n <= ds.len(), "dataset holds {} samples, {n} requested", ds.len());
+    let mut x = vec![0.0f32; n * ds.in_len()];
+    let mut y = vec![0.0f32; n * ds.out_len()];
+    let indices: Vec<u32> = (0..n as u32).collect();
+    ds.fill(&indices, &mut x, &mut y);
+    (x, y)
+}
+
+/// A model planned for training, its optimizer, and an arena sized exactly by the plan.
+///
+/// A [`Trainer`] borrows its arena, so the arena must outlive it; this struct owns it, and
+/// [`TrainSetup::trainer`] lends it out:
+///
+/// ```
+/// # use regkern_benches::{TrainSetup, workloads};
+/// let mut setup = TrainSetup::new(&workloads::p1_mlp(), workloads::P1_BATCH, workloads::optimizer())?;
+/// let mut trainer = setup.trainer(0)?;
+/// let (x, y) = (vec![0.5; 64 * 8], vec![1.0; 64]);
+/// assert!(trainer.train_step(&x, &y)?.loss.is_finite());
+/// # Ok::<(), regkern_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TrainSetup {
+    model: Model,
+    optimizer: Optimizer,
+    arena: Vec<f32>,
+}
+
+impl TrainSetup {
+    /// Plan `cfg` for training batches of up to `max_batch` samples with `optimizer`, and allocate
+    /// its arena (`model.report().total_floats()` floats).
+    pub fn new(cfg: &ModelConfig, max_batch: usize, optimizer: Optimizer) -> Result<Self> {
+        let model = Model::plan(cfg, Mode::Training { max_batch, optimizer })?;
+        let arena = vec![0.0f32; model.report().total_floats()];
+        Ok(TrainSetup {
+            model,
+            optimizer,
+            arena,
+        })
+    }
+
+    /// The planned model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// A fresh trainer over this setup's arena: parameters initialised from `seed` (PyTorch's
+    /// default init), optimizer state zeroed, constant learning rate, no gradient clipping.
+    pub fn trainer(&mut self, seed: u64) -> Result<Trainer<'_>> {
+        // `Net::new` zeroes the arena: gradients and optimizer state start as in a new run.
+        let mut net = Net::new(self.model.clone(), &mut self.arena)?;
+        net.init_params(seed);
+        let config = TrainConfig {
+            epochs: 1,
+            schedule: Schedule::Constant,
+            clip_grad_norm: None,
+        };
+        Trainer::new(net, self.optimizer, config)
+    }
+}
+
+/// The model configs and hyperparameters of the standard workloads (`WORKLOADS.md`).
+pub mod workloads {
+    use super::*;
+
+    /// Samples per training step of P1.
+    pub const P1_BATCH: usize = 64;
+
+    /// The optimizer of every training workload: Adam, lr 1e-3, PyTorch's defaults otherwise.
+    pub const fn optimizer() -> Optimizer {
+        Optimizer::adam(1e-3)
+    }
+
+    /// P1 mlp-train: in 8, hidden 128, 64, 32, out 1, relu.
+    pub fn p1_mlp() -> ModelConfig {
+        ModelConfig::Mlp(MlpConfig {
+            n_in: 8,
+            latent_dims: [128, 64, 32].into_iter().collect(),
+            n_out: 1,
+            act: Activation::Relu,
+        })
+    }
+
+    /// Matmul FLOPs of one P1 training step: per layer the forward `x·Wᵀ`, the weight gradient
+    /// `dYᵀ·X` and, except for the first layer (whose input needs no gradient), the input gradient
+    /// `dY·W`. Matches the "matmul GFLOP/step" column of `baseline.md` (0.0042).
+    pub fn p1_matmul_flops() -> u64 {
+        let widths = [8usize, 128, 64, 32, 1];
+        let per_pass: u64 = widths.windows(2).map(|w| gemm_flops(P1_BATCH, w[1], w[0])).sum();
+        3 * per_pass - gemm_flops(P1_BATCH, widths[0], widths[1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regkern_core::{Synthetic, Task};
+
+    #[test]
+    fn flops_of_a_square_gemm() {
+        assert_eq!(gemm_flops(256, 256, 256), 2 * 256 * 256 * 256);
+        assert_eq!(gemm_flops(1024, 1024, 1024), 2_147_483_648);
+    }
+
+    #[test]
+    fn random_floats_are_reproducible_and_in_range() {
+        let a = random_floats(1000, 7);
+        assert_eq!(a, random_floats(1000, 7));
+        assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
+        assert_ne!(a, random_floats(1000, 8));
+    }
+
+    #[test]
+    fn p1_matches_the_baseline_flop_count() {
+        // baseline.md: 0.0042 GFLOP/step.
+        let gflop = workloads::p1_matmul_flops() as f64 / 1e9;
+        assert!((gflop - 0.0042).abs() < 0.00001, "{gflop}");
+    }
+
+    /// What the P1 bench runs, a few steps of it: the setup plans, and steps are finite.
+    #[test]
+    fn p1_setup_trains() {
+        let ds = Synthetic::new(Task::Nlinear, 0, 0, workloads::P1_BATCH);
+        let (x, y) = first_batch(&ds, workloads::P1_BATCH);
+        assert_eq!((x.len(), y.len()), (64 * 8, 64));
+        let mut setup = TrainSetup::new(&workloads::p1_mlp(), workloads::P1_BATCH, workloads::optimizer())
+            .expect("P1 plans");
+        let mut trainer = setup.trainer(0).expect("P1 trains");
+        let first = trainer.train_step(&x, &y).expect("finite step").loss;
+        let mut last = first;
+        for _ in 0..20 {
+            last = trainer.train_step(&x, &y).expect("finite step").loss;
+        }
+        assert!(last < first, "loss {first} -> {last}");
+        // A second trainer from the same setup starts over.
+        let mut again = setup.trainer(0).expect("P1 trains");
+        assert_eq!(again.train_step(&x, &y).unwrap().loss, first);
+    }
+}
