@@ -14,13 +14,8 @@ use regkern_core::{
 use regkern_tests::mlp;
 
 fn configs() -> Vec<(ModelConfig, Mode)> {
-    let sgd_m = Optimizer::Sgd(Sgd {
-        lr: 0.1,
-        momentum: 0.9,
-        dampening: 0.0,
-        weight_decay: 0.0,
-        nesterov: false,
-    });
+    let sgd_m =
+        Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.9, dampening: 0.0, weight_decay: 0.0, nesterov: false });
     let rms_c = Optimizer::RmsProp(RmsProp {
         lr: 0.01,
         alpha: 0.99,
@@ -29,13 +24,7 @@ fn configs() -> Vec<(ModelConfig, Mode)> {
         momentum: 0.9,
         centered: true,
     });
-    let optimizers = [
-        Optimizer::adam(1e-3),
-        Optimizer::sgd(0.1),
-        sgd_m,
-        Optimizer::rmsprop(0.01),
-        rms_c,
-    ];
+    let optimizers = [Optimizer::adam(1e-3), Optimizer::sgd(0.1), sgd_m, Optimizer::rmsprop(0.01), rms_c];
     let models = [
         ModelConfig::Linear(LinearConfig { n_in: 8, n_out: 1 }),
         ModelConfig::Linear(LinearConfig { n_in: 3, n_out: 5 }),
@@ -50,12 +39,7 @@ fn configs() -> Vec<(ModelConfig, Mode)> {
             let max_batch = [1, 7, 64, 33][(i + j) % 4];
             out.push((m.clone(), Mode::Training { max_batch, optimizer }));
         }
-        out.push((
-            m.clone(),
-            Mode::Inference {
-                max_batch: 1 + 10 * i,
-            },
-        ));
+        out.push((m.clone(), Mode::Inference { max_batch: 1 + 10 * i }));
     }
     out
 }
@@ -76,10 +60,7 @@ fn plan_equals_bytes_used_for_many_configs() {
         let err = Net::new(model.clone(), &mut short).unwrap_err();
         assert_eq!(
             err,
-            Error::ArenaTooSmall {
-                needed: floats * 4,
-                got: (floats - 1) * 4
-            },
+            Error::ArenaTooSmall { needed: floats * 4, got: (floats - 1) * 4 },
             "{cfg:?} {mode:?}"
         );
         // Exactly the plan works; canaries past it survive training and inference.
@@ -91,11 +72,7 @@ fn plan_equals_bytes_used_for_many_configs() {
         lcg_fill(&mut x, &mut 5);
         lcg_fill(&mut y, &mut 6);
         if let Mode::Training { optimizer, .. } = mode {
-            let config = TrainConfig {
-                epochs: 1,
-                schedule: Schedule::Constant,
-                clip_grad_norm: Some(1.0),
-            };
+            let config = TrainConfig { epochs: 1, schedule: Schedule::Constant, clip_grad_norm: Some(1.0) };
             let mut trainer = Trainer::new(net, optimizer, config).unwrap();
             for _ in 0..3 {
                 trainer.train_step(&x, &y).unwrap();
@@ -106,20 +83,14 @@ fn plan_equals_bytes_used_for_many_configs() {
         net.predict(&x, &mut out).unwrap();
         assert!(out.iter().all(|v| v.is_finite()));
         drop(net);
-        assert!(
-            arena[floats..].iter().all(|&v| v == CANARY),
-            "{cfg:?} {mode:?} wrote past its plan"
-        );
+        assert!(arena[floats..].iter().all(|&v| v == CANARY), "{cfg:?} {mode:?} wrote past its plan");
     }
 }
 
 #[test]
 fn inference_plans_reserve_nothing_for_training() {
-    let m = Model::plan(
-        &mlp(8, &[128, 64, 32], 1, Activation::Relu),
-        Mode::Inference { max_batch: 64 },
-    )
-    .unwrap();
+    let m =
+        Model::plan(&mlp(8, &[128, 64, 32], 1, Activation::Relu), Mode::Inference { max_batch: 64 }).unwrap();
     for r in [Region::Grads, Region::OptState, Region::ActGrads] {
         assert_eq!(m.report().bytes(r), 0, "{r:?}");
     }
@@ -129,14 +100,8 @@ fn inference_plans_reserve_nothing_for_training() {
 #[test]
 fn p1_bytes_are_pinned() {
     let cfg = mlp(8, &[128, 64, 32], 1, Activation::Relu);
-    let train = Model::plan(
-        &cfg,
-        Mode::Training {
-            max_batch: 64,
-            optimizer: Optimizer::adam(1e-3),
-        },
-    )
-    .unwrap();
+    let train =
+        Model::plan(&cfg, Mode::Training { max_batch: 64, optimizer: Optimizer::adam(1e-3) }).unwrap();
     let r = train.report();
     // params: 11,521 floats; each tensor padded to a multiple of 16 (the 1-float output bias → 16) → 11,536.
     assert_eq!(train.param_floats(), 11_521);
@@ -144,19 +109,13 @@ fn p1_bytes_are_pinned() {
     assert_eq!(r.bytes(Region::Grads), 46_144);
     assert_eq!(r.bytes(Region::OptState), 2 * 46_144);
     // acts: input 64×8, target 64×1 (→ 64), pre and post of each hidden layer, the output 64×1.
-    assert_eq!(
-        r.bytes(Region::Acts),
-        4 * (512 + 64 + 2 * 64 * (128 + 64 + 32) + 64)
-    );
+    assert_eq!(r.bytes(Region::Acts), 4 * (512 + 64 + 2 * 64 * (128 + 64 + 32) + 64));
     assert_eq!(r.bytes(Region::ActGrads), 4 * (2 * 64 * (128 + 64 + 32) + 64));
     assert_eq!(r.bytes(Region::Scratch), 0);
     let infer = Model::plan(&cfg, Mode::Inference { max_batch: 64 }).unwrap();
     // acts: input 64×8 and two ping-pong buffers of 64×128.
     assert_eq!(infer.report().bytes(Region::Acts), 4 * (512 + 2 * 64 * 128));
-    assert_eq!(
-        infer.report().total_bytes().unwrap(),
-        46_144 + 4 * (512 + 2 * 64 * 128)
-    );
+    assert_eq!(infer.report().total_bytes().unwrap(), 46_144 + 4 * (512 + 2 * 64 * 128));
 }
 
 #[test]
@@ -169,62 +128,30 @@ fn bad_configs_are_errors_not_panics() {
         mlp(usize::MAX / 2, &[usize::MAX / 2], 1, Activation::Relu),
     ];
     for cfg in bad {
-        assert!(
-            Model::plan(&cfg, Mode::Inference { max_batch: 4 }).is_err(),
-            "{cfg:?}"
-        );
+        assert!(Model::plan(&cfg, Mode::Inference { max_batch: 4 }).is_err(), "{cfg:?}");
     }
     let ok = mlp(8, &[4], 1, Activation::Relu);
     assert!(Model::plan(&ok, Mode::Inference { max_batch: 0 }).is_err());
-    assert!(
-        Model::plan(
-            &ok,
-            Mode::Training {
-                max_batch: 4,
-                optimizer: Optimizer::adam(-1.0)
-            }
-        )
-        .is_err()
-    );
-    assert_eq!(
-        Model::plan(
-            &ok,
-            Mode::Inference {
-                max_batch: usize::MAX
-            }
-        )
-        .unwrap_err(),
-        Error::SizeOverflow
-    );
+    assert!(Model::plan(&ok, Mode::Training { max_batch: 4, optimizer: Optimizer::adam(-1.0) }).is_err());
+    assert_eq!(Model::plan(&ok, Mode::Inference { max_batch: usize::MAX }).unwrap_err(), Error::SizeOverflow);
 }
 
 #[test]
 fn wrong_lengths_and_batches_are_errors() {
     let model = Model::plan(
         &mlp(3, &[4], 2, Activation::Tanh),
-        Mode::Training {
-            max_batch: 4,
-            optimizer: Optimizer::adam(1e-3),
-        },
+        Mode::Training { max_batch: 4, optimizer: Optimizer::adam(1e-3) },
     )
     .unwrap();
     let mut arena = vec![0.0; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).unwrap();
     assert_eq!(
         net.loss_and_grads(&[0.0; 7], &[0.0; 4]).unwrap_err(),
-        Error::BadLen {
-            what: "x",
-            expected: 6,
-            got: 7
-        }
+        Error::BadLen { what: "x", expected: 6, got: 7 }
     );
     assert_eq!(
         net.loss_and_grads(&[0.0; 6], &[0.0; 3]).unwrap_err(),
-        Error::BadLen {
-            what: "y",
-            expected: 4,
-            got: 3
-        }
+        Error::BadLen { what: "y", expected: 4, got: 3 }
     );
     assert_eq!(
         net.loss_and_grads(&[0.0; 15], &[0.0; 10]).unwrap_err(),
@@ -232,25 +159,11 @@ fn wrong_lengths_and_batches_are_errors() {
     );
     assert!(net.predict(&[], &mut []).is_err());
     let mut out = [0.0; 3];
-    assert!(
-        net.predict(&[0.0; 3], &mut out).is_err(),
-        "out has room for 1.5 samples"
-    );
+    assert!(net.predict(&[0.0; 3], &mut out).is_err(), "out has room for 1.5 samples");
     // An inference plan cannot train.
-    let model = Model::plan(
-        &mlp(3, &[4], 2, Activation::Tanh),
-        Mode::Inference { max_batch: 4 },
-    )
-    .unwrap();
+    let model = Model::plan(&mlp(3, &[4], 2, Activation::Tanh), Mode::Inference { max_batch: 4 }).unwrap();
     let mut arena = vec![0.0; model.report().total_floats()];
     let net = Net::new(model, &mut arena).unwrap();
-    let config = TrainConfig {
-        epochs: 1,
-        schedule: Schedule::Constant,
-        clip_grad_norm: None,
-    };
-    assert_eq!(
-        Trainer::new(net, Optimizer::adam(1e-3), config).unwrap_err(),
-        Error::NotTrainable
-    );
+    let config = TrainConfig { epochs: 1, schedule: Schedule::Constant, clip_grad_norm: None };
+    assert_eq!(Trainer::new(net, Optimizer::adam(1e-3), config).unwrap_err(), Error::NotTrainable);
 }

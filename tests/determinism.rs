@@ -10,25 +10,15 @@ use regkern_tests::mlp;
 fn train(seed: u64, epochs: usize) -> (Vec<f32>, f32) {
     let cfg = mlp(8, &[32, 16], 1, Activation::Gelu);
     let optimizer = Optimizer::adam(1e-3);
-    let model = Model::plan(
-        &cfg,
-        Mode::Training {
-            max_batch: 64,
-            optimizer,
-        },
-    )
-    .unwrap();
+    let model = Model::plan(&cfg, Mode::Training { max_batch: 64, optimizer }).unwrap();
     let mut arena = vec![0.0; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).unwrap();
     net.init_params(seed);
     let (train, val) = Synthetic::split(Task::Nlinear, seed, 500, 100);
     let mut order = vec![0u32; 500];
     let mut loader = DataLoader::new(&mut order, 64, true, seed).unwrap();
-    let config = TrainConfig {
-        epochs,
-        schedule: Schedule::Cosine { min_lr: 1e-5 },
-        clip_grad_norm: Some(5.0),
-    };
+    let config =
+        TrainConfig { epochs, schedule: Schedule::Cosine { min_lr: 1e-5 }, clip_grad_norm: Some(5.0) };
     let mut trainer = Trainer::new(net, optimizer, config).unwrap();
     let summary = trainer.fit(&train, Some(&val), &mut loader, &mut ()).unwrap();
     (trainer.net().params().to_vec(), summary.final_val_loss.unwrap())
@@ -38,10 +28,7 @@ fn train(seed: u64, epochs: usize) -> (Vec<f32>, f32) {
 fn same_seed_gives_bit_identical_weights() {
     let (a, la) = train(3, 4);
     let (b, lb) = train(3, 4);
-    assert!(
-        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-        "weights differ between two runs"
-    );
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "weights differ between two runs");
     assert_eq!(la.to_bits(), lb.to_bits());
     let (c, _) = train(4, 4);
     assert_ne!(a, c, "another seed gave the same weights");
@@ -51,49 +38,18 @@ fn same_seed_gives_bit_identical_weights() {
 fn non_finite_loss_stops_before_the_update() {
     let cfg = mlp(2, &[3], 1, Activation::Relu);
     let optimizer = Optimizer::sgd(0.1);
-    let model = Model::plan(
-        &cfg,
-        Mode::Training {
-            max_batch: 2,
-            optimizer,
-        },
-    )
-    .unwrap();
+    let model = Model::plan(&cfg, Mode::Training { max_batch: 2, optimizer }).unwrap();
     let mut arena = vec![0.0; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).unwrap();
     net.init_params(0);
-    let config = TrainConfig {
-        epochs: 1,
-        schedule: Schedule::Constant,
-        clip_grad_norm: None,
-    };
+    let config = TrainConfig { epochs: 1, schedule: Schedule::Constant, clip_grad_norm: None };
     let mut trainer = Trainer::new(net, optimizer, config).unwrap();
     trainer.train_step(&[0.1, 0.2, 0.3, 0.4], &[1.0, 2.0]).unwrap();
     let before = trainer.net().params().to_vec();
-    let err = trainer
-        .train_step(&[0.1, f32::NAN, 0.3, 0.4], &[1.0, 2.0])
-        .unwrap_err();
-    assert_eq!(
-        err,
-        Error::NonFinite {
-            step: 1,
-            what: "loss"
-        }
-    );
-    assert_eq!(
-        trainer.net().params(),
-        &before[..],
-        "a non-finite step changed the weights"
-    );
-    let err = trainer
-        .train_step(&[0.1, 0.2, 0.3, 0.4], &[f32::INFINITY, 2.0])
-        .unwrap_err();
-    assert_eq!(
-        err,
-        Error::NonFinite {
-            step: 1,
-            what: "loss"
-        }
-    );
+    let err = trainer.train_step(&[0.1, f32::NAN, 0.3, 0.4], &[1.0, 2.0]).unwrap_err();
+    assert_eq!(err, Error::NonFinite { step: 1, what: "loss" });
+    assert_eq!(trainer.net().params(), &before[..], "a non-finite step changed the weights");
+    let err = trainer.train_step(&[0.1, 0.2, 0.3, 0.4], &[f32::INFINITY, 2.0]).unwrap_err();
+    assert_eq!(err, Error::NonFinite { step: 1, what: "loss" });
     assert_eq!(trainer.steps(), 1);
 }

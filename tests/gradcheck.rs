@@ -18,21 +18,13 @@ fn min_hidden_preact(net: &Net<'_>, x: &[f32], act: Activation) -> f32 {
     for sample in x.chunks_exact(net.model().in_len()) {
         let mut h = sample.to_vec();
         for l in 0..n_layers - 1 {
-            let (w, b) = (
-                &net.params()[table[2 * l].slot.range()],
-                &net.params()[table[2 * l + 1].slot.range()],
-            );
+            let (w, b) =
+                (&net.params()[table[2 * l].slot.range()], &net.params()[table[2 * l + 1].slot.range()]);
             let n_in = h.len();
             h = b
                 .iter()
                 .enumerate()
-                .map(|(o, &bo)| {
-                    bo + w[o * n_in..][..n_in]
-                        .iter()
-                        .zip(&h)
-                        .map(|(a, c)| a * c)
-                        .sum::<f32>()
-                })
+                .map(|(o, &bo)| bo + w[o * n_in..][..n_in].iter().zip(&h).map(|(a, c)| a * c).sum::<f32>())
                 .collect();
             min = h.iter().fold(min, |m, v| m.min(v.abs()));
             h.iter_mut().for_each(|v| *v = act.apply(*v));
@@ -43,14 +35,7 @@ fn min_hidden_preact(net: &Net<'_>, x: &[f32], act: Activation) -> f32 {
 
 /// Check d loss / d params of `cfg` on a random batch of `n` samples.
 fn check_model(cfg: &ModelConfig, n: usize, eps: f32, seed: u32) -> f64 {
-    let model = Model::plan(
-        cfg,
-        Mode::Training {
-            max_batch: n,
-            optimizer: Optimizer::sgd(0.1),
-        },
-    )
-    .unwrap();
+    let model = Model::plan(cfg, Mode::Training { max_batch: n, optimizer: Optimizer::sgd(0.1) }).unwrap();
     let (in_len, out_len) = (model.in_len(), model.out_len());
     let mut arena = vec![0.0; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).unwrap();
@@ -92,9 +77,8 @@ fn mlp_gradients_match_finite_differences_for_every_activation() {
             // ReLU: a smaller step, and the first seed whose pre-activations all keep 10 steps
             // away from the kink at 0.
             let eps = if act == Activation::Relu { 1e-3 } else { 1e-2 };
-            let err = (11..61)
-                .map(|seed| check_model(&mlp(5, dims, 2, act), n, eps, seed))
-                .find(|e| !e.is_nan());
+            let err =
+                (11..61).map(|seed| check_model(&mlp(5, dims, 2, act), n, eps, seed)).find(|e| !e.is_nan());
             let err =
                 err.unwrap_or_else(|| panic!("{act:?} {dims:?}: every seed puts a pre-activation near 0"));
             assert!(err < 1e-3, "{act:?} {dims:?}: relative error {err:e}");

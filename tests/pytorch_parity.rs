@@ -71,14 +71,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) -> f64 {
 }
 
 fn net_for<'a>(fx: &Fixture, optimizer: Optimizer, arena: &'a mut Vec<f32>) -> Net<'a> {
-    let model = Model::plan(
-        &fx.model_config(),
-        Mode::Training {
-            max_batch: fx.batch(),
-            optimizer,
-        },
-    )
-    .unwrap();
+    let model = Model::plan(&fx.model_config(), Mode::Training { max_batch: fx.batch(), optimizer }).unwrap();
     arena.resize(model.report().total_floats(), 0.0);
     let mut net = Net::new(model, arena).unwrap();
     fx.load_params(&mut net, "param.");
@@ -100,11 +93,8 @@ fn forward_loss_and_every_gradient_match_pytorch() {
         // predict() reruns forward; the gradients of loss_and_grads are untouched by it.
         for p in net.model().params() {
             let key = format!("grad.{}", p.name.as_str());
-            worst = worst.max(assert_close(
-                &format!("{name} {key}"),
-                &net.grads()[p.slot.range()],
-                fx.get(&key),
-            ));
+            worst =
+                worst.max(assert_close(&format!("{name} {key}"), &net.grads()[p.slot.range()], fx.get(&key)));
         }
     }
     println!("worst norm-relative error of outputs, losses and gradients: {worst:.2e}");
@@ -118,11 +108,7 @@ fn parameters_after_optimizer_steps_match_pytorch() {
         for (opt_name, optimizer) in optimizers() {
             let mut arena = Vec::new();
             let net = net_for(&fx, optimizer, &mut arena);
-            let config = TrainConfig {
-                epochs: 1,
-                schedule: Schedule::Constant,
-                clip_grad_norm: None,
-            };
+            let config = TrainConfig { epochs: 1, schedule: Schedule::Constant, clip_grad_norm: None };
             let mut trainer = Trainer::new(net, optimizer, config).unwrap();
             for step in 1..=3 {
                 trainer.train_step(fx.get("x"), fx.get("y")).unwrap();
@@ -132,11 +118,8 @@ fn parameters_after_optimizer_steps_match_pytorch() {
                 let net = trainer.net();
                 for p in net.model().params() {
                     let key = format!("{opt_name}.step{step}.{}", p.name.as_str());
-                    let err = assert_close(
-                        &format!("{name} {key}"),
-                        &net.params()[p.slot.range()],
-                        fx.get(&key),
-                    );
+                    let err =
+                        assert_close(&format!("{name} {key}"), &net.params()[p.slot.range()], fx.get(&key));
                     worst = worst.max(err);
                 }
             }
@@ -155,9 +138,7 @@ fn fixture_names_are_exactly_the_parameter_table() {
         let ours: Vec<String> = model.params().map(|p| p.name.as_str().to_string()).collect();
         let expected: Vec<String> = match name {
             "linear" => vec!["linear.weight".into(), "linear.bias".into()],
-            _ => (0..3)
-                .flat_map(|i| [format!("layers.{i}.weight"), format!("layers.{i}.bias")])
-                .collect(),
+            _ => (0..3).flat_map(|i| [format!("layers.{i}.weight"), format!("layers.{i}.bias")]).collect(),
         };
         assert_eq!(ours, expected);
         for p in model.params() {

@@ -48,14 +48,7 @@ fn allocations(f: impl FnOnce()) -> usize {
 }
 
 fn check(cfg: ModelConfig, task: Task, optimizer: Optimizer) {
-    let model = Model::plan(
-        &cfg,
-        Mode::Training {
-            max_batch: 64,
-            optimizer,
-        },
-    )
-    .unwrap();
+    let model = Model::plan(&cfg, Mode::Training { max_batch: 64, optimizer }).unwrap();
     let mut arena = vec![0.0; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).unwrap();
     net.init_params(0);
@@ -64,10 +57,7 @@ fn check(cfg: ModelConfig, task: Task, optimizer: Optimizer) {
     let mut loader = DataLoader::new(&mut order, 64, true, 0).unwrap();
     let config = TrainConfig {
         epochs: 3,
-        schedule: Schedule::WarmupCosine {
-            warmup_steps: 4,
-            min_lr: 0.0,
-        },
+        schedule: Schedule::WarmupCosine { warmup_steps: 4, min_lr: 0.0 },
         clip_grad_norm: Some(1.0),
     };
     let mut trainer = Trainer::new(net, optimizer, config).unwrap();
@@ -81,12 +71,7 @@ fn check(cfg: ModelConfig, task: Task, optimizer: Optimizer) {
         trainer.evaluate(&val).unwrap();
         trainer.net().predict(&x, &mut out).unwrap();
     });
-    assert_eq!(
-        n,
-        0,
-        "{cfg:?} with {}: {n} heap allocations during training",
-        optimizer.name()
-    );
+    assert_eq!(n, 0, "{cfg:?} with {}: {n} heap allocations during training", optimizer.name());
     println!(
         "{} with {}: 0 allocations in 5 steps, 3 epochs, evaluation and prediction",
         cfg.type_name(),
@@ -95,11 +80,7 @@ fn check(cfg: ModelConfig, task: Task, optimizer: Optimizer) {
 }
 
 fn main() {
-    check(
-        ModelConfig::Linear(LinearConfig { n_in: 8, n_out: 1 }),
-        Task::Linear,
-        Optimizer::sgd(0.01),
-    );
+    check(ModelConfig::Linear(LinearConfig { n_in: 8, n_out: 1 }), Task::Linear, Optimizer::sgd(0.01));
     for (act, opt) in [
         (Activation::Relu, Optimizer::adam(1e-3)),
         (Activation::Tanh, Optimizer::rmsprop(1e-3)),

@@ -39,9 +39,8 @@ fn bench_train_step(c: &mut Criterion, name: &str, cfg: &ModelConfig, batch: usi
             let mut left = iters;
             while left > 0 {
                 let steps = left.min(STEPS_PER_RUN);
-                let mut trainer = setup
-                    .trainer(0)
-                    .unwrap_or_else(|e| panic!("{name}: cannot build the trainer: {e}"));
+                let mut trainer =
+                    setup.trainer(0).unwrap_or_else(|e| panic!("{name}: cannot build the trainer: {e}"));
                 let start = Instant::now();
                 for _ in 0..steps {
                     let info = trainer

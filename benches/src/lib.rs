@@ -61,11 +61,7 @@ impl TrainSetup {
     pub fn new(cfg: &ModelConfig, max_batch: usize, optimizer: Optimizer) -> Result<Self> {
         let model = Model::plan(cfg, Mode::Training { max_batch, optimizer })?;
         let arena = vec![0.0f32; model.report().total_floats()];
-        Ok(TrainSetup {
-            model,
-            optimizer,
-            arena,
-        })
+        Ok(TrainSetup { model, optimizer, arena })
     }
 
     /// The planned model.
@@ -79,11 +75,7 @@ impl TrainSetup {
         // `Net::new` zeroes the arena: gradients and optimizer state start as in a new run.
         let mut net = Net::new(self.model.clone(), &mut self.arena)?;
         net.init_params(seed);
-        let config = TrainConfig {
-            epochs: 1,
-            schedule: Schedule::Constant,
-            clip_grad_norm: None,
-        };
+        let config = TrainConfig { epochs: 1, schedule: Schedule::Constant, clip_grad_norm: None };
         Trainer::new(net, self.optimizer, config)
     }
 }

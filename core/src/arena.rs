@@ -101,9 +101,7 @@ impl Layout {
     /// Reserve `len` floats at the next aligned offset.
     pub fn take(&mut self, len: usize) -> Result<Slot> {
         let offset = self.len;
-        let padded = len
-            .checked_next_multiple_of(ALIGN_FLOATS)
-            .ok_or(Error::SizeOverflow)?;
+        let padded = len.checked_next_multiple_of(ALIGN_FLOATS).ok_or(Error::SizeOverflow)?;
         self.len = offset.checked_add(padded).ok_or(Error::SizeOverflow)?;
         Ok(Slot { offset, len })
     }
@@ -144,18 +142,11 @@ impl Planner {
             floats[r.index()] = self.len(r);
         }
         let params = floats[Region::Params.index()];
-        debug_assert_eq!(
-            floats[Region::Grads.index()],
-            0,
-            "grads mirror params; never take() them"
-        );
+        debug_assert_eq!(floats[Region::Grads.index()], 0, "grads mirror params; never take() them");
         debug_assert_eq!(floats[Region::OptState.index()], 0, "opt state mirrors params");
         floats[Region::Grads.index()] = if training { params } else { 0 };
-        floats[Region::OptState.index()] = if training {
-            params.checked_mul(opt_copies).ok_or(Error::SizeOverflow)?
-        } else {
-            0
-        };
+        floats[Region::OptState.index()] =
+            if training { params.checked_mul(opt_copies).ok_or(Error::SizeOverflow)? } else { 0 };
         let report = Report { floats };
         report.total_bytes()?; // every region and the sum must be expressible in bytes
         Ok(report)
@@ -187,9 +178,7 @@ impl Report {
     /// Bytes in the whole arena, or `Err(SizeOverflow)` if they do not fit in `usize`.
     pub fn total_bytes(&self) -> Result<usize> {
         let floats = self.floats.iter().try_fold(0usize, |acc, &f| acc.checked_add(f));
-        floats
-            .and_then(|f| f.checked_mul(FLOAT_BYTES))
-            .ok_or(Error::SizeOverflow)
+        floats.and_then(|f| f.checked_mul(FLOAT_BYTES)).ok_or(Error::SizeOverflow)
     }
 }
 
@@ -229,15 +218,7 @@ pub fn carve<'a>(arena: &'a mut [f32], report: &Report) -> Result<Buffers<'a>> {
     let (act_grads, rest) = rest.split_at_mut(report.floats(Region::ActGrads));
     let (scratch, kv_cache) = rest.split_at_mut(report.floats(Region::Scratch));
     debug_assert_eq!(kv_cache.len(), report.floats(Region::KvCache));
-    Ok(Buffers {
-        params,
-        grads,
-        opt_state,
-        acts,
-        act_grads,
-        scratch,
-        kv_cache,
-    })
+    Ok(Buffers { params, grads, opt_state, acts, act_grads, scratch, kv_cache })
 }
 
 #[cfg(test)]
@@ -277,14 +258,8 @@ mod tests {
         let mut arena = [1.0f32; 200];
         let b = carve(&mut arena, &r).unwrap();
         assert_eq!((b.params.len(), b.grads.len(), b.opt_state.len()), (16, 16, 32));
-        assert_eq!(
-            (b.acts.len(), b.act_grads.len(), b.scratch.len(), b.kv_cache.len()),
-            (32, 0, 16, 0)
-        );
-        assert!(
-            b.params.iter().all(|&v| v == 0.0),
-            "carve zeroes what it hands out"
-        );
+        assert_eq!((b.acts.len(), b.act_grads.len(), b.scratch.len(), b.kv_cache.len()), (32, 0, 16, 0));
+        assert!(b.params.iter().all(|&v| v == 0.0), "carve zeroes what it hands out");
     }
 
     #[test]
@@ -293,10 +268,7 @@ mod tests {
         p.take(Region::Params, 5).unwrap();
         let r = p.report(false, 0).unwrap();
         let mut arena = [0.0f32; 15];
-        assert_eq!(
-            carve(&mut arena, &r).unwrap_err(),
-            Error::ArenaTooSmall { needed: 64, got: 60 }
-        );
+        assert_eq!(carve(&mut arena, &r).unwrap_err(), Error::ArenaTooSmall { needed: 64, got: 60 });
     }
 
     #[test]

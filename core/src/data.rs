@@ -34,11 +34,7 @@ pub trait Dataset {
     /// Write the samples `indices` consecutively into `x` and `y`.
     fn fill(&self, indices: &[u32], x: &mut [f32], y: &mut [f32]) {
         let (il, ol) = (self.in_len(), self.out_len());
-        for ((&i, xs), ys) in indices
-            .iter()
-            .zip(x.chunks_exact_mut(il))
-            .zip(y.chunks_exact_mut(ol))
-        {
+        for ((&i, xs), ys) in indices.iter().zip(x.chunks_exact_mut(il)).zip(y.chunks_exact_mut(ol)) {
             self.get(i as usize, xs, ys);
         }
     }
@@ -100,21 +96,12 @@ impl Synthetic {
             Task::Linear => rng.fill_normal(&mut coef[..=TASK_FEATURES], 0.0, 1.0),
             Task::Nlinear => rng.fill_normal(&mut coef, 0.0, 1.0 / libm::sqrtf(TASK_FEATURES as f32)),
         }
-        Synthetic {
-            task,
-            seed,
-            start,
-            len,
-            coef,
-        }
+        Synthetic { task, seed, start, len, coef }
     }
 
     /// A train split (samples `0..n_train`) and a validation split (the next `n_val`).
     pub fn split(task: Task, seed: u64, n_train: usize, n_val: usize) -> (Self, Self) {
-        (
-            Self::new(task, seed, 0, n_train),
-            Self::new(task, seed, n_train, n_val),
-        )
+        (Self::new(task, seed, 0, n_train), Self::new(task, seed, n_train, n_val))
     }
 
     /// The task.
@@ -168,12 +155,7 @@ impl<'d> SliceDataset<'d> {
         let n = x.len() / in_len;
         check_len("x", x.len(), n * in_len)?;
         check_len("y", y.len(), n * out_len)?;
-        Ok(SliceDataset {
-            x,
-            y,
-            in_len,
-            out_len,
-        })
+        Ok(SliceDataset { x, y, in_len, out_len })
     }
 
     /// The first `n` samples and the rest (e.g. train and validation).
@@ -183,18 +165,7 @@ impl<'d> SliceDataset<'d> {
         }
         let (x0, x1) = self.x.split_at(n * self.in_len);
         let (y0, y1) = self.y.split_at(n * self.out_len);
-        Ok((
-            SliceDataset {
-                x: x0,
-                y: y0,
-                ..*self
-            },
-            SliceDataset {
-                x: x1,
-                y: y1,
-                ..*self
-            },
-        ))
+        Ok((SliceDataset { x: x0, y: y0, ..*self }, SliceDataset { x: x1, y: y1, ..*self }))
     }
 }
 
@@ -238,19 +209,8 @@ impl<'o> DataLoader<'o> {
             return Err(Error::EmptyDataset);
         }
         ensure(batch > 0, "batch_size", "must be at least 1")?;
-        ensure(
-            u32::try_from(order.len()).is_ok(),
-            "dataset",
-            "has more than 2^32 samples",
-        )?;
-        let mut loader = DataLoader {
-            order,
-            batch,
-            shuffle,
-            seed,
-            epoch: 0,
-            pos: 0,
-        };
+        ensure(u32::try_from(order.len()).is_ok(), "dataset", "has more than 2^32 samples")?;
+        let mut loader = DataLoader { order, batch, shuffle, seed, epoch: 0, pos: 0 };
         loader.start_epoch(0);
         Ok(loader)
     }
@@ -360,11 +320,7 @@ mod tests {
         assert!(SliceDataset::new(&x, &[1.0, 2.0], 2, 1).is_ok());
         assert_eq!(
             SliceDataset::new(&x, &[1.0], 2, 1).unwrap_err(),
-            Error::BadLen {
-                what: "y",
-                expected: 2,
-                got: 1
-            }
+            Error::BadLen { what: "y", expected: 2, got: 1 }
         );
         assert!(SliceDataset::new(&x[..3], &[1.0], 2, 1).is_err());
     }

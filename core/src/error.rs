@@ -109,10 +109,7 @@ impl fmt::Display for Error {
                 write!(f, "arena too small: needed {needed} bytes, got {got}")
             }
             Error::BatchTooLarge { max, got } => {
-                write!(
-                    f,
-                    "batch of {got} samples is larger than the planned maximum {max}"
-                )
+                write!(f, "batch of {got} samples is larger than the planned maximum {max}")
             }
             Error::NonFinite { step, what } => write!(f, "non-finite {what} at step {step}"),
             Error::SizeOverflow => write!(f, "a size computed from the config overflows usize"),
@@ -130,20 +127,12 @@ impl core::error::Error for Error {}
 
 /// `Err(BadConfig)` unless `ok`.
 pub(crate) fn ensure(ok: bool, field: &'static str, reason: &'static str) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::BadConfig { field, reason })
-    }
+    if ok { Ok(()) } else { Err(Error::BadConfig { field, reason }) }
 }
 
 /// `Err(BadLen)` unless `got == expected`.
 pub(crate) fn check_len(what: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::BadLen { what, expected, got })
-    }
+    if got == expected { Ok(()) } else { Err(Error::BadLen { what, expected, got }) }
 }
 
 /// `a * b`, or `Err(SizeOverflow)`.
@@ -156,28 +145,15 @@ mod tests {
     use super::*;
 
     const ALL: [Error; 9] = [
-        Error::BadConfig {
-            field: "f",
-            reason: "r",
-        },
-        Error::BadLen {
-            what: "x",
-            expected: 1,
-            got: 2,
-        },
+        Error::BadConfig { field: "f", reason: "r" },
+        Error::BadLen { what: "x", expected: 1, got: 2 },
         Error::ArenaTooSmall { needed: 8, got: 4 },
         Error::BatchTooLarge { max: 1, got: 2 },
-        Error::NonFinite {
-            step: 3,
-            what: "loss",
-        },
+        Error::NonFinite { step: 3, what: "loss" },
         Error::SizeOverflow,
         Error::EmptyDataset,
         Error::NotTrainable,
-        Error::OptimizerMismatch {
-            needed: 2,
-            planned: 0,
-        },
+        Error::OptimizerMismatch { needed: 2, planned: 0 },
     ];
 
     #[test]

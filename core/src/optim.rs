@@ -69,24 +69,12 @@ pub enum Optimizer {
 impl Optimizer {
     /// SGD with PyTorch's defaults.
     pub const fn sgd(lr: f32) -> Self {
-        Optimizer::Sgd(Sgd {
-            lr,
-            momentum: 0.0,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov: false,
-        })
+        Optimizer::Sgd(Sgd { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false })
     }
 
     /// Adam with PyTorch's defaults.
     pub const fn adam(lr: f32) -> Self {
-        Optimizer::Adam(Adam {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        })
+        Optimizer::Adam(Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })
     }
 
     /// RMSprop with PyTorch's defaults.
@@ -162,11 +150,7 @@ impl Optimizer {
     pub fn validate(&self) -> Result<()> {
         let nonneg = |v: f32| v.is_finite() && v >= 0.0;
         let lr = self.lr();
-        ensure(
-            lr.is_finite() && lr > 0.0,
-            "lr",
-            "must be a positive finite number",
-        )?;
+        ensure(lr.is_finite() && lr > 0.0, "lr", "must be a positive finite number")?;
         match *self {
             Optimizer::Sgd(o) => {
                 ensure(nonneg(o.momentum), "momentum", "must be >= 0")?;
@@ -215,11 +199,7 @@ impl Optimizer {
 /// `torch.lerp(start, end, w)` as PyTorch computes it on CPU.
 #[inline]
 fn lerp(start: f32, end: f32, w: f32) -> f32 {
-    if w.abs() < 0.5 {
-        start + w * (end - start)
-    } else {
-        end - (end - start) * (1.0 - w)
-    }
+    if w.abs() < 0.5 { start + w * (end - start) } else { end - (end - start) * (1.0 - w) }
 }
 
 fn sgd_step(o: &Sgd, params: &mut [f32], grads: &[f32], buf: &mut [f32], lr: f32, t: u64) {
@@ -250,11 +230,7 @@ fn adam_step(o: &Adam, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut
     let bc2_sqrt = libm::sqrt(bc2) as f32;
     let (w1, w2) = (1.0 - o.beta1, 1.0 - o.beta2);
     for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut()) {
-        let g = if o.weight_decay != 0.0 {
-            g + o.weight_decay * *p
-        } else {
-            g
-        };
+        let g = if o.weight_decay != 0.0 { g + o.weight_decay * *p } else { g };
         *m = lerp(*m, g, w1);
         *v = *v * o.beta2 + w2 * g * g;
         let denom = libm::sqrtf(*v) / bc2_sqrt + o.eps;
@@ -275,11 +251,7 @@ fn rmsprop_step(o: &RmsProp, params: &mut [f32], grads: &[f32], state: &mut [f32
     let w = 1.0 - o.alpha;
     for i in 0..n {
         let p = params[i];
-        let g = if o.weight_decay != 0.0 {
-            grads[i] + o.weight_decay * p
-        } else {
-            grads[i]
-        };
+        let g = if o.weight_decay != 0.0 { grads[i] + o.weight_decay * p } else { grads[i] };
         sq[i] = sq[i] * o.alpha + w * g * g;
         let avg = match grad_avg.as_deref_mut() {
             Some(ga) => {
@@ -321,13 +293,7 @@ mod tests {
             momentum: 0.5,
             centered: true,
         });
-        for opt in [
-            Optimizer::sgd(0.1),
-            sgd_m,
-            Optimizer::adam(0.05),
-            Optimizer::rmsprop(0.01),
-            rms_c,
-        ] {
+        for opt in [Optimizer::sgd(0.1), sgd_m, Optimizer::adam(0.05), Optimizer::rmsprop(0.01), rms_c] {
             opt.validate().unwrap();
             let mut p = [0.0f32; 3];
             let mut state = [0.0f32; 9];

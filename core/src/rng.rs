@@ -32,12 +32,7 @@ impl Xoshiro256 {
     /// A generator whose whole state is expanded from `seed` by SplitMix64 (never all zero).
     pub const fn seed_from(seed: u64) -> Self {
         let mut sm = seed;
-        let s = [
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-        ];
+        let s = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
         Xoshiro256 { s }
     }
 
@@ -200,18 +195,9 @@ mod tests {
 
     #[test]
     fn streams_are_reproducible_and_distinct() {
-        assert_eq!(
-            Xoshiro256::stream(1, 2, 3).next(),
-            Xoshiro256::stream(1, 2, 3).next()
-        );
-        assert_ne!(
-            Xoshiro256::stream(1, 2, 3).next(),
-            Xoshiro256::stream(1, 2, 4).next()
-        );
-        assert_ne!(
-            Xoshiro256::stream(1, 2, 3).next(),
-            Xoshiro256::stream(1, 3, 3).next()
-        );
+        assert_eq!(Xoshiro256::stream(1, 2, 3).next(), Xoshiro256::stream(1, 2, 3).next());
+        assert_ne!(Xoshiro256::stream(1, 2, 3).next(), Xoshiro256::stream(1, 2, 4).next());
+        assert_ne!(Xoshiro256::stream(1, 2, 3).next(), Xoshiro256::stream(1, 3, 3).next());
     }
 
     #[test]

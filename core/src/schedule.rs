@@ -83,11 +83,7 @@ impl Schedule {
     /// The learning rate at `at`, given the base rate.
     pub fn lr(&self, base: f32, at: Progress) -> f32 {
         let cosine = |min_lr: f32, done: u64, span: u64| {
-            let frac = if span <= 1 {
-                0.0
-            } else {
-                done as f64 / (span - 1) as f64
-            };
+            let frac = if span <= 1 { 0.0 } else { done as f64 / (span - 1) as f64 };
             let c = 0.5 * (1.0 + libm::cos(core::f64::consts::PI * frac.min(1.0)));
             (f64::from(min_lr) + (f64::from(base) - f64::from(min_lr)) * c) as f32
         };
@@ -113,33 +109,20 @@ mod tests {
     use super::*;
 
     fn at(step: u64, epoch: usize) -> Progress {
-        Progress {
-            step,
-            epoch,
-            total_steps: 101,
-        }
+        Progress { step, epoch, total_steps: 101 }
     }
 
     #[test]
     fn shapes_of_each_schedule() {
         assert_eq!(Schedule::Constant.lr(0.1, at(50, 3)), 0.1);
-        let s = Schedule::Step {
-            step_size: 2,
-            gamma: 0.5,
-        };
-        assert_eq!(
-            (s.lr(1.0, at(0, 1)), s.lr(1.0, at(0, 2)), s.lr(1.0, at(0, 5))),
-            (1.0, 0.5, 0.25)
-        );
+        let s = Schedule::Step { step_size: 2, gamma: 0.5 };
+        assert_eq!((s.lr(1.0, at(0, 1)), s.lr(1.0, at(0, 2)), s.lr(1.0, at(0, 5))), (1.0, 0.5, 0.25));
         assert!((Schedule::Exponential { gamma: 0.9 }.lr(1.0, at(0, 2)) - 0.81).abs() < 1e-6);
         let c = Schedule::Cosine { min_lr: 0.0 };
         assert_eq!(c.lr(1.0, at(0, 0)), 1.0);
         assert!((c.lr(1.0, at(50, 0)) - 0.5).abs() < 1e-6);
         assert!(c.lr(1.0, at(100, 0)).abs() < 1e-6);
-        let w = Schedule::WarmupCosine {
-            warmup_steps: 10,
-            min_lr: 0.1,
-        };
+        let w = Schedule::WarmupCosine { warmup_steps: 10, min_lr: 0.1 };
         assert!((w.lr(1.0, at(0, 0)) - 0.1).abs() < 1e-6);
         assert!((w.lr(1.0, at(9, 0)) - 1.0).abs() < 1e-6);
         assert!((w.lr(1.0, at(10, 0)) - 1.0).abs() < 1e-6);
@@ -148,14 +131,7 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_rejected() {
-        assert!(
-            Schedule::Step {
-                step_size: 0,
-                gamma: 0.5
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(Schedule::Step { step_size: 0, gamma: 0.5 }.validate().is_err());
         assert!(Schedule::Exponential { gamma: -1.0 }.validate().is_err());
         assert!(Schedule::Cosine { min_lr: f32::NAN }.validate().is_err());
     }

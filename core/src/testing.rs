@@ -13,10 +13,7 @@ pub fn lcg_fill(buf: &mut [f32], seed: &mut u32) {
 
 /// `Σ out[i] · r[i]` in f64: a scalar loss whose gradient w.r.t. `out` is exactly `r`.
 pub fn weighted_sum(out: &[f32], r: &[f32]) -> f64 {
-    out.iter()
-        .zip(r)
-        .map(|(&o, &w)| f64::from(o) * f64::from(w))
-        .sum()
+    out.iter().zip(r).map(|(&o, &w)| f64::from(o) * f64::from(w)).sum()
 }
 
 /// Compare an analytic gradient with central differences of `loss` around `x`.
@@ -52,8 +49,5 @@ pub fn grad_check(x: &mut [f32], analytic: &[f32], loss: impl FnMut(&[f32]) -> f
 /// Largest `|a − b| / max(|b|, floor)` over two equal-length slices.
 pub fn max_rel_diff(a: &[f32], b: &[f32], floor: f32) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (x - y).abs() / y.abs().max(floor))
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(&x, &y)| (x - y).abs() / y.abs().max(floor)).fold(0.0, f32::max)
 }

@@ -31,11 +31,7 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         ensure(self.epochs > 0, "epochs", "must be at least 1")?;
         if let Some(c) = self.clip_grad_norm {
-            ensure(
-                c.is_finite() && c > 0.0,
-                "clip_grad_norm",
-                "must be a positive finite number",
-            )?;
+            ensure(c.is_finite() && c > 0.0, "clip_grad_norm", "must be a positive finite number")?;
         }
         self.schedule.validate()
     }
@@ -126,12 +122,7 @@ impl<'a> Trainer<'a> {
         if needed > planned {
             return Err(Error::OptimizerMismatch { needed, planned });
         }
-        Ok(Trainer {
-            net,
-            optimizer,
-            config,
-            steps: 0,
-        })
+        Ok(Trainer { net, optimizer, config, steps: 0 })
     }
 
     /// The net being trained.
@@ -160,10 +151,7 @@ impl<'a> Trainer<'a> {
         let bufs = self.net.buffers();
         let norm = libm::sqrt(sum_sq_f64(bufs.grads));
         if !norm.is_finite() {
-            return Err(Error::NonFinite {
-                step,
-                what: "gradient",
-            });
+            return Err(Error::NonFinite { step, what: "gradient" });
         }
         if let Some(max) = self.config.clip_grad_norm {
             // reference: torch.nn.utils.clip_grad_norm_ — coef = max / (norm + 1e-6), applied if < 1
@@ -172,17 +160,9 @@ impl<'a> Trainer<'a> {
                 scale(bufs.grads, coef as f32);
             }
         }
-        self.optimizer
-            .step(bufs.params, bufs.grads, bufs.opt_state, lr, step + 1);
+        self.optimizer.step(bufs.params, bufs.grads, bufs.opt_state, lr, step + 1);
         self.steps += 1;
-        Ok(StepInfo {
-            epoch: 0,
-            step,
-            batch: n,
-            loss,
-            lr,
-            grad_norm: norm as f32,
-        })
+        Ok(StepInfo { epoch: 0, step, batch: n, loss, lr, grad_norm: norm as f32 })
     }
 
     /// Copy a batch in, then [`Trainer::step`] at the optimizer's base rate.
@@ -211,11 +191,7 @@ impl<'a> Trainer<'a> {
             check_widths(v, m.in_len(), m.out_len())?;
         }
         if loader.len() != train.len() {
-            return Err(Error::BadLen {
-                what: "loader indices",
-                expected: train.len(),
-                got: loader.len(),
-            });
+            return Err(Error::BadLen { what: "loader indices", expected: train.len(), got: loader.len() });
         }
         let epochs = self.config.epochs;
         let total_steps = self.steps + (epochs * loader.batches_per_epoch()) as u64;
@@ -233,14 +209,10 @@ impl<'a> Trainer<'a> {
                 let n = idx.len();
                 let (x, y) = self.net.batch_mut(n)?;
                 train.fill(idx, x, y);
-                lr = self.config.schedule.lr(
-                    self.optimizer.lr(),
-                    Progress {
-                        step: self.steps,
-                        epoch,
-                        total_steps,
-                    },
-                );
+                lr = self
+                    .config
+                    .schedule
+                    .lr(self.optimizer.lr(), Progress { step: self.steps, epoch, total_steps });
                 let mut info = self.step(n, lr)?;
                 info.epoch = epoch;
                 loss_sum += f64::from(info.loss) * n as f64;
@@ -261,14 +233,7 @@ impl<'a> Trainer<'a> {
             {
                 summary.best_val = Some((v, epoch));
             }
-            let info = EpochInfo {
-                epoch,
-                epochs,
-                steps: self.steps,
-                train_loss,
-                val_loss,
-                lr,
-            };
+            let info = EpochInfo { epoch, epochs, steps: self.steps, train_loss, val_loss, lr };
             if observer.on_epoch(&info).is_break() {
                 break;
             }
@@ -282,18 +247,10 @@ fn check_widths(ds: &dyn Dataset, in_len: usize, out_len: usize) -> Result<()> {
         return Err(Error::EmptyDataset);
     }
     if ds.in_len() != in_len {
-        return Err(Error::BadLen {
-            what: "dataset input width",
-            expected: in_len,
-            got: ds.in_len(),
-        });
+        return Err(Error::BadLen { what: "dataset input width", expected: in_len, got: ds.in_len() });
     }
     if ds.out_len() != out_len {
-        return Err(Error::BadLen {
-            what: "dataset target width",
-            expected: out_len,
-            got: ds.out_len(),
-        });
+        return Err(Error::BadLen { what: "dataset target width", expected: out_len, got: ds.out_len() });
     }
     Ok(())
 }

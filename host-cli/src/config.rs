@@ -111,10 +111,9 @@ impl ModelArgs {
     pub fn model_config(&self) -> Result<ModelConfig, String> {
         let task = self.task();
         Ok(match self.model_type {
-            ModelType::Linear => ModelConfig::Linear(LinearConfig {
-                n_in: task.in_len(),
-                n_out: task.out_len(),
-            }),
+            ModelType::Linear => {
+                ModelConfig::Linear(LinearConfig { n_in: task.in_len(), n_out: task.out_len() })
+            }
             ModelType::Nlinear => {
                 let dims = parse_dims(&self.latent_dims)?;
                 let act = match self.custom_act {
@@ -145,8 +144,7 @@ impl OptArgs {
         let opt = if self.momentum == 0.0 {
             opt
         } else {
-            opt.with_momentum(self.momentum)
-                .ok_or("--momentum applies to sgd and rmsprop, not adam")?
+            opt.with_momentum(self.momentum).ok_or("--momentum applies to sgd and rmsprop, not adam")?
         };
         let opt = opt.with_weight_decay(self.weight_decay);
         opt.validate().map_err(|e| e.to_string())?;
@@ -163,14 +161,12 @@ pub fn parse_dims(s: &str) -> Result<heapless::Vec<usize, MAX_HIDDEN>, String> {
     let mut dims = heapless::Vec::new();
     for part in s.split(',') {
         let part = part.trim();
-        let d: usize = part
-            .parse()
-            .map_err(|_| format!("--latent_dims: {part:?} is not a positive whole number"))?;
+        let d: usize =
+            part.parse().map_err(|_| format!("--latent_dims: {part:?} is not a positive whole number"))?;
         if d == 0 {
             return Err("--latent_dims: every width must be at least 1".into());
         }
-        dims.push(d)
-            .map_err(|_| format!("--latent_dims: at most {MAX_HIDDEN} hidden layers"))?;
+        dims.push(d).map_err(|_| format!("--latent_dims: at most {MAX_HIDDEN} hidden layers"))?;
     }
     Ok(dims)
 }
@@ -191,12 +187,7 @@ pub struct SchedArgs {
     #[arg(long = "warmup_steps", alias = "warmup-steps")]
     pub warmup_steps: Option<usize>,
     /// Final learning rate (cosine, warmup_cosine).
-    #[arg(
-        long = "min_lr",
-        alias = "min-lr",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long = "min_lr", alias = "min-lr", default_value_t = 0.0, allow_negative_numbers = true)]
     pub min_lr: f32,
 }
 
@@ -209,14 +200,10 @@ impl SchedArgs {
                 step_size: self.step_size.unwrap_or((epochs / 3).max(1)),
                 gamma: self.gamma.unwrap_or(0.1),
             },
-            SchedName::Exponential => Schedule::Exponential {
-                gamma: self.gamma.unwrap_or(0.95),
-            },
+            SchedName::Exponential => Schedule::Exponential { gamma: self.gamma.unwrap_or(0.95) },
             SchedName::Cosine => Schedule::Cosine { min_lr: self.min_lr },
             SchedName::WarmupCosine => Schedule::WarmupCosine {
-                warmup_steps: self
-                    .warmup_steps
-                    .unwrap_or((epochs * steps_per_epoch).div_ceil(20)),
+                warmup_steps: self.warmup_steps.unwrap_or((epochs * steps_per_epoch).div_ceil(20)),
                 min_lr: self.min_lr,
             },
         }

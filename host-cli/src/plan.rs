@@ -27,14 +27,8 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
     let optimizer = args.opt.optimizer()?;
     let batch = args.model.batch();
     let infer = Model::plan(&cfg, Mode::Inference { max_batch: batch }).map_err(|e| e.to_string())?;
-    let train = Model::plan(
-        &cfg,
-        Mode::Training {
-            max_batch: batch,
-            optimizer,
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let train =
+        Model::plan(&cfg, Mode::Training { max_batch: batch, optimizer }).map_err(|e| e.to_string())?;
     if args.json {
         let regions = |r: &Report| {
             let mut m = serde_json::Map::new();
@@ -77,22 +71,12 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
         );
     }
     let total = |r: &Report| r.total_bytes().map(bytes).unwrap_or_else(|_| "overflow".into());
-    println!(
-        "{:<10} {:>14} {:>14}",
-        "total",
-        total(infer.report()),
-        total(train.report())
-    );
+    println!("{:<10} {:>14} {:>14}", "total", total(infer.report()), total(train.report()));
     if args.params {
         println!();
         println!("{:<40} {:>12} {:>10}", "parameter", "shape", "offset");
         for p in train.params() {
-            let shape = p
-                .shape()
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("×");
+            let shape = p.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×");
             println!("{:<40} {:>12} {:>10}", p.name.as_str(), shape, p.slot.offset);
         }
     }

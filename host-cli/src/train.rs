@@ -63,13 +63,7 @@ impl Progress {
         if self.quiet {
             return;
         }
-        self.bar.suspend(|| {
-            if self.json {
-                eprintln!("{s}")
-            } else {
-                println!("{s}")
-            }
-        });
+        self.bar.suspend(|| if self.json { eprintln!("{s}") } else { println!("{s}") });
     }
 }
 
@@ -80,8 +74,7 @@ impl Observer for Progress {
 
     fn on_epoch(&mut self, e: &EpochInfo) -> ControlFlow<()> {
         let val = e.val_loss.map_or_else(|| "-".into(), |v| format!("{v:.4e}"));
-        self.bar
-            .set_message(format!("train {:.4e}  val {val}", e.train_loss));
+        self.bar.set_message(format!("train {:.4e}  val {val}", e.train_loss));
         let last = e.epoch + 1 == e.epochs;
         if (e.epoch + 1).is_multiple_of(self.log_every) || last {
             let width = e.epochs.to_string().len();
@@ -109,23 +102,13 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     if args.train_size == 0 || args.val_size == 0 {
         return Err("--train_size and --val_size must be at least 1".into());
     }
-    let model = Model::plan(
-        &cfg,
-        Mode::Training {
-            max_batch: batch,
-            optimizer,
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let model =
+        Model::plan(&cfg, Mode::Training { max_batch: batch, optimizer }).map_err(|e| e.to_string())?;
     let arena_bytes = model.report().total_bytes().map_err(|e| e.to_string())?;
     let param_count = model.param_floats();
     let steps_per_epoch = args.train_size.div_ceil(batch);
     let schedule = args.sched.schedule(args.epochs, steps_per_epoch);
-    let config = TrainConfig {
-        epochs: args.epochs,
-        schedule,
-        clip_grad_norm: args.clip_grad_norm,
-    };
+    let config = TrainConfig { epochs: args.epochs, schedule, clip_grad_norm: args.clip_grad_norm };
     config.validate().map_err(|e| e.to_string())?;
 
     let mut arena = vec![0.0f32; model.report().total_floats()];
@@ -148,12 +131,7 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let log_every = args.log_every.unwrap_or(args.epochs.div_ceil(20)).max(1);
-    let mut progress = Progress {
-        bar,
-        log_every,
-        quiet: args.quiet,
-        json: args.json,
-    };
+    let mut progress = Progress { bar, log_every, quiet: args.quiet, json: args.json };
     if !args.json && !args.quiet {
         println!(
             "training {} on task {}: {} parameters, arena {} bytes, {} train / {} val samples, batch {batch}, {} lr {:e}",

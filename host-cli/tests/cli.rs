@@ -3,10 +3,7 @@
 use std::process::{Command, Output};
 
 fn regkern(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_regkern"))
-        .args(args)
-        .output()
-        .expect("regkern runs")
+    Command::new(env!("CARGO_BIN_EXE_regkern")).args(args).output().expect("regkern runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -34,12 +31,7 @@ fn train_json_reports_config_losses_and_time() {
     assert_eq!(v["config"]["seed"], 2);
     assert_eq!(v["epochs"], 3);
     assert_eq!(v["steps"], 3 * 32);
-    for key in [
-        "final_train_loss",
-        "final_val_loss",
-        "best_val_loss",
-        "wall_seconds",
-    ] {
+    for key in ["final_train_loss", "final_val_loss", "best_val_loss", "wall_seconds"] {
         assert!(v[key].as_f64().is_some_and(f64::is_finite), "{key}: {}", v[key]);
     }
 }
@@ -63,10 +55,7 @@ fn kebab_case_aliases_work() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
-        (
-            v["config"]["custom_act"].as_str(),
-            v["config"]["batch_size"].as_u64()
-        ),
+        (v["config"]["custom_act"].as_str(), v["config"]["batch_size"].as_u64()),
         (Some("gelu"), Some(128))
     );
 }
@@ -86,16 +75,7 @@ fn plan_prints_every_region_for_inference_and_training() {
     let o = regkern(&["plan", "--type", "nlinear", "--latent_dims", "128,64,32"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
-    for region in [
-        "params",
-        "grads",
-        "opt_state",
-        "acts",
-        "act_grads",
-        "scratch",
-        "kv_cache",
-        "total",
-    ] {
+    for region in ["params", "grads", "opt_state", "acts", "act_grads", "scratch", "kv_cache", "total"] {
         assert!(out.contains(region), "no {region} in:\n{out}");
     }
     let o = regkern(&["plan", "--type", "nlinear", "--json"]);
@@ -109,15 +89,9 @@ fn plan_prints_every_region_for_inference_and_training() {
 #[test]
 fn bad_flags_are_clear_errors() {
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["--type", "nlinear", "--latent_dims", ""],
-            "--latent_dims is empty",
-        ),
+        (&["--type", "nlinear", "--latent_dims", ""], "--latent_dims is empty"),
         (&["--type", "nlinear", "--latent_dims", "64,0"], "at least 1"),
-        (
-            &["--type", "nlinear", "--latent_dims", "64,abc"],
-            "not a positive whole number",
-        ),
+        (&["--type", "nlinear", "--latent_dims", "64,abc"], "not a positive whole number"),
         (&["--lr", "0"], "lr must be a positive"),
         (&["--lr", "-0.5"], "lr must be a positive"),
         (&["--lr", "nan"], "lr must be a positive"),
@@ -126,15 +100,9 @@ fn bad_flags_are_clear_errors() {
         (&["--optimizer", "lbfgs"], "invalid value 'lbfgs'"),
         (&["--type", "cnn"], "invalid value 'cnn'"),
         (&["--momentum", "0.9"], "--momentum applies to sgd and rmsprop"),
-        (
-            &["--optimizer", "sgd", "--momentum", "-1"],
-            "momentum must be >= 0",
-        ),
+        (&["--optimizer", "sgd", "--momentum", "-1"], "momentum must be >= 0"),
         (&["--clip_grad_norm", "0"], "clip_grad_norm must be a positive"),
-        (
-            &["--scheduler", "step", "--step_size", "0"],
-            "step_size must be at least 1",
-        ),
+        (&["--scheduler", "step", "--step_size", "0"], "step_size must be at least 1"),
         (&["--no-such-flag"], "unexpected argument"),
     ];
     for (args, msg) in cases {

@@ -17,9 +17,8 @@ pub struct Fixture {
 impl Fixture {
     /// Load `tests/fixtures/<name>.safetensors`.
     pub fn load(name: &str) -> Fixture {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(format!("{name}.safetensors"));
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.safetensors"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("fixture header");
         let config = meta
@@ -34,37 +33,22 @@ impl Fixture {
             .into_iter()
             .map(|(k, v)| {
                 assert_eq!(v.dtype(), safetensors::Dtype::F32, "{k}");
-                let data = v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
+                let data =
+                    v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                 (k, (v.shape().to_vec(), data))
             })
             .collect();
-        Fixture {
-            name: name.into(),
-            config,
-            tensors,
-        }
+        Fixture { name: name.into(), config, tensors }
     }
 
     /// A tensor's data; panics with its name if missing.
     pub fn get(&self, key: &str) -> &[f32] {
-        &self
-            .tensors
-            .get(key)
-            .unwrap_or_else(|| panic!("{}: no tensor {key}", self.name))
-            .1
+        &self.tensors.get(key).unwrap_or_else(|| panic!("{}: no tensor {key}", self.name)).1
     }
 
     /// A tensor's shape.
     pub fn shape(&self, key: &str) -> &[usize] {
-        &self
-            .tensors
-            .get(key)
-            .unwrap_or_else(|| panic!("{}: no tensor {key}", self.name))
-            .0
+        &self.tensors.get(key).unwrap_or_else(|| panic!("{}: no tensor {key}", self.name)).0
     }
 
     /// The model config in the metadata, as core's type.
@@ -72,10 +56,7 @@ impl Fixture {
         let c = &self.config;
         let u = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("config.{k}")) as usize;
         match c["type"].as_str() {
-            Some("linear") => ModelConfig::Linear(LinearConfig {
-                n_in: u("n_in"),
-                n_out: u("n_out"),
-            }),
+            Some("linear") => ModelConfig::Linear(LinearConfig { n_in: u("n_in"), n_out: u("n_out") }),
             Some("nlinear") => {
                 let dims: Vec<usize> = c["latent_dims"]
                     .as_array()
@@ -132,10 +113,5 @@ pub fn rel_errors(got: &[f32], want: &[f32]) -> (f64, f64, usize) {
 
 /// An MLP config with the given hidden widths and activation.
 pub fn mlp(n_in: usize, dims: &[usize], n_out: usize, act: Activation) -> ModelConfig {
-    ModelConfig::Mlp(MlpConfig {
-        n_in,
-        latent_dims: heapless::Vec::from_slice(dims).unwrap(),
-        n_out,
-        act,
-    })
+    ModelConfig::Mlp(MlpConfig { n_in, latent_dims: heapless::Vec::from_slice(dims).unwrap(), n_out, act })
 }

@@ -32,9 +32,7 @@ impl Activation {
 
     /// Parse the CLI spelling.
     pub fn from_name(s: &str) -> Option<Self> {
-        [Activation::Relu, Activation::Tanh, Activation::Gelu]
-            .into_iter()
-            .find(|a| a.name() == s)
+        [Activation::Relu, Activation::Tanh, Activation::Gelu].into_iter().find(|a| a.name() == s)
     }
 
     /// The activation of one value.

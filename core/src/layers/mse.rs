@@ -9,11 +9,7 @@ pub fn forward(pred: &[f32], target: &[f32]) -> f32 {
     if pred.is_empty() {
         return 0.0;
     }
-    let sum: f64 = pred
-        .iter()
-        .zip(target)
-        .map(|(&p, &t)| f64::from(p - t) * f64::from(p - t))
-        .sum();
+    let sum: f64 = pred.iter().zip(target).map(|(&p, &t)| f64::from(p - t) * f64::from(p - t)).sum();
     (sum / pred.len() as f64) as f32
 }
 

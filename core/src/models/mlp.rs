@@ -76,21 +76,14 @@ impl Mlp {
     ) -> Result<Self> {
         ensure(cfg.n_in > 0, "n_in", "must be at least 1")?;
         ensure(cfg.n_out > 0, "n_out", "must be at least 1")?;
-        ensure(
-            cfg.latent_dims.iter().all(|&d| d > 0),
-            "latent_dims",
-            "must all be at least 1",
-        )?;
+        ensure(cfg.latent_dims.iter().all(|&d| d > 0), "latent_dims", "must all be at least 1")?;
         let widths = cfg.latent_dims.iter().copied().chain(core::iter::once(cfg.n_out));
         let widest = widths.clone().max().unwrap_or(cfg.n_out);
         // Inference: two ping-pong buffers, allocated once.
         let pingpong = if training {
             [Slot::default(); 2]
         } else {
-            [
-                p.take(Region::Acts, mul(max_batch, widest)?)?,
-                p.take(Region::Acts, mul(max_batch, widest)?)?,
-            ]
+            [p.take(Region::Acts, mul(max_batch, widest)?)?, p.take(Region::Acts, mul(max_batch, widest)?)?]
         };
         let mut layers = Vec::new();
         let mut n_in = cfg.n_in;
@@ -104,41 +97,17 @@ impl Mlp {
                 let pre = p.take(Region::Acts, rows)?;
                 let post = if hidden { p.take(Region::Acts, rows)? } else { pre };
                 let dpre = p.take(Region::ActGrads, rows)?;
-                let dpost = if hidden {
-                    p.take(Region::ActGrads, rows)?
-                } else {
-                    dpre
-                };
-                Layer {
-                    dims,
-                    w,
-                    b,
-                    pre,
-                    post,
-                    dpre,
-                    dpost,
-                }
+                let dpost = if hidden { p.take(Region::ActGrads, rows)? } else { dpre };
+                Layer { dims, w, b, pre, post, dpre, dpost }
             } else {
                 let buf = pingpong[i % 2];
-                Layer {
-                    dims,
-                    w,
-                    b,
-                    pre: buf,
-                    post: buf,
-                    dpre: Slot::default(),
-                    dpost: Slot::default(),
-                }
+                Layer { dims, w, b, pre: buf, post: buf, dpre: Slot::default(), dpost: Slot::default() }
             };
             // Capacity is MAX_HIDDEN + 1 and latent_dims holds at most MAX_HIDDEN.
             layers.push(layer).expect("latent_dims is bounded by MAX_HIDDEN");
             n_in = n_out;
         }
-        Ok(Mlp {
-            layers,
-            act: cfg.act,
-            linear_names,
-        })
+        Ok(Mlp { layers, act: cfg.act, linear_names })
     }
 
     /// Where the output of a forward pass lies (acts), `max_batch × n_out` floats.
@@ -173,13 +142,7 @@ impl Mlp {
         }
         let bound = 1.0 / libm::sqrtf(layer.dims.n_in as f32);
         Some(if is_weight {
-            ParamInfo::matrix(
-                name,
-                layer.w,
-                layer.dims.n_out,
-                layer.dims.n_in,
-                Init::Uniform(bound),
-            )
+            ParamInfo::matrix(name, layer.w, layer.dims.n_out, layer.dims.n_in, Init::Uniform(bound))
         } else {
             ParamInfo::vector(name, layer.b, layer.dims.n_out, Init::Uniform(bound))
         })
@@ -216,9 +179,8 @@ impl Mlp {
             (&*bufs.params, &*bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads);
         for i in (0..self.layers.len()).rev() {
             let l = &self.layers[i];
-            let [dw, db] = grads
-                .get_disjoint_mut([l.w.range(), l.b.range()])
-                .expect("planned slots are disjoint");
+            let [dw, db] =
+                grads.get_disjoint_mut([l.w.range(), l.b.range()]).expect("planned slots are disjoint");
             let w = &params[l.w.range()];
             let dh_range = l.dpre.prefix(n * l.dims.n_out);
             if i == 0 {

@@ -140,25 +140,13 @@ impl ParamInfo {
     /// A `[rows, cols]` tensor.
     pub(crate) fn matrix(name: ParamName, slot: Slot, rows: usize, cols: usize, init: Init) -> Self {
         debug_assert_eq!(slot.len, rows * cols);
-        ParamInfo {
-            name,
-            slot,
-            dims: [rows, cols],
-            rank: 2,
-            init,
-        }
+        ParamInfo { name, slot, dims: [rows, cols], rank: 2, init }
     }
 
     /// A `[len]` tensor.
     pub(crate) fn vector(name: ParamName, slot: Slot, len: usize, init: Init) -> Self {
         debug_assert_eq!(slot.len, len);
-        ParamInfo {
-            name,
-            slot,
-            dims: [len, 0],
-            rank: 1,
-            init,
-        }
+        ParamInfo { name, slot, dims: [len, 0], rank: 1, init }
     }
 
     /// The PyTorch shape.
@@ -206,11 +194,7 @@ impl Model {
             ModelConfig::Mlp(c) => (c.n_in, c.n_out),
         };
         let inp = p.take(Region::Acts, mul(max_batch, in_len)?)?;
-        let target = if training {
-            p.take(Region::Acts, mul(max_batch, out_len)?)?
-        } else {
-            Slot::default()
-        };
+        let target = if training { p.take(Region::Acts, mul(max_batch, out_len)?)? } else { Slot::default() };
         let arch = match cfg {
             ModelConfig::Linear(c) => {
                 let mlp = MlpConfig {
@@ -224,16 +208,7 @@ impl Model {
             ModelConfig::Mlp(c) => Arch::Mlp(Mlp::plan(c, false, max_batch, training, &mut p)?),
         };
         let report = p.report(training, opt_copies)?;
-        Ok(Model {
-            arch,
-            config: cfg.clone(),
-            mode,
-            inp,
-            target,
-            in_len,
-            out_len,
-            report,
-        })
+        Ok(Model { arch, config: cfg.clone(), mode, inp, target, in_len, out_len, report })
     }
 
     /// Bytes of every region.
@@ -366,11 +341,7 @@ impl<'a> Net<'a> {
     fn check_batch(&self, n: usize) -> Result<()> {
         let max = self.model.mode.max_batch();
         ensure(n > 0, "batch", "must hold at least one sample")?;
-        if n > max {
-            Err(Error::BatchTooLarge { max, got: n })
-        } else {
-            Ok(())
-        }
+        if n > max { Err(Error::BatchTooLarge { max, got: n }) } else { Ok(()) }
     }
 
     /// Number of samples in `x`, checked against the model's input width and planned batch.
@@ -433,10 +404,7 @@ impl<'a> Net<'a> {
         self.forward_in_place(n)?;
         let (m, acts) = (&self.model, &*self.bufs.acts);
         let len = n * m.out_len;
-        Ok(mse::forward(
-            &acts[m.output().prefix(len)],
-            &acts[m.target.prefix(len)],
-        ))
+        Ok(mse::forward(&acts[m.output().prefix(len)], &acts[m.target.prefix(len)]))
     }
 
     /// Loss on the `n` samples in the batch buffers; leaves dLoss/dparams in the gradients

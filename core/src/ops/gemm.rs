@@ -39,47 +39,17 @@ pub struct Gemm {
 impl Gemm {
     /// `C = A·B` with A `m×k`, B `k×n`, contiguous.
     pub const fn nn(m: usize, n: usize, k: usize) -> Self {
-        Gemm {
-            m,
-            n,
-            k,
-            lda: k,
-            ldb: n,
-            ldc: n,
-            trans_a: false,
-            trans_b: false,
-            accumulate: false,
-        }
+        Gemm { m, n, k, lda: k, ldb: n, ldc: n, trans_a: false, trans_b: false, accumulate: false }
     }
 
     /// `C = A·Bᵀ` with A `m×k`, B stored `n×k`, contiguous.
     pub const fn nt(m: usize, n: usize, k: usize) -> Self {
-        Gemm {
-            m,
-            n,
-            k,
-            lda: k,
-            ldb: k,
-            ldc: n,
-            trans_a: false,
-            trans_b: true,
-            accumulate: false,
-        }
+        Gemm { m, n, k, lda: k, ldb: k, ldc: n, trans_a: false, trans_b: true, accumulate: false }
     }
 
     /// `C = Aᵀ·B` with A stored `k×m`, B `k×n`, contiguous.
     pub const fn tn(m: usize, n: usize, k: usize) -> Self {
-        Gemm {
-            m,
-            n,
-            k,
-            lda: m,
-            ldb: n,
-            ldc: n,
-            trans_a: true,
-            trans_b: false,
-            accumulate: false,
-        }
+        Gemm { m, n, k, lda: m, ldb: n, ldc: n, trans_a: true, trans_b: false, accumulate: false }
     }
 
     /// Accumulate into C instead of overwriting it.
@@ -99,42 +69,22 @@ impl Gemm {
     /// Element (i, p) of op(A) as an index into A.
     #[inline(always)]
     fn a_index(&self, i: usize, p: usize) -> usize {
-        if self.trans_a {
-            p * self.lda + i
-        } else {
-            i * self.lda + p
-        }
+        if self.trans_a { p * self.lda + i } else { i * self.lda + p }
     }
 
     /// Element (p, j) of op(B) as an index into B.
     #[inline(always)]
     fn b_index(&self, p: usize, j: usize) -> usize {
-        if self.trans_b {
-            j * self.ldb + p
-        } else {
-            p * self.ldb + j
-        }
+        if self.trans_b { j * self.ldb + p } else { p * self.ldb + j }
     }
 
     /// Elements of A, B and C this call reads or writes at most (0 for an empty operand).
     fn extents(&self) -> (usize, usize, usize) {
         let span = |rows: usize, cols: usize, ld: usize| {
-            if rows == 0 || cols == 0 {
-                0
-            } else {
-                (rows - 1) * ld + cols
-            }
+            if rows == 0 || cols == 0 { 0 } else { (rows - 1) * ld + cols }
         };
-        let a = if self.trans_a {
-            span(self.k, self.m, self.lda)
-        } else {
-            span(self.m, self.k, self.lda)
-        };
-        let b = if self.trans_b {
-            span(self.n, self.k, self.ldb)
-        } else {
-            span(self.k, self.n, self.ldb)
-        };
+        let a = if self.trans_a { span(self.k, self.m, self.lda) } else { span(self.m, self.k, self.lda) };
+        let b = if self.trans_b { span(self.n, self.k, self.ldb) } else { span(self.k, self.n, self.ldb) };
         (a, b, span(self.m, self.n, self.ldc))
     }
 
@@ -194,11 +144,7 @@ pub fn best_kernel() -> Kernel {
         2 => Kernel::Avx2,
         3 => Kernel::Avx512,
         _ => {
-            let k = Kernel::ALL
-                .into_iter()
-                .rev()
-                .find(|k| k.is_supported())
-                .unwrap_or(Kernel::Portable);
+            let k = Kernel::ALL.into_iter().rev().find(|k| k.is_supported()).unwrap_or(Kernel::Portable);
             BEST.store(k as u8 + 1, Ordering::Relaxed);
             k
         }
@@ -386,10 +332,7 @@ pub(crate) fn gemm_portable(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
 #[inline(always)]
 fn micro_portable(c: &mut [f32], a: &[f32], t: &Tile<'_, PORTABLE_MR>) {
     let mut acc = [[0.0f32; PORTABLE_NR]; PORTABLE_MR];
-    for (p, bv) in t.b_panel[..t.kc * PORTABLE_NR]
-        .chunks_exact(PORTABLE_NR)
-        .enumerate()
-    {
+    for (p, bv) in t.b_panel[..t.kc * PORTABLE_NR].chunks_exact(PORTABLE_NR).enumerate() {
         let off = p * t.a_step;
         for (acc_row, &row) in acc.iter_mut().zip(&t.a_rows) {
             let av = a[row + off];
@@ -408,15 +351,8 @@ mod tests {
     /// without padded strides, for every kernel this CPU has, against the naive loop.
     #[test]
     fn every_kernel_matches_the_naive_loop() {
-        let shapes = [
-            (1, 1, 1),
-            (3, 5, 7),
-            (6, 16, 8),
-            (7, 17, 9),
-            (13, 33, 300),
-            (64, 40, 64),
-            (75, 70, 513),
-        ];
+        let shapes =
+            [(1, 1, 1), (3, 5, 7), (6, 16, 8), (7, 17, 9), (13, 33, 300), (64, 40, 64), (75, 70, 513)];
         let mut seed = 11;
         for kernel in Kernel::ALL.into_iter().filter(|k| k.is_supported()) {
             for &(m, n, k) in &shapes {

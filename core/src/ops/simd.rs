@@ -36,11 +36,8 @@ mod x86 {
         let mut bits = DETECTED;
         let leaf0 = __cpuid(0);
         let leaf1 = __cpuid(1);
-        let (fma, osxsave, avx) = (
-            leaf1.ecx >> 12 & 1 == 1,
-            leaf1.ecx >> 27 & 1 == 1,
-            leaf1.ecx >> 28 & 1 == 1,
-        );
+        let (fma, osxsave, avx) =
+            (leaf1.ecx >> 12 & 1 == 1, leaf1.ecx >> 27 & 1 == 1, leaf1.ecx >> 28 & 1 == 1);
         if !(osxsave && avx) || leaf0.eax < 7 {
             return bits;
         }
