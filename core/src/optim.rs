@@ -7,6 +7,7 @@
 //! to rounding. Weight decay is L2 (added to the gradient), as in those optimizers.
 
 use crate::error::{Result, ensure};
+use crate::ops::{sqrt, vectorized};
 
 /// Stochastic gradient descent. PyTorch defaults: momentum 0, dampening 0, no weight decay.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -183,25 +184,28 @@ impl Optimizer {
         let n = params.len();
         debug_assert_eq!(grads.len(), n);
         debug_assert!(state.len() >= n * self.state_copies());
-        match *self {
-            Optimizer::Sgd(o) => sgd_step(&o, params, grads, &mut state[..n * self.state_copies()], lr, t),
-            Optimizer::Adam(o) => {
-                let (m, rest) = state.split_at_mut(n);
-                adam_step(&o, params, grads, m, &mut rest[..n], lr, t);
-            }
-            Optimizer::RmsProp(o) => {
-                rmsprop_step(&o, params, grads, &mut state[..n * self.state_copies()], lr)
-            }
-        }
+        let state = &mut state[..n * self.state_copies()];
+        vectorized(
+            #[inline(always)]
+            || match *self {
+                Optimizer::Sgd(o) => sgd_step(&o, params, grads, state, lr, t),
+                Optimizer::Adam(o) => {
+                    let (m, v) = state.split_at_mut(n);
+                    adam_step(&o, params, grads, m, v, lr, t);
+                }
+                Optimizer::RmsProp(o) => rmsprop_step(&o, params, grads, state, lr),
+            },
+        )
     }
 }
 
 /// `torch.lerp(start, end, w)` as PyTorch computes it on CPU.
-#[inline]
+#[inline(always)]
 fn lerp(start: f32, end: f32, w: f32) -> f32 {
     if w.abs() < 0.5 { start + w * (end - start) } else { end - (end - start) * (1.0 - w) }
 }
 
+#[inline(always)]
 fn sgd_step(o: &Sgd, params: &mut [f32], grads: &[f32], buf: &mut [f32], lr: f32, t: u64) {
     let neg_lr = -lr;
     if o.momentum == 0.0 {
@@ -221,6 +225,7 @@ fn sgd_step(o: &Sgd, params: &mut [f32], grads: &[f32], buf: &mut [f32], lr: f32
     }
 }
 
+#[inline(always)]
 fn adam_step(o: &Adam, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], lr: f32, t: u64) {
     // Bias corrections are Python floats (f64) in PyTorch, rounded to f32 where they meet tensors.
     let t = t.max(1) as i32;
@@ -233,11 +238,12 @@ fn adam_step(o: &Adam, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut
         let g = if o.weight_decay != 0.0 { g + o.weight_decay * *p } else { g };
         *m = lerp(*m, g, w1);
         *v = *v * o.beta2 + w2 * g * g;
-        let denom = libm::sqrtf(*v) / bc2_sqrt + o.eps;
+        let denom = sqrt(*v) / bc2_sqrt + o.eps;
         *p += neg_step_size * *m / denom;
     }
 }
 
+#[inline(always)]
 fn rmsprop_step(o: &RmsProp, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32) {
     let n = params.len();
     let (sq, rest) = state.split_at_mut(n);
@@ -256,9 +262,9 @@ fn rmsprop_step(o: &RmsProp, params: &mut [f32], grads: &[f32], state: &mut [f32
         let avg = match grad_avg.as_deref_mut() {
             Some(ga) => {
                 ga[i] = lerp(ga[i], g, w);
-                libm::sqrtf(sq[i] + -ga[i] * ga[i])
+                sqrt(sq[i] + -ga[i] * ga[i])
             }
-            None => libm::sqrtf(sq[i]),
+            None => sqrt(sq[i]),
         } + o.eps;
         params[i] = match buf.as_deref_mut() {
             Some(b) => {

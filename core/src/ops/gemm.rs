@@ -151,9 +151,14 @@ pub fn best_kernel() -> Kernel {
     }
 }
 
-/// `C (+)= op(A)·op(B)` with the best kernel for this CPU.
+/// `C (+)= op(A)·op(B)` with the best kernel for this CPU and shape: narrow products (n ≤ 16,
+/// e.g. one attention head) use the 16-wide AVX2 tile rather than waste most of a 32-wide one.
 pub fn gemm(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
-    gemm_with(best_kernel(), c, a, b, g);
+    let kernel = match best_kernel() {
+        Kernel::Avx512 if g.n <= 16 => Kernel::Avx2,
+        k => k,
+    };
+    gemm_with(kernel, c, a, b, g);
 }
 
 /// `C (+)= op(A)·op(B)` with a given kernel (an unsupported one falls back to `Portable`).
@@ -229,7 +234,8 @@ pub(crate) fn drive<const MR: usize, const NR: usize, const KC: usize, const NC:
     pack: &mut [f32],
     mut micro: impl FnMut(&mut [f32], &[f32], &Tile<'_, MR>),
 ) {
-    debug_assert!(pack.len() >= KC * NC && NC.is_multiple_of(NR));
+    debug_assert!(NC.is_multiple_of(NR));
+    debug_assert!(pack.len() >= pack_len::<NR, KC, NC>(&g), "pack buffer too small for {g:?}");
     let a_step = if g.trans_a { g.lda } else { 1 };
     for jc in (0..g.n).step_by(NC) {
         let nc = NC.min(g.n - jc);
@@ -264,6 +270,16 @@ pub(crate) fn drive<const MR: usize, const NR: usize, const KC: usize, const NC:
     }
 }
 
+/// Floats of packing buffer [`drive`] uses for `g`: one `KC × NC` block, or less for small
+/// problems (a kernel sizes its stack buffer by this, so that small gemms do not pay for zeroing
+/// a large one).
+#[inline(always)]
+pub(crate) const fn pack_len<const NR: usize, const KC: usize, const NC: usize>(g: &Gemm) -> usize {
+    let kc = if g.k < KC { g.k } else { KC };
+    let nc = if g.n < NC { g.n } else { NC };
+    kc * nc.div_ceil(NR) * NR
+}
+
 /// Pack op(B)[pc..pc+kc, jc..jc+nc] into `NR`-wide panels, each `kc × NR`, zero-padding columns.
 #[inline(always)]
 fn pack_b<const NR: usize>(
@@ -290,11 +306,18 @@ fn pack_b<const NR: usize>(
                     (0..kc).for_each(|p| panel[p * NR + j] = 0.0);
                 }
             }
+        } else if nr == NR {
+            // Fixed-length copies compile to vector moves, not a libc call per row.
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                let src = &b[(pc + p) * g.ldb + j0..][..NR];
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s);
+            }
         } else {
             for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 let src = &b[(pc + p) * g.ldb + j0..][..nr];
-                dst[..nr].copy_from_slice(src);
-                dst[nr..].fill(0.0);
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = if j < nr { src[j] } else { 0.0 };
+                }
             }
         }
     }

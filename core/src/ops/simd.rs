@@ -18,7 +18,24 @@ mod x86 {
     use core::sync::atomic::{AtomicU8, Ordering};
 
     use super::Gemm;
-    use crate::ops::gemm::{Tile, drive, store_tile};
+    use crate::ops::gemm::{Tile, drive, pack_len, store_tile};
+
+    /// Run `f` with a zeroed stack buffer of at least `need` floats (at most 256 × 64, the largest
+    /// block the kernels pack). Safe Rust must initialise it, and zeroing 64 KiB costs more than
+    /// the arithmetic of a small product, so the buffer comes in sizes: an 8×32 and a 32×32 block
+    /// (an attention tile's products), 64×64 (a projection of width 64), and the full block.
+    #[inline(always)]
+    fn with_pack(need: usize, f: impl FnOnce(&mut [f32])) {
+        if need <= 8 * 32 {
+            f(&mut [0.0f32; 8 * 32])
+        } else if need <= 32 * 32 {
+            f(&mut [0.0f32; 32 * 32])
+        } else if need <= 64 * 64 {
+            f(&mut [0.0f32; 64 * 64])
+        } else {
+            f(&mut [0.0f32; 256 * 64])
+        }
+    }
 
     const DETECTED: u8 = 1;
     const AVX2_FMA: u8 = 2;
@@ -44,7 +61,8 @@ mod x86 {
         // SAFETY: OSXSAVE is set (checked above), which is the precondition of XGETBV.
         let xcr0 = unsafe { xcr0() };
         let leaf7 = __cpuid_count(7, 0);
-        let (avx2, avx512f) = (leaf7.ebx >> 5 & 1 == 1, leaf7.ebx >> 16 & 1 == 1);
+        // AVX-512 counts only with VL (128/256-bit forms), which the elementwise kernels use too.
+        let (avx2, avx512f) = (leaf7.ebx >> 5 & 1 == 1, leaf7.ebx >> 16 & 1 == 1 && leaf7.ebx >> 31 & 1 == 1);
         // XMM|YMM state, and additionally opmask|ZMM_Hi256|Hi16_ZMM for AVX-512.
         let (ymm_os, zmm_os) = (xcr0 & 0x6 == 0x6, xcr0 & 0xe6 == 0xe6);
         if ymm_os && avx2 && fma {
@@ -132,10 +150,10 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     fn gemm_avx2_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
-        let mut pack = [0.0f32; 256 * 64];
-        drive::<AVX2_MR, AVX2_NR, 256, 64>(c, a, b, g, &mut pack, |c, a, t| {
-            // A closure inherits gemm_avx2_impl's target features, so this call is safe.
-            micro_avx2(c, a, t)
+        // A closure inherits gemm_avx2_impl's target features, so the micro-kernel call is safe.
+        let need = pack_len::<AVX2_NR, 256, 64>(&g);
+        with_pack(need, |pack| {
+            drive::<AVX2_MR, AVX2_NR, 256, 64>(c, a, b, g, pack, |c, a, t| micro_avx2(c, a, t))
         });
     }
 
@@ -196,10 +214,9 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     fn gemm_avx512_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
-        let mut pack = [0.0f32; 256 * 64];
-        drive::<AVX512_MR, AVX512_NR, 256, 64>(c, a, b, g, &mut pack, |c, a, t| {
-            // A closure inherits gemm_avx512_impl's target features, so this call is safe.
-            micro_avx512(c, a, t)
+        let need = pack_len::<AVX512_NR, 256, 64>(&g);
+        with_pack(need, |pack| {
+            drive::<AVX512_MR, AVX512_NR, 256, 64>(c, a, b, g, pack, |c, a, t| micro_avx512(c, a, t))
         });
     }
 
@@ -208,10 +225,52 @@ mod x86 {
         // SAFETY: the CPU supports AVX-512F (asserted above).
         unsafe { gemm_avx512_impl(c, a, b, g) }
     }
+
+    /// Calls `f` from a function compiled with AVX2 and FMA: whatever inlines into it (the
+    /// `#[inline(always)]` kernel bodies of the layers) is vectorised 8 floats wide.
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// As [`run_avx2`], 16 floats wide.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+        if has_avx512f() {
+            // SAFETY: the CPU supports AVX-512F/VL, AVX2 and FMA (has_avx512f implies the others).
+            unsafe { run_avx512(f) }
+        } else if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { run_avx2(f) }
+        } else {
+            f()
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f};
+pub(crate) use x86::{gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f, vectorized};
+
+/// IEEE square root that the compiler can vectorise (`sqrtps`/`vsqrtps`). libm's `sqrtf` is inline
+/// assembly: opaque to the vectoriser, and its legacy-SSE `sqrtss` stalls inside AVX code.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn sqrt(x: f32) -> f32 {
+    use core::arch::x86_64::{_mm_cvtss_f32, _mm_set_ss, _mm_sqrt_ss};
+    // SAFETY: SSE is part of the x86_64 baseline, so these intrinsics are always available.
+    unsafe { _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))) }
+}
+
+/// IEEE square root (libm elsewhere; correctly rounded either way, so results agree).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) fn sqrt(x: f32) -> f32 {
+    libm::sqrtf(x)
+}
 
 #[cfg(not(target_arch = "x86_64"))]
 mod other {
@@ -232,7 +291,11 @@ mod other {
     pub(crate) fn gemm_avx512(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
         crate::ops::gemm::gemm_portable(c, a, b, g)
     }
+
+    pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) use other::{gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f};
+pub(crate) use other::{gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f, vectorized};
