@@ -8,8 +8,8 @@
 use regkern_core::optim::{RmsProp, Sgd};
 use regkern_core::testing::lcg_fill;
 use regkern_core::{
-    Activation, Error, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, Region, Schedule, TrainConfig,
-    Trainer,
+    Activation, AttentionType, Error, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, Region,
+    Schedule, TrainConfig, Trainer, TransformerConfig,
 };
 use regkern_tests::mlp;
 
@@ -32,6 +32,9 @@ fn configs() -> Vec<(ModelConfig, Mode)> {
         mlp(8, &[17], 3, Activation::Tanh),
         mlp(2, &[5, 9, 1, 33], 4, Activation::Gelu),
         mlp(1, &[1], 1, Activation::Relu),
+        transformer(AttentionType::Gqa, 8, 4, 6),
+        transformer(AttentionType::Mha, 4, 4, 5),
+        transformer(AttentionType::Mqa, 2, 1, 1),
     ];
     let mut out = Vec::new();
     for (i, m) in models.iter().enumerate() {
@@ -42,6 +45,22 @@ fn configs() -> Vec<(ModelConfig, Mode)> {
         out.push((m.clone(), Mode::Inference { max_batch: 1 + 10 * i }));
     }
     out
+}
+
+/// A small transformer; sequences use its whole `max_seq_len` (the largest activations).
+fn transformer(attention: AttentionType, heads: usize, groups: usize, max_seq_len: usize) -> ModelConfig {
+    ModelConfig::Transformer(TransformerConfig {
+        input_dim: 2,
+        output_dim: 3,
+        embed_dim: 8 * heads / 2,
+        ffn_dim: 12,
+        num_layers: 2,
+        num_heads: heads,
+        num_groups: groups,
+        attention,
+        max_seq_len,
+        ffn_act: Activation::Gelu,
+    })
 }
 
 const CANARY: f32 = -1234.5;

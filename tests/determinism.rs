@@ -53,3 +53,40 @@ fn non_finite_loss_stops_before_the_update() {
     assert_eq!(err, Error::NonFinite { step: 1, what: "loss" });
     assert_eq!(trainer.steps(), 1);
 }
+
+/// SPEC §3.4: GQA with G = H is MHA, bit for bit, in outputs and every gradient.
+#[test]
+fn gqa_with_as_many_groups_as_heads_is_mha_bit_for_bit() {
+    use regkern_core::{AttentionType, ModelConfig, TransformerConfig};
+    let run = |attention: AttentionType, num_groups: usize| {
+        let cfg = ModelConfig::Transformer(TransformerConfig {
+            input_dim: 2,
+            output_dim: 1,
+            embed_dim: 16,
+            ffn_dim: 24,
+            num_layers: 2,
+            num_heads: 4,
+            num_groups,
+            attention,
+            max_seq_len: 9,
+            ffn_act: Activation::Gelu,
+        });
+        let model =
+            Model::plan(&cfg, Mode::Training { max_batch: 3, optimizer: Optimizer::adam(1e-3) }).unwrap();
+        let mut arena = vec![0.0; model.report().total_floats()];
+        let mut net = Net::new(model, &mut arena).unwrap();
+        net.init_params(11);
+        let x: Vec<f32> = (0..3 * 9 * 2).map(|i| ((i * 37) % 23) as f32 / 11.5 - 1.0).collect();
+        let loss = net.loss_and_grads(&x, &[0.3, -0.2, 0.9]).unwrap();
+        let mut out = [0.0f32; 3];
+        net.predict(&x, &mut out).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        (loss.to_bits(), bits(&out), bits(net.grads()), bits(net.params()))
+    };
+    let mha = run(AttentionType::Mha, 1); // num_groups is ignored for MHA
+    let gqa = run(AttentionType::Gqa, 4);
+    assert_eq!(mha.3, gqa.3, "same seed, same layout: the initial weights must agree");
+    assert_eq!(mha.0, gqa.0, "loss");
+    assert_eq!(mha.1, gqa.1, "outputs");
+    assert_eq!(mha.2, gqa.2, "gradients");
+}

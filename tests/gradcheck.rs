@@ -6,7 +6,9 @@
 //! away from the kink at 0 (found by an independent plain-loop forward pass), per ggml's advice.
 
 use regkern_core::testing::{grad_check_eps, lcg_fill};
-use regkern_core::{Activation, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer};
+use regkern_core::{
+    Activation, AttentionType, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, TransformerConfig,
+};
 use regkern_tests::mlp;
 
 /// Smallest |pre-activation| of the hidden layers over the batch, by a plain-loop forward pass
@@ -83,5 +85,74 @@ fn mlp_gradients_match_finite_differences_for_every_activation() {
                 err.unwrap_or_else(|| panic!("{act:?} {dims:?}: every seed puts a pre-activation near 0"));
             assert!(err < 1e-3, "{act:?} {dims:?}: relative error {err:e}");
         }
+    }
+}
+
+/// A tiny transformer of the given attention layout.
+fn tiny_transformer(attention: AttentionType, heads: usize, groups: usize) -> TransformerConfig {
+    TransformerConfig {
+        input_dim: 2,
+        output_dim: 2,
+        embed_dim: 8,
+        ffn_dim: 12,
+        num_layers: 2,
+        num_heads: heads,
+        num_groups: groups,
+        attention,
+        max_seq_len: 6,
+        ffn_act: Activation::Gelu,
+    }
+}
+
+#[test]
+fn transformer_gradients_match_finite_differences_for_every_parameter_and_the_input() {
+    for (attention, h, g) in
+        [(AttentionType::Mha, 4, 4), (AttentionType::Mqa, 4, 1), (AttentionType::Gqa, 4, 2)]
+    {
+        let cfg = ModelConfig::Transformer(tiny_transformer(attention, h, g));
+        let (batch, seq) = (2, 5);
+        let model =
+            Model::plan(&cfg, Mode::Training { max_batch: batch, optimizer: Optimizer::sgd(0.1) }).unwrap();
+        let mut arena = vec![0.0; model.report().total_floats()];
+        let mut net = Net::new(model, &mut arena).unwrap();
+        net.set_seq_len(seq).unwrap();
+        net.init_params(5);
+        // Perturb the norms away from (1, 0) so their gradients are not degenerate.
+        let table: Vec<_> = net.model().params().collect();
+        let mut s = 77;
+        for p in &table {
+            if matches!(p.init, regkern_core::Init::Const(_)) {
+                let mut noise = vec![0.0; p.slot.len];
+                lcg_fill(&mut noise, &mut s);
+                net.params_mut()[p.slot.range()].iter_mut().zip(&noise).for_each(|(v, n)| *v += 0.1 * n);
+            }
+        }
+        let (mut x, mut y) = (vec![0.0; batch * seq * 2], vec![0.0; batch * 2]);
+        lcg_fill(&mut x, &mut s);
+        lcg_fill(&mut y, &mut s);
+        net.loss_and_grads(&x, &y).unwrap();
+        let analytic = net.grads().to_vec();
+        let dx = net.input_grad(batch).unwrap().to_vec();
+        // Per tensor, so a failure names the parameter.
+        for p in &table {
+            if p.name.as_str().ends_with("k_proj.bias") {
+                // Exactly zero: a key bias shifts every score of a row by the same q·b, and
+                // softmax is shift-invariant. Finite differences would only compare noise.
+                let worst = analytic[p.slot.range()].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!(worst < 1e-6, "{attention:?} {}: gradient {worst:e}, expected 0", p.name.as_str());
+                continue;
+            }
+            let original = net.params().to_vec();
+            let mut sub = original[p.slot.range()].to_vec();
+            let err = grad_check_eps(&mut sub, &analytic[p.slot.range()], 1e-2, |v| {
+                net.params_mut()[p.slot.range()].copy_from_slice(v);
+                f64::from(net.eval_loss(&x, &y).unwrap())
+            });
+            net.params_mut().copy_from_slice(&original);
+            assert!(err < 1e-3, "{attention:?} {}: relative error {err:e}", p.name.as_str());
+        }
+        let mut x0 = x.clone();
+        let err = grad_check_eps(&mut x0, &dx, 1e-2, |x| f64::from(net.eval_loss(x, &y).unwrap()));
+        assert!(err < 1e-3, "{attention:?} input: relative error {err:e}");
     }
 }

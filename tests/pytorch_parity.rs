@@ -74,8 +74,74 @@ fn net_for<'a>(fx: &Fixture, optimizer: Optimizer, arena: &'a mut Vec<f32>) -> N
     let model = Model::plan(&fx.model_config(), Mode::Training { max_batch: fx.batch(), optimizer }).unwrap();
     arena.resize(model.report().total_floats(), 0.0);
     let mut net = Net::new(model, arena).unwrap();
+    net.set_seq_len(fx.seq_len()).unwrap();
     fx.load_params(&mut net, "param.");
     net
+}
+
+const TRANSFORMERS: [&str; 4] =
+    ["transformer_mha", "transformer_mqa", "transformer_gqa", "transformer_gqa_io"];
+
+/// SPEC §3.3–3.4: outputs, loss, the gradient of every parameter and of the input, for MHA (H 4),
+/// MQA, GQA (H 8, G 4) and GQA with 3 input features and 2 outputs (E 32, 2 layers, batch 3).
+#[test]
+fn transformer_forward_loss_and_every_gradient_match_pytorch() {
+    let mut worst = 0.0f64;
+    for name in TRANSFORMERS {
+        let fx = Fixture::load(name);
+        let mut arena = Vec::new();
+        let mut net = net_for(&fx, Optimizer::adam(0.01), &mut arena);
+        let loss = net.loss_and_grads(fx.get("x"), fx.get("y")).unwrap();
+        worst = worst.max(assert_close(&format!("{name} loss"), &[loss], fx.get("loss")));
+        let dx = net.input_grad(fx.batch()).unwrap().to_vec();
+        worst = worst.max(assert_close(&format!("{name} grad.x"), &dx, fx.get("grad.x")));
+        for p in net.model().params() {
+            let key = format!("grad.{}", p.name.as_str());
+            let grad = &net.grads()[p.slot.range()];
+            if p.name.as_str().ends_with("k_proj.bias") {
+                // Exactly zero in exact arithmetic (softmax ignores a shift shared by every key);
+                // both sides hold rounding noise, so compare absolutely.
+                let noise = grad.iter().chain(fx.get(&key)).fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!(noise < 1e-6, "{name} {key}: {noise:e}, expected ~0");
+                continue;
+            }
+            worst = worst.max(assert_close(&format!("{name} {key}"), grad, fx.get(&key)));
+        }
+        let mut out = vec![0.0; fx.get("out").len()];
+        net.predict(fx.get("x"), &mut out).unwrap();
+        worst = worst.max(assert_close(&format!("{name} output"), &out, fx.get("out")));
+    }
+    println!("transformers: worst norm-relative error of outputs, losses and gradients: {worst:.2e}");
+}
+
+#[test]
+fn transformer_parameters_after_three_adam_steps_match_pytorch() {
+    let mut worst = 0.0f64;
+    for name in TRANSFORMERS {
+        let fx = Fixture::load(name);
+        let optimizer = Optimizer::adam(0.01);
+        let mut arena = Vec::new();
+        let net = net_for(&fx, optimizer, &mut arena);
+        let config = TrainConfig { epochs: 1, schedule: Schedule::Constant, clip_grad_norm: None };
+        let mut trainer = Trainer::new(net, optimizer, config).unwrap();
+        for _ in 0..3 {
+            trainer.train_step(fx.get("x"), fx.get("y")).unwrap();
+        }
+        let net = trainer.net();
+        for p in net.model().params() {
+            let key = format!("adam.step3.{}", p.name.as_str());
+            let (got, want) = (&net.params()[p.slot.range()], fx.get(&key));
+            if p.name.as_str().ends_with("k_proj.bias") {
+                // Its gradient is rounding noise (see above), which Adam normalises into steps of
+                // up to lr each: three steps may move it by up to 3·lr in either implementation.
+                let moved = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(moved <= 3.0 * 0.01 + 1e-6, "{name} {key}: off by {moved:e}");
+                continue;
+            }
+            worst = worst.max(assert_close(&format!("{name} {key}"), got, want));
+        }
+    }
+    println!("transformers: worst norm-relative error of parameters after 3 Adam steps: {worst:.2e}");
 }
 
 #[test]

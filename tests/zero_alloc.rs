@@ -8,8 +8,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use regkern_core::{
-    Activation, DataLoader, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic,
-    Task, TrainConfig, Trainer,
+    Activation, AttentionType, DataLoader, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, Schedule,
+    Synthetic, Task, TrainConfig, Trainer, TransformerConfig,
 };
 use regkern_tests::mlp;
 
@@ -47,10 +47,11 @@ fn allocations(f: impl FnOnce()) -> usize {
     ALLOCS.load(Ordering::SeqCst) - before
 }
 
-fn check(cfg: ModelConfig, task: Task, optimizer: Optimizer) {
+fn check(label: &str, cfg: ModelConfig, task: Task, optimizer: Optimizer) {
     let model = Model::plan(&cfg, Mode::Training { max_batch: 64, optimizer }).unwrap();
     let mut arena = vec![0.0; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).unwrap();
+    net.set_seq_len(task.seq_len()).unwrap();
     net.init_params(0);
     let (train, val) = Synthetic::split(task, 0, 256, 64);
     let mut order = vec![0u32; 256];
@@ -61,7 +62,7 @@ fn check(cfg: ModelConfig, task: Task, optimizer: Optimizer) {
         clip_grad_norm: Some(1.0),
     };
     let mut trainer = Trainer::new(net, optimizer, config).unwrap();
-    let (x, y) = (vec![0.5f32; 64 * 8], vec![0.1f32; 64]);
+    let (x, y) = (vec![0.5f32; 64 * task.in_len()], vec![0.1f32; 64]);
     let mut out = vec![0.0f32; 64];
     let n = allocations(|| {
         for _ in 0..5 {
@@ -71,22 +72,31 @@ fn check(cfg: ModelConfig, task: Task, optimizer: Optimizer) {
         trainer.evaluate(&val).unwrap();
         trainer.net().predict(&x, &mut out).unwrap();
     });
-    assert_eq!(n, 0, "{cfg:?} with {}: {n} heap allocations during training", optimizer.name());
+    assert_eq!(n, 0, "{label} with {}: {n} heap allocations during training", optimizer.name());
     println!(
-        "{} with {}: 0 allocations in 5 steps, 3 epochs, evaluation and prediction",
-        cfg.type_name(),
+        "{label} with {}: 0 allocations in 5 steps, 3 epochs, evaluation and prediction",
         optimizer.name()
     );
 }
 
 fn main() {
-    check(ModelConfig::Linear(LinearConfig { n_in: 8, n_out: 1 }), Task::Linear, Optimizer::sgd(0.01));
+    check(
+        "linear",
+        ModelConfig::Linear(LinearConfig { n_in: 8, n_out: 1 }),
+        Task::Linear,
+        Optimizer::sgd(0.01),
+    );
     for (act, opt) in [
         (Activation::Relu, Optimizer::adam(1e-3)),
         (Activation::Tanh, Optimizer::rmsprop(1e-3)),
         (Activation::Gelu, Optimizer::sgd(1e-2).with_momentum(0.9).unwrap()),
     ] {
-        check(mlp(8, &[128, 64, 32], 1, act), Task::Nlinear, opt);
+        check(&format!("mlp {}", act.name()), mlp(8, &[128, 64, 32], 1, act), Task::Nlinear, opt);
+    }
+    for attention in [AttentionType::Mha, AttentionType::Mqa, AttentionType::Gqa] {
+        let cfg = TransformerConfig { attention, max_seq_len: 40, ..TransformerConfig::default() };
+        let label = format!("transformer {}", attention.name());
+        check(&label, ModelConfig::Transformer(cfg), Task::Seqsum, Optimizer::adam(1e-3));
     }
     // The counter itself works: a Vec allocates.
     assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 10]))) > 0);

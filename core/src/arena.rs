@@ -84,6 +84,11 @@ impl Slot {
         self.offset..self.offset + self.len
     }
 
+    /// The same slot `by` floats further on (layers laid out identically differ by a stride).
+    pub const fn shifted(self, by: usize) -> Slot {
+        Slot { offset: self.offset + by, len: self.len }
+    }
+
     /// The first `len` floats of the slot (a batch smaller than planned uses a prefix).
     pub fn prefix(self, len: usize) -> Range<usize> {
         debug_assert!(len <= self.len, "prefix {len} of a slot of {}", self.len);

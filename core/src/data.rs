@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `linear`  | x ~ U(−1,1)⁸, y = x·w* + b* + N(0, 0.1²), w*, b* ~ N(0,1) |
 //! | `nlinear` | x ~ U(−1,1)⁸, y = sin(3·x·a) + 0.5·(x·b)² + N(0, 0.05²), a, b ~ N(0,1)/√8 |
+//! | `seqsum`  | x ~ U(−1,1)^[32, 1], y = Σx / √32 (a sequence of 32 tokens, one feature each) |
 
 use crate::error::{Error, Result, check_len, ensure};
 use crate::rng::Xoshiro256;
@@ -47,10 +48,15 @@ pub enum Task {
     Linear,
     /// Noisy non-linear map of 8 features.
     Nlinear,
+    /// Scaled sum of a sequence of 32 values.
+    Seqsum,
 }
 
 /// Input features of the `linear` and `nlinear` tasks.
 pub const TASK_FEATURES: usize = 8;
+
+/// Tokens per sequence of the `seqsum` task.
+pub const SEQSUM_LEN: usize = 32;
 
 // Stream ids: task coefficients and per-sample draws never share a random stream.
 const STREAM_COEFS: u64 = 1;
@@ -62,12 +68,29 @@ impl Task {
         match self {
             Task::Linear => "linear",
             Task::Nlinear => "nlinear",
+            Task::Seqsum => "seqsum",
+        }
+    }
+
+    /// Tokens per sample (1 for the feature tasks).
+    pub const fn seq_len(self) -> usize {
+        match self {
+            Task::Linear | Task::Nlinear => 1,
+            Task::Seqsum => SEQSUM_LEN,
+        }
+    }
+
+    /// Features per token.
+    pub const fn in_dim(self) -> usize {
+        match self {
+            Task::Linear | Task::Nlinear => TASK_FEATURES,
+            Task::Seqsum => 1,
         }
     }
 
     /// Floats per input sample.
     pub const fn in_len(self) -> usize {
-        TASK_FEATURES
+        self.seq_len() * self.in_dim()
     }
 
     /// Floats per target sample.
@@ -95,6 +118,7 @@ impl Synthetic {
         match task {
             Task::Linear => rng.fill_normal(&mut coef[..=TASK_FEATURES], 0.0, 1.0),
             Task::Nlinear => rng.fill_normal(&mut coef, 0.0, 1.0 / libm::sqrtf(TASK_FEATURES as f32)),
+            Task::Seqsum => {}
         }
         Synthetic { task, seed, start, len, coef }
     }
@@ -135,6 +159,7 @@ impl Dataset for Synthetic {
                 let (xa, xb) = (dot(c0), dot(c1));
                 libm::sinf(3.0 * xa) + 0.5 * xb * xb + 0.05 * rng.normal()
             }
+            Task::Seqsum => x.iter().sum::<f32>() / libm::sqrtf(SEQSUM_LEN as f32),
         };
     }
 }
@@ -288,6 +313,16 @@ mod tests {
         }
         let mse = se / ds.len() as f64;
         assert!((mse - 0.01).abs() < 0.0005, "noise variance {mse}");
+    }
+
+    #[test]
+    fn seqsum_is_the_scaled_sum() {
+        let ds = Synthetic::new(Task::Seqsum, 4, 0, 10);
+        assert_eq!((ds.in_len(), ds.out_len()), (32, 1));
+        let (mut x, mut y) = ([0.0f32; 32], [0.0f32; 1]);
+        ds.get(3, &mut x, &mut y);
+        assert!((y[0] - x.iter().sum::<f32>() / 32f32.sqrt()).abs() < 1e-6);
+        assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
     }
 
     #[test]

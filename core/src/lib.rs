@@ -81,7 +81,9 @@ pub use arena::{Buffers, Region, Report, carve};
 pub use data::{DataLoader, Dataset, SliceDataset, Synthetic, Task};
 pub use error::{Error, Result};
 pub use layers::Activation;
-pub use models::{Init, LinearConfig, MlpConfig, Mode, Model, ModelConfig, Net, ParamInfo};
+pub use models::{
+    AttentionType, Init, LinearConfig, MlpConfig, Mode, Model, ModelConfig, Net, ParamInfo, TransformerConfig,
+};
 pub use optim::Optimizer;
 pub use rng::Xoshiro256;
 pub use schedule::Schedule;

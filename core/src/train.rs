@@ -185,10 +185,10 @@ impl<'a> Trainer<'a> {
         loader: &mut DataLoader<'_>,
         observer: &mut dyn Observer,
     ) -> Result<Summary> {
-        let m = self.net.model();
-        check_widths(train, m.in_len(), m.out_len())?;
+        let (in_len, out_len) = (self.net.in_len(), self.net.out_len());
+        check_widths(train, in_len, out_len)?;
         if let Some(v) = val {
-            check_widths(v, m.in_len(), m.out_len())?;
+            check_widths(v, in_len, out_len)?;
         }
         if loader.len() != train.len() {
             return Err(Error::BadLen { what: "loader indices", expected: train.len(), got: loader.len() });
@@ -257,7 +257,7 @@ fn check_widths(ds: &dyn Dataset, in_len: usize, out_len: usize) -> Result<()> {
 
 /// Mean loss of `net` over every sample of `ds`, in batches of the planned maximum.
 pub fn evaluate(net: &mut Net<'_>, ds: &dyn Dataset) -> Result<f32> {
-    check_widths(ds, net.model().in_len(), net.model().out_len())?;
+    check_widths(ds, net.in_len(), net.out_len())?;
     let (max, il, ol) = (net.model().mode().max_batch(), ds.in_len(), ds.out_len());
     let (mut sum, mut start) = (0.0f64, 0usize);
     while start < ds.len() {

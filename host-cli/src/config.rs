@@ -5,7 +5,10 @@
 
 use clap::{Args, ValueEnum};
 use regkern_core::models::MAX_HIDDEN;
-use regkern_core::{Activation, LinearConfig, MlpConfig, ModelConfig, Optimizer, Schedule, Task};
+use regkern_core::{
+    Activation, AttentionType, LinearConfig, MlpConfig, ModelConfig, Optimizer, Schedule, Task,
+    TransformerConfig,
+};
 
 /// `--type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -14,6 +17,19 @@ pub enum ModelType {
     Linear,
     /// MLP on the `nlinear` task.
     Nlinear,
+    /// Transformer regression on the `seqsum` task.
+    Transformer,
+}
+
+/// `--attention_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AttnName {
+    /// Multi-head attention (num_groups ignored).
+    Mha,
+    /// Multi-query attention: one shared key/value head.
+    Mqa,
+    /// Grouped-query attention: num_groups key/value heads.
+    Gqa,
 }
 
 /// `--optimizer`.
@@ -66,9 +82,59 @@ pub struct ModelArgs {
     /// Activation between hidden layers.
     #[arg(long = "custom_act", alias = "custom-act", value_enum, default_value = "relu")]
     pub custom_act: ActName,
-    /// Samples per batch [default: 64 for linear and nlinear].
+    /// Samples per batch [default: 64 for linear and nlinear, 32 for transformer].
     #[arg(long = "batch_size", alias = "batch-size")]
     pub batch_size: Option<usize>,
+    #[command(flatten)]
+    pub transformer: TransformerArgs,
+}
+
+/// Transformer flags (SPEC §3.3 defaults: the seed's `TransformerModelConfig` example).
+#[derive(Args, Clone, Debug)]
+pub struct TransformerArgs {
+    /// Attention: mha, mqa or gqa.
+    #[arg(long = "attention_type", alias = "attention-type", value_enum, default_value = "gqa")]
+    pub attention_type: AttnName,
+    /// Query heads H (must divide embed_dim).
+    #[arg(long = "num_heads", alias = "num-heads", default_value_t = 8)]
+    pub num_heads: usize,
+    /// Key/value groups G for gqa (must divide num_heads).
+    #[arg(long = "num_groups", alias = "num-groups", default_value_t = 4)]
+    pub num_groups: usize,
+    /// Model width E.
+    #[arg(long = "embed_dim", alias = "embed-dim", default_value_t = 64)]
+    pub embed_dim: usize,
+    /// FFN hidden width F.
+    #[arg(long = "ffn_dim", alias = "ffn-dim", default_value_t = 128)]
+    pub ffn_dim: usize,
+    /// Transformer blocks.
+    #[arg(long = "num_layers", alias = "num-layers", default_value_t = 2)]
+    pub num_layers: usize,
+    /// Longest sequence (rows of pos_embed).
+    #[arg(long = "max_seq_len", alias = "max-seq-len", default_value_t = 128)]
+    pub max_seq_len: usize,
+}
+
+impl TransformerArgs {
+    /// The core config for a task with `input_dim` features per token and `output_dim` outputs.
+    pub fn config(&self, input_dim: usize, output_dim: usize) -> TransformerConfig {
+        TransformerConfig {
+            input_dim,
+            output_dim,
+            embed_dim: self.embed_dim,
+            ffn_dim: self.ffn_dim,
+            num_layers: self.num_layers,
+            num_heads: self.num_heads,
+            num_groups: self.num_groups,
+            attention: match self.attention_type {
+                AttnName::Mha => AttentionType::Mha,
+                AttnName::Mqa => AttentionType::Mqa,
+                AttnName::Gqa => AttentionType::Gqa,
+            },
+            max_seq_len: self.max_seq_len,
+            ffn_act: Activation::Gelu,
+        }
+    }
 }
 
 /// How to optimise.
@@ -99,12 +165,16 @@ impl ModelArgs {
         match self.model_type {
             ModelType::Linear => Task::Linear,
             ModelType::Nlinear => Task::Nlinear,
+            ModelType::Transformer => Task::Seqsum,
         }
     }
 
     /// `--batch_size`, or the type's default (SPEC §5).
     pub fn batch(&self) -> usize {
-        self.batch_size.unwrap_or(64)
+        self.batch_size.unwrap_or(match self.model_type {
+            ModelType::Linear | ModelType::Nlinear => 64,
+            ModelType::Transformer => 32,
+        })
     }
 
     /// The core model config, or a message saying which flag is wrong.
@@ -127,6 +197,19 @@ impl ModelArgs {
                     n_out: task.out_len(),
                     act,
                 })
+            }
+            ModelType::Transformer => {
+                let cfg = self.transformer.config(task.in_dim(), task.out_len());
+                cfg.validate().map_err(|e| e.to_string())?;
+                if task.seq_len() > cfg.max_seq_len {
+                    return Err(format!(
+                        "the {} task's sequences have {} tokens, more than --max_seq_len {}",
+                        task.name(),
+                        task.seq_len(),
+                        cfg.max_seq_len
+                    ));
+                }
+                ModelConfig::Transformer(cfg)
             }
         })
     }

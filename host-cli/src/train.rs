@@ -113,6 +113,7 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
 
     let mut arena = vec![0.0f32; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
+    net.set_seq_len(args.model.task().seq_len()).map_err(|e| e.to_string())?;
     net.init_params(args.seed);
     let (train, val) = Synthetic::split(args.model.task(), args.seed, args.train_size, args.val_size);
     let mut order = vec![0u32; args.train_size];
@@ -162,6 +163,18 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
                 },
                 "custom_act": match &cfg {
                     regkern_core::ModelConfig::Mlp(m) => json!(m.act.name()),
+                    _ => json!(null),
+                },
+                "transformer": match &cfg {
+                    regkern_core::ModelConfig::Transformer(t) => json!({
+                        "attention_type": t.attention.name(),
+                        "num_heads": t.num_heads,
+                        "num_groups": t.kv_heads(),
+                        "embed_dim": t.embed_dim,
+                        "ffn_dim": t.ffn_dim,
+                        "num_layers": t.num_layers,
+                        "max_seq_len": t.max_seq_len,
+                    }),
                     _ => json!(null),
                 },
                 "epochs": args.epochs,

@@ -71,6 +71,53 @@ fn same_seed_same_numbers() {
 }
 
 #[test]
+fn transformer_trains_with_every_attention_type() {
+    for attention in ["mha", "mqa", "gqa"] {
+        let o = regkern(&[
+            "train",
+            "--type",
+            "transformer",
+            "--attention_type",
+            attention,
+            "--epochs",
+            "1",
+            "--train_size",
+            "64",
+            "--val_size",
+            "32",
+            "--embed_dim",
+            "16",
+            "--num_heads",
+            "4",
+            "--num_groups",
+            "2",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{attention}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let expected_groups = match attention {
+            "mha" => 4,
+            "mqa" => 1,
+            _ => 2,
+        };
+        assert_eq!(v["config"]["transformer"]["num_groups"], expected_groups, "{attention}");
+        assert!(v["final_val_loss"].as_f64().is_some_and(f64::is_finite));
+    }
+}
+
+#[test]
+fn plan_reports_a_transformer() {
+    let o = regkern(&["plan", "--type", "transformer", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["type"], "transformer");
+    assert_eq!(v["params"][2]["name"], "pos_embed.weight");
+    assert_eq!(v["params"][2]["shape"], serde_json::json!([128, 64]));
+    assert_eq!(v["inference"]["grads"], 0);
+    assert!(v["training"]["acts"].as_u64().unwrap() > v["inference"]["acts"].as_u64().unwrap());
+}
+
+#[test]
 fn plan_prints_every_region_for_inference_and_training() {
     let o = regkern(&["plan", "--type", "nlinear", "--latent_dims", "128,64,32"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -104,6 +151,19 @@ fn bad_flags_are_clear_errors() {
         (&["--clip_grad_norm", "0"], "clip_grad_norm must be a positive"),
         (&["--scheduler", "step", "--step_size", "0"], "step_size must be at least 1"),
         (&["--no-such-flag"], "unexpected argument"),
+        (
+            &["--type", "transformer", "--embed_dim", "60", "--num_heads", "8"],
+            "num_heads must divide embed_dim",
+        ),
+        (&["--type", "transformer", "--num_groups", "3"], "num_groups must divide num_heads"),
+        (&["--type", "transformer", "--num_groups", "16"], "num_groups must not exceed num_heads"),
+        (&["--type", "transformer", "--num_groups", "0"], "num_groups must be at least 1"),
+        (&["--type", "transformer", "--num_heads", "0"], "num_heads must be at least 1"),
+        (&["--type", "transformer", "--embed_dim", "0"], "embed_dim must be at least 1"),
+        (&["--type", "transformer", "--ffn_dim", "0"], "ffn_dim must be at least 1"),
+        (&["--type", "transformer", "--num_layers", "0"], "num_layers must be at least 1"),
+        (&["--type", "transformer", "--max_seq_len", "16"], "more than --max_seq_len 16"),
+        (&["--type", "transformer", "--attention_type", "sparse"], "invalid value 'sparse'"),
     ];
     for (args, msg) in cases {
         let mut full = vec!["train"];

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use regkern_core::{Activation, LinearConfig, MlpConfig, ModelConfig, Net};
+use regkern_core::{Activation, AttentionType, LinearConfig, MlpConfig, ModelConfig, Net, TransformerConfig};
 
 /// A fixture written by `fixtures/gen_fixtures.py`: named f32 tensors plus the model config.
 pub struct Fixture {
@@ -72,8 +72,30 @@ impl Fixture {
                     act,
                 })
             }
+            Some("transformer") => ModelConfig::Transformer(TransformerConfig {
+                input_dim: u("input_dim"),
+                output_dim: u("output_dim"),
+                embed_dim: u("embed_dim"),
+                ffn_dim: u("ffn_dim"),
+                num_layers: u("num_layers"),
+                num_heads: u("num_heads"),
+                num_groups: u("num_groups"),
+                attention: match c["attention_type"].as_str() {
+                    Some("mha") => AttentionType::Mha,
+                    Some("mqa") => AttentionType::Mqa,
+                    Some("gqa") => AttentionType::Gqa,
+                    other => panic!("unknown attention_type {other:?}"),
+                },
+                max_seq_len: u("max_seq_len"),
+                ffn_act: Activation::Gelu,
+            }),
             other => panic!("unknown fixture type {other:?}"),
         }
+    }
+
+    /// Tokens per sequence of a sequence fixture (1 for linear and MLP fixtures).
+    pub fn seq_len(&self) -> usize {
+        self.config["seq_len"].as_u64().map_or(1, |t| t as usize)
     }
 
     /// Batch size of the fixture's input.

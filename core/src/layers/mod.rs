@@ -4,8 +4,15 @@
 //! gradients it is given, so residual joins and gradient accumulation need no special case.
 
 pub mod activation;
+pub mod attention;
+pub mod ffn;
+pub mod layernorm;
 pub mod linear;
 pub mod mse;
+pub mod pool;
+pub mod position;
 
 pub use activation::Activation;
+pub use attention::Attn;
+pub use ffn::Ffn;
 pub use linear::Linear;

@@ -173,7 +173,7 @@ impl Mlp {
     }
 
     /// Backward pass: the forward's calls, mirrored. Reads dL/dy from `act_grads[doutput]`;
-    /// accumulates into `grads` and the hidden act_grads. Needs a training plan.
+    /// accumulates into `grads`; overwrites the hidden act_grads. Needs a training plan.
     pub(crate) fn backward(&self, bufs: &mut Buffers<'_>, inp: Slot, n: usize) {
         let (params, acts, grads, act_grads) =
             (&*bufs.params, &*bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads);
@@ -194,7 +194,9 @@ impl Mlp {
                 .get_disjoint_mut([dh_range, prev.dpost.prefix(len), prev.dpre.prefix(len)])
                 .expect("planned slots are disjoint");
             let a_prev = &acts[prev.post.prefix(len)];
+            da_prev.fill(0.0);
             linear::backward(Some(da_prev), dw, db, dh, a_prev, w, l.dims);
+            dh_prev.fill(0.0);
             activation::backward(dh_prev, da_prev, &acts[prev.pre.prefix(len)], a_prev, self.act);
         }
     }

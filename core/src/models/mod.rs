@@ -5,6 +5,7 @@
 //! binds a planned model to the caller's arena; it is what callers train and run.
 
 pub mod mlp;
+pub mod transformer;
 
 use core::fmt::Write;
 
@@ -15,6 +16,7 @@ use crate::optim::Optimizer;
 use crate::rng::Xoshiro256;
 
 pub use mlp::{LinearConfig, MAX_HIDDEN, Mlp, MlpConfig};
+pub use transformer::{AttentionType, Transformer, TransformerConfig};
 
 /// What to build.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +25,8 @@ pub enum ModelConfig {
     Linear(LinearConfig),
     /// Multi-layer perceptron (`--type nlinear`).
     Mlp(MlpConfig),
+    /// Transformer for sequence regression (`--type transformer`).
+    Transformer(TransformerConfig),
 }
 
 impl ModelConfig {
@@ -31,6 +35,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Linear(_) => "linear",
             ModelConfig::Mlp(_) => "nlinear",
+            ModelConfig::Transformer(_) => "transformer",
         }
     }
 }
@@ -155,9 +160,13 @@ impl ParamInfo {
     }
 }
 
+// No Box without alloc; both variants are a couple of KiB at most (the transformer keeps one
+// block's slots whatever its depth), small enough for an embedded stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Arch {
     Mlp(Mlp),
+    Transformer(Transformer),
 }
 
 /// A planned model: dims, slots and the byte report. Holds no memory.
@@ -166,12 +175,16 @@ pub struct Model {
     arch: Arch,
     config: ModelConfig,
     mode: Mode,
-    /// Input batch (acts): `max_batch × in_len`.
+    /// Input batch (acts): `max_batch × max_seq × in_dim`.
     inp: Slot,
-    /// Target batch (acts, training only): `max_batch × out_len`.
+    /// Target batch (acts, training only): `max_batch × out_dim`.
     target: Slot,
-    in_len: usize,
-    out_len: usize,
+    /// Features per token (per sample for linear and MLP models).
+    in_dim: usize,
+    /// Outputs per sample.
+    out_dim: usize,
+    /// Longest sequence (1 for linear and MLP models).
+    max_seq: usize,
     report: Report,
 }
 
@@ -189,12 +202,13 @@ impl Model {
             Mode::Inference { .. } => 0,
         };
         let mut p = Planner::default();
-        let (in_len, out_len) = match cfg {
-            ModelConfig::Linear(c) => (c.n_in, c.n_out),
-            ModelConfig::Mlp(c) => (c.n_in, c.n_out),
+        let (in_dim, out_dim, max_seq) = match cfg {
+            ModelConfig::Linear(c) => (c.n_in, c.n_out, 1),
+            ModelConfig::Mlp(c) => (c.n_in, c.n_out, 1),
+            ModelConfig::Transformer(c) => (c.input_dim, c.output_dim, c.max_seq_len),
         };
-        let inp = p.take(Region::Acts, mul(max_batch, in_len)?)?;
-        let target = if training { p.take(Region::Acts, mul(max_batch, out_len)?)? } else { Slot::default() };
+        let inp = p.take(Region::Acts, mul(mul(max_batch, max_seq)?, in_dim)?)?;
+        let target = if training { p.take(Region::Acts, mul(max_batch, out_dim)?)? } else { Slot::default() };
         let arch = match cfg {
             ModelConfig::Linear(c) => {
                 let mlp = MlpConfig {
@@ -206,9 +220,12 @@ impl Model {
                 Arch::Mlp(Mlp::plan(&mlp, true, max_batch, training, &mut p)?)
             }
             ModelConfig::Mlp(c) => Arch::Mlp(Mlp::plan(c, false, max_batch, training, &mut p)?),
+            ModelConfig::Transformer(c) => {
+                Arch::Transformer(Transformer::plan(c, max_batch, training, &mut p)?)
+            }
         };
         let report = p.report(training, opt_copies)?;
-        Ok(Model { arch, config: cfg.clone(), mode, inp, target, in_len, out_len, report })
+        Ok(Model { arch, config: cfg.clone(), mode, inp, target, in_dim, out_dim, max_seq, report })
     }
 
     /// Bytes of every region.
@@ -226,20 +243,31 @@ impl Model {
         self.mode
     }
 
-    /// Floats of one input sample.
+    /// Floats of one input sample at the longest sequence (linear and MLP: the features).
     pub fn in_len(&self) -> usize {
-        self.in_len
+        self.max_seq * self.in_dim
     }
 
     /// Floats of one output (= target) sample.
     pub fn out_len(&self) -> usize {
-        self.out_len
+        self.out_dim
+    }
+
+    /// Features per token (per sample for linear and MLP models).
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    /// Longest sequence the model takes (1 for linear and MLP models).
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq
     }
 
     /// Number of parameter tensors.
     pub fn param_count(&self) -> usize {
         match &self.arch {
             Arch::Mlp(m) => m.param_count(),
+            Arch::Transformer(t) => t.param_count(),
         }
     }
 
@@ -247,6 +275,7 @@ impl Model {
     pub fn param(&self, i: usize) -> Option<ParamInfo> {
         match &self.arch {
             Arch::Mlp(m) => m.param(i),
+            Arch::Transformer(t) => t.param(i),
         }
     }
 
@@ -263,24 +292,36 @@ impl Model {
     fn output(&self) -> Slot {
         match &self.arch {
             Arch::Mlp(m) => m.output(),
+            Arch::Transformer(t) => t.output(),
         }
     }
 
     fn doutput(&self) -> Slot {
         match &self.arch {
             Arch::Mlp(m) => m.doutput(),
+            Arch::Transformer(t) => t.doutput(),
         }
     }
 
-    fn forward(&self, bufs: &mut Buffers<'_>, n: usize) {
+    /// Where backward leaves dL/d(input), for models that compute it.
+    fn dinput(&self) -> Option<Slot> {
+        match &self.arch {
+            Arch::Mlp(_) => None,
+            Arch::Transformer(t) => Some(t.dinput()),
+        }
+    }
+
+    fn forward(&self, bufs: &mut Buffers<'_>, n: usize, seq: usize) {
         match &self.arch {
             Arch::Mlp(m) => m.forward(bufs, self.inp, n),
+            Arch::Transformer(t) => t.forward(bufs, self.inp, n, seq),
         }
     }
 
-    fn backward(&self, bufs: &mut Buffers<'_>, n: usize) {
+    fn backward(&self, bufs: &mut Buffers<'_>, n: usize, seq: usize) {
         match &self.arch {
             Arch::Mlp(m) => m.backward(bufs, self.inp, n),
+            Arch::Transformer(t) => t.backward(bufs, self.inp, n, seq),
         }
     }
 }
@@ -290,6 +331,8 @@ impl Model {
 pub struct Net<'a> {
     model: Model,
     bufs: Buffers<'a>,
+    /// Tokens per sequence in the calls that follow (1 for linear and MLP models).
+    seq: usize,
 }
 
 impl<'a> Net<'a> {
@@ -297,7 +340,31 @@ impl<'a> Net<'a> {
     /// Parameters start at zero; call [`Net::init_params`] or load a checkpoint.
     pub fn new(model: Model, arena: &'a mut [f32]) -> Result<Self> {
         let bufs = carve(arena, model.report())?;
-        Ok(Net { model, bufs })
+        let seq = model.max_seq;
+        Ok(Net { model, bufs, seq })
+    }
+
+    /// Use sequences of `seq` tokens from now on (default: the model's `max_seq_len`).
+    pub fn set_seq_len(&mut self, seq: usize) -> Result<()> {
+        ensure(seq > 0, "seq_len", "must be at least 1")?;
+        ensure(seq <= self.model.max_seq, "seq_len", "is longer than max_seq_len")?;
+        self.seq = seq;
+        Ok(())
+    }
+
+    /// Tokens per sequence of the calls that follow.
+    pub fn seq_len(&self) -> usize {
+        self.seq
+    }
+
+    /// Floats of one input sample at the current sequence length.
+    pub fn in_len(&self) -> usize {
+        self.seq * self.model.in_dim
+    }
+
+    /// Floats of one output (= target) sample.
+    pub fn out_len(&self) -> usize {
+        self.model.out_dim
     }
 
     /// The planned model.
@@ -344,10 +411,10 @@ impl<'a> Net<'a> {
         if n > max { Err(Error::BatchTooLarge { max, got: n }) } else { Ok(()) }
     }
 
-    /// Number of samples in `x`, checked against the model's input width and planned batch.
+    /// Number of samples in `x`, checked against the input width and the planned batch.
     fn samples_in(&self, x: &[f32]) -> Result<usize> {
-        let n = x.len() / self.model.in_len;
-        check_len("x", x.len(), n * self.model.in_len)?;
+        let n = x.len() / self.in_len();
+        check_len("x", x.len(), n * self.in_len())?;
         self.check_batch(n)?;
         Ok(n)
     }
@@ -355,7 +422,8 @@ impl<'a> Net<'a> {
     /// The input buffer for `n` samples, to fill in place (a data loader writes here).
     pub fn input_mut(&mut self, n: usize) -> Result<&mut [f32]> {
         self.check_batch(n)?;
-        Ok(&mut self.bufs.acts[self.model.inp.prefix(n * self.model.in_len)])
+        let len = n * self.in_len();
+        Ok(&mut self.bufs.acts[self.model.inp.prefix(len)])
     }
 
     /// The input and target buffers for `n` samples, to fill in place. Training plans only.
@@ -364,11 +432,12 @@ impl<'a> Net<'a> {
         if !self.model.mode.is_training() {
             return Err(Error::NotTrainable);
         }
+        let (xl, yl) = (n * self.in_len(), n * self.out_len());
         let m = &self.model;
         let [x, y] = self
             .bufs
             .acts
-            .get_disjoint_mut([m.inp.prefix(n * m.in_len), m.target.prefix(n * m.out_len)])
+            .get_disjoint_mut([m.inp.prefix(xl), m.target.prefix(yl)])
             .expect("planned slots are disjoint");
         Ok((x, y))
     }
@@ -376,7 +445,7 @@ impl<'a> Net<'a> {
     /// Copy a batch (`x`: n × in_len, `y`: n × out_len) into the input and target buffers.
     pub fn set_batch(&mut self, x: &[f32], y: &[f32]) -> Result<usize> {
         let n = self.samples_in(x)?;
-        check_len("y", y.len(), n * self.model.out_len)?;
+        check_len("y", y.len(), n * self.out_len())?;
         let (xb, yb) = self.batch_mut(n)?;
         xb.copy_from_slice(x);
         yb.copy_from_slice(y);
@@ -386,14 +455,14 @@ impl<'a> Net<'a> {
     /// Run the model on the `n` samples already in the input buffer; returns their outputs.
     pub fn forward_in_place(&mut self, n: usize) -> Result<&[f32]> {
         self.check_batch(n)?;
-        self.model.forward(&mut self.bufs, n);
-        Ok(&self.bufs.acts[self.model.output().prefix(n * self.model.out_len)])
+        self.model.forward(&mut self.bufs, n, self.seq);
+        Ok(&self.bufs.acts[self.model.output().prefix(n * self.model.out_dim)])
     }
 
     /// Predict `out` (n × out_len) for `x` (n × in_len).
     pub fn predict(&mut self, x: &[f32], out: &mut [f32]) -> Result<()> {
         let n = self.samples_in(x)?;
-        check_len("out", out.len(), n * self.model.out_len)?;
+        check_len("out", out.len(), n * self.out_len())?;
         self.input_mut(n)?.copy_from_slice(x);
         out.copy_from_slice(self.forward_in_place(n)?);
         Ok(())
@@ -403,7 +472,7 @@ impl<'a> Net<'a> {
     pub fn eval_loss_in_place(&mut self, n: usize) -> Result<f32> {
         self.forward_in_place(n)?;
         let (m, acts) = (&self.model, &*self.bufs.acts);
-        let len = n * m.out_len;
+        let len = n * m.out_dim;
         Ok(mse::forward(&acts[m.output().prefix(len)], &acts[m.target.prefix(len)]))
     }
 
@@ -416,16 +485,19 @@ impl<'a> Net<'a> {
         let loss = self.eval_loss_in_place(n)?;
         let (m, b) = (&self.model, &mut self.bufs);
         b.grads.fill(0.0);
-        b.act_grads.fill(0.0); // backward accumulates
-        let len = n * m.out_len;
-        mse::backward(
-            &mut b.act_grads[m.doutput().prefix(len)],
-            &b.acts[m.output().prefix(len)],
-            &b.acts[m.target.prefix(len)],
-            1.0,
-        );
-        m.backward(b, n);
+        let len = n * m.out_dim;
+        let dout = &mut b.act_grads[m.doutput().prefix(len)];
+        dout.fill(0.0);
+        mse::backward(dout, &b.acts[m.output().prefix(len)], &b.acts[m.target.prefix(len)], 1.0);
+        m.backward(b, n, self.seq);
         Ok(loss)
+    }
+
+    /// dLoss/d(input) of the last [`Net::loss_and_grads`] over `n` samples, for models that
+    /// compute it (transformers); `None` otherwise.
+    pub fn input_grad(&self, n: usize) -> Option<&[f32]> {
+        let len = n.min(self.model.mode.max_batch()) * self.in_len();
+        self.model.dinput().map(|s| &self.bufs.act_grads[s.prefix(len)])
     }
 
     /// [`Net::set_batch`] then [`Net::loss_and_grads_in_place`].

@@ -1,0 +1,368 @@
+//! Scaled dot-product attention with grouped key/value heads: MHA (G = H), MQA (G = 1) and
+//! GQA (H % G = 0) are one implementation. Query head `h` reads kv group `h / (H/G)` in place —
+//! no K/V is ever copied per query head.
+//!
+//! For each sequence b and head h: `P = softmax(Q_h·K_gᵀ / √D [+ causal mask])`, `out_h = P·V_g`.
+//! Shapes (row-major, tokens of a sequence contiguous):
+//! q, out (B·T, H·D); k, v (B·T, G·D); att (B, H, T, T) — the probabilities, saved for backward,
+//! stored **key-major**: `att[b, h, j, i]` is the weight of key j for query i.
+//! The projections around attention live in the model (`attn.{q,k,v,o}_proj`).
+//!
+//! Why key-major: the scores come from one gemm `Pᵀ = K_g·Q_hᵀ` whose packed operand is only
+//! T × D; the softmax then runs down the columns, vectorised across queries without horizontal
+//! reductions; and `outᵀ = V_gᵀ·Pᵀ`, `dQᵀ = K_gᵀ·dSᵀ` read the stored tiles as they are, with full
+//! 32-wide register tiles for small D. Every product is one [`gemm`] call reading q/k/v/out in
+//! place through strides and transpose flags.
+
+use crate::ops::math::exp;
+use crate::ops::{Gemm, gemm, vectorized};
+
+/// Dims of an attention layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attn {
+    /// Query heads H.
+    pub n_heads: usize,
+    /// Key/value heads (groups) G; `n_heads % n_kv_heads == 0`.
+    pub n_kv_heads: usize,
+    /// Head dimension D = E / H.
+    pub head_dim: usize,
+    /// Mask keys after the query position.
+    pub causal: bool,
+}
+
+impl Attn {
+    /// Width of q and out rows, H·D.
+    pub const fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Width of k and v rows, G·D.
+    pub const fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+
+    /// The kv group query head `h` reads.
+    pub const fn group_of(&self, h: usize) -> usize {
+        h / (self.n_heads / self.n_kv_heads)
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / libm::sqrtf(self.head_dim as f32)
+    }
+
+    /// Floats of scratch [`forward`] and [`backward`] need for sequences of up to `seq` tokens:
+    /// a T × T tile (inference probabilities, or dPᵀ), a D × T transposed product, and two rows.
+    pub const fn scratch_len(&self, seq: usize) -> usize {
+        (seq + self.head_dim + 2) * seq
+    }
+}
+
+/// `rows[i·ld + d] (+)= ct[d·T + i]`: a D × T result back into T rows of stride `ld`.
+fn scatter_rows(rows: &mut [f32], ct: &[f32], ld: usize, hd: usize, t: usize, accumulate: bool) {
+    vectorized(
+        #[inline(always)]
+        || {
+            for i in 0..t {
+                let row = &mut rows[i * ld..][..hd];
+                for (dd, r) in row.iter_mut().enumerate() {
+                    let v = ct[dd * t + i];
+                    *r = if accumulate { *r + v } else { v };
+                }
+            }
+        },
+    )
+}
+
+/// Attention over `batch` sequences of `seq` tokens. Overwrites `out` and `att`; `scratch` holds
+/// at least [`Attn::scratch_len`] floats.
+///
+/// `att` holds `batch·H·T·T` probabilities, saved for backward (training); pass an empty slice
+/// in inference and the probabilities live in scratch, one tile at a time.
+#[allow(clippy::too_many_arguments)] // outputs, saved, scratch, three inputs, dims, the batch shape
+pub fn forward(
+    out: &mut [f32],
+    att: &mut [f32],
+    scratch: &mut [f32],
+    qkv: [&[f32]; 3],
+    d: Attn,
+    batch: usize,
+    seq: usize,
+) {
+    let [q, k, v] = qkv;
+    let (qd, kvd, hd, t) = (d.q_dim(), d.kv_dim(), d.head_dim, seq);
+    let saving = !att.is_empty();
+    debug_assert!(!saving || att.len() >= batch * d.n_heads * t * t);
+    let (tile, rest) = scratch[..d.scratch_len(t)].split_at_mut(t * t);
+    let (ot, rows) = rest.split_at_mut(hd * t);
+    for b in 0..batch {
+        for h in 0..d.n_heads {
+            let g = d.group_of(h);
+            let (qo, ko) = (b * t * qd + h * hd, b * t * kvd + g * hd);
+            let pt = if saving { &mut att[(b * d.n_heads + h) * t * t..][..t * t] } else { &mut *tile };
+            // scoresᵀ (T keys, T queries) = K_g (T, D) · Q_hᵀ
+            gemm(pt, &k[ko..], &q[qo..], Gemm::nt(t, t, hd).strides(kvd, qd, t));
+            softmax_columns(pt, rows, t, d.scale(), d.causal);
+            // out_hᵀ (D, T) = V_gᵀ · Pᵀ
+            let g_out = Gemm {
+                m: hd,
+                n: t,
+                k: t,
+                lda: kvd,
+                ldb: t,
+                ldc: t,
+                trans_a: true,
+                trans_b: false,
+                accumulate: false,
+            };
+            gemm(ot, &v[ko..], pt, g_out);
+            scatter_rows(&mut out[qo..], ot, qd, hd, t, false);
+        }
+    }
+}
+
+/// Backward of [`forward`] (training: `att` saved). Accumulates (`+=`) into `dq`, `dk`, `dv`;
+/// `scratch` holds at least [`Attn::scratch_len`] floats.
+#[allow(clippy::too_many_arguments)] // llm.c order: input grads, scratch, dout, saved, inputs, dims
+pub fn backward(
+    dqkv: [&mut [f32]; 3],
+    scratch: &mut [f32],
+    dout: &[f32],
+    att: &[f32],
+    qkv: [&[f32]; 3],
+    d: Attn,
+    batch: usize,
+    seq: usize,
+) {
+    let [dq, dk, dv] = dqkv;
+    let [q, k, v] = qkv;
+    let (qd, kvd, hd, t) = (d.q_dim(), d.kv_dim(), d.head_dim, seq);
+    let (dpt, rest) = scratch[..d.scratch_len(t)].split_at_mut(t * t);
+    let (ct, rows) = rest.split_at_mut(hd * t);
+    for b in 0..batch {
+        for h in 0..d.n_heads {
+            let g = d.group_of(h);
+            let (qo, ko) = (b * t * qd + h * hd, b * t * kvd + g * hd);
+            let pt = &att[(b * d.n_heads + h) * t * t..][..t * t];
+            // dPᵀ (T, T) = V_g (T, D) · dout_hᵀ
+            gemm(dpt, &v[ko..], &dout[qo..], Gemm::nt(t, t, hd).strides(kvd, qd, t));
+            // dV_g (T, D) += Pᵀ · dout_h; every head of the group adds its share.
+            gemm(&mut dv[ko..], pt, &dout[qo..], Gemm::nn(t, hd, t).strides(t, qd, kvd).acc());
+            // dSᵀ = scale · Pᵀ ⊙ (dPᵀ − column sums of Pᵀ ⊙ dPᵀ), in place.
+            softmax_columns_backward(dpt, pt, &mut rows[..t], t, d.scale());
+            // dQ_hᵀ (D, T) = K_gᵀ · dSᵀ, added into dQ's rows;  dK_g (T, D) += dSᵀ · Q_h
+            let g_dq = Gemm {
+                m: hd,
+                n: t,
+                k: t,
+                lda: kvd,
+                ldb: t,
+                ldc: t,
+                trans_a: true,
+                trans_b: false,
+                accumulate: false,
+            };
+            gemm(ct, &k[ko..], dpt, g_dq);
+            scatter_rows(&mut dq[qo..], ct, qd, hd, t, true);
+            gemm(&mut dk[ko..], dpt, &q[qo..], Gemm::nn(t, hd, t).strides(t, qd, kvd).acc());
+        }
+    }
+}
+
+/// Columns of `pt` (T keys × T queries) ← softmax over keys of `scale ·` column, numerically
+/// stable. With `causal`, query i sees keys 0..=i; the rest become exactly 0. `rows` is scratch
+/// of 2·T floats (per-query maximum and sum).
+fn softmax_columns(pt: &mut [f32], rows: &mut [f32], t: usize, scale: f32, causal: bool) {
+    let (top, total) = rows[..2 * t].split_at_mut(t);
+    vectorized(
+        #[inline(always)]
+        || {
+            // Key j is visible to queries j.. (causal) or all of them.
+            let first = |j: usize| if causal { j } else { 0 };
+            top.fill(f32::NEG_INFINITY);
+            for (j, row) in pt.chunks_exact(t).enumerate() {
+                let from = first(j);
+                top[from..].iter_mut().zip(&row[from..]).for_each(|(m, &s)| *m = if s > *m { s } else { *m });
+            }
+            total.fill(0.0);
+            for (j, row) in pt.chunks_exact_mut(t).enumerate() {
+                let from = first(j);
+                row[..from].fill(0.0);
+                let live = row[from..].iter_mut().zip(&top[from..]).zip(&mut total[from..]);
+                live.for_each(|((s, &m), z)| {
+                    *s = exp((*s - m) * scale);
+                    *z += *s;
+                });
+            }
+            total.iter_mut().for_each(|z| *z = 1.0 / *z);
+            for row in pt.chunks_exact_mut(t) {
+                row.iter_mut().zip(&*total).for_each(|(s, &inv)| *s *= inv);
+            }
+        },
+    )
+}
+
+/// Softmax backward down the columns: `dpt ← scale · pt ⊙ (dpt − Σ_j pt_j·dpt_j)`, in place.
+/// Masked entries have p = 0 and come out 0. `dot` is scratch of T floats.
+fn softmax_columns_backward(dpt: &mut [f32], pt: &[f32], dot: &mut [f32], t: usize, scale: f32) {
+    vectorized(
+        #[inline(always)]
+        || {
+            dot.fill(0.0);
+            for (dp_row, p_row) in dpt.chunks_exact(t).zip(pt.chunks_exact(t)) {
+                dot.iter_mut().zip(dp_row).zip(p_row).for_each(|((s, &g), &p)| *s += g * p);
+            }
+            for (dp_row, p_row) in dpt.chunks_exact_mut(t).zip(pt.chunks_exact(t)) {
+                dp_row.iter_mut().zip(p_row).zip(&*dot).for_each(|((g, &p), &s)| *g = scale * p * (*g - s));
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{grad_check, lcg_fill, weighted_sum};
+    use std::vec;
+    use std::vec::Vec;
+
+    const B: usize = 2;
+    const T: usize = 5;
+
+    fn dims(h: usize, g: usize, causal: bool) -> Attn {
+        Attn { n_heads: h, n_kv_heads: g, head_dim: 3, causal }
+    }
+
+    fn random(len: usize, seed: &mut u32) -> Vec<f32> {
+        let mut v = vec![0.0; len];
+        lcg_fill(&mut v, seed);
+        v
+    }
+
+    fn run(q: &[f32], k: &[f32], v: &[f32], d: Attn) -> (Vec<f32>, Vec<f32>) {
+        let mut out = vec![0.0; B * T * d.q_dim()];
+        let mut att = vec![0.0; B * d.n_heads * T * T];
+        let mut scratch = vec![0.0; d.scratch_len(T)];
+        forward(&mut out, &mut att, &mut scratch, [q, k, v], d, B, T);
+        (out, att)
+    }
+
+    /// The definition, one query at a time in f64: the oracle of the fast kernel.
+    fn naive(q: &[f32], k: &[f32], v: &[f32], d: Attn) -> Vec<f32> {
+        let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
+        let mut out = vec![0.0; B * T * qd];
+        for b in 0..B {
+            for h in 0..d.n_heads {
+                let g = d.group_of(h);
+                for i in 0..T {
+                    let keep = if d.causal { i + 1 } else { T };
+                    let s: Vec<f64> = (0..keep)
+                        .map(|j| {
+                            let qi = &q[(b * T + i) * qd + h * hd..][..hd];
+                            let kj = &k[(b * T + j) * kvd + g * hd..][..hd];
+                            qi.iter().zip(kj).map(|(&a, &c)| f64::from(a) * f64::from(c)).sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for dd in 0..hd {
+                        let o: f64 =
+                            (0..keep).map(|j| e[j] / z * f64::from(v[(b * T + j) * kvd + g * hd + dd])).sum();
+                        out[(b * T + i) * qd + h * hd + dd] = o as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for (h, g, causal) in [(4, 4, false), (4, 1, true), (6, 3, false), (6, 2, true)] {
+            let d = dims(h, g, causal);
+            let mut seed = 31 + h as u32;
+            let (q, k, v) = (
+                random(B * T * d.q_dim(), &mut seed),
+                random(B * T * d.kv_dim(), &mut seed),
+                random(B * T * d.kv_dim(), &mut seed),
+            );
+            let (got, _) = run(&q, &k, &v, d);
+            let want = naive(&q, &k, &v, d);
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-6, "H={h} G={g} causal={causal}: off by {worst:e}");
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_for_every_layout() {
+        for (h, g) in [(4, 4), (4, 1), (4, 2), (6, 3)] {
+            for causal in [false, true] {
+                let d = dims(h, g, causal);
+                let mut seed = 3 + h as u32 * 7 + g as u32;
+                let (mut q, mut k, mut v) = (
+                    random(B * T * d.q_dim(), &mut seed),
+                    random(B * T * d.kv_dim(), &mut seed),
+                    random(B * T * d.kv_dim(), &mut seed),
+                );
+                let r = random(B * T * d.q_dim(), &mut seed);
+                let (_, att) = run(&q, &k, &v, d);
+                let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+                let mut scratch = vec![0.0; d.scratch_len(T)];
+                backward([&mut dq, &mut dk, &mut dv], &mut scratch, &r, &att, [&q, &k, &v], d, B, T);
+                let (q0, k0, v0) = (q.clone(), k.clone(), v.clone());
+                let loss = |q: &[f32], k: &[f32], v: &[f32]| weighted_sum(&run(q, k, v, d).0, &r);
+                let eq = grad_check(&mut q, &dq, |q| loss(q, &k0, &v0));
+                let ek = grad_check(&mut k, &dk, |k| loss(&q0, k, &v0));
+                let ev = grad_check(&mut v, &dv, |v| loss(&q0, &k0, v));
+                assert!(
+                    eq < 1e-3 && ek < 1e-3 && ev < 1e-3,
+                    "H={h} G={g} causal={causal}: {eq:e} {ek:e} {ev:e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rows_are_distributions_and_causal_rows_see_no_future() {
+        let d = dims(2, 1, true);
+        let mut seed = 9;
+        let (q, k, v) =
+            (random(B * T * 6, &mut seed), random(B * T * 3, &mut seed), random(B * T * 3, &mut seed));
+        let (_, att) = run(&q, &k, &v, d);
+        // Key-major tiles: column i of a tile is query i's distribution over keys.
+        for tile in att.chunks_exact(T * T) {
+            for i in 0..T {
+                let col: Vec<f32> = (0..T).map(|j| tile[j * T + i]).collect();
+                assert!((col.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+                assert!(col[i + 1..].iter().all(|&p| p == 0.0), "query {i} attends to the future");
+            }
+        }
+    }
+
+    #[test]
+    fn mqa_equals_mha_with_repeated_kv() {
+        // One kv head shared by 3 query heads equals MHA whose 3 kv heads are copies of it.
+        let mut seed = 17;
+        let (q, k1, v1) =
+            (random(B * T * 9, &mut seed), random(B * T * 3, &mut seed), random(B * T * 3, &mut seed));
+        let repeat = |x: &[f32]| -> Vec<f32> { x.chunks_exact(3).flat_map(|r| [r, r, r].concat()).collect() };
+        let (k3, v3) = (repeat(&k1), repeat(&v1));
+        let (mqa, _) = run(&q, &k1, &v1, dims(3, 1, false));
+        let (mha, _) = run(&q, &k3, &v3, dims(3, 3, false));
+        assert_eq!(mqa, mha);
+    }
+
+    #[test]
+    fn inference_without_saving_gives_the_same_output() {
+        let d = dims(4, 2, true);
+        let mut seed = 5;
+        let (q, k, v) =
+            (random(B * T * 12, &mut seed), random(B * T * 6, &mut seed), random(B * T * 6, &mut seed));
+        let (saved, _) = run(&q, &k, &v, d);
+        let mut out = vec![0.0; saved.len()];
+        let mut scratch = vec![0.0; d.scratch_len(T)];
+        forward(&mut out, &mut [], &mut scratch, [&q, &k, &v], d, B, T);
+        assert_eq!(out, saved);
+    }
+}

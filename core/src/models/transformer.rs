@@ -1,0 +1,841 @@
+//! Pre-norm transformer for sequence regression (SPEC §3.3–3.5).
+//!
+//! ```text
+//! x (B, T, in) → input_proj → + pos_embed[0..T] → L × block → final_norm → mean over T → head → (B, out)
+//! block: x = x + o_proj(attn(q_proj, k_proj, v_proj of norm1(x)));  x = x + ffn(norm2(x))
+//! ```
+//! Names follow SPEC: `input_proj`, `pos_embed.weight`, `layers.{i}.{norm1, attn.{q,k,v,o}_proj,
+//! norm2, ffn.fc1, ffn.fc2}`, `final_norm`, `head`. Attention is MHA, MQA or GQA by the number of
+//! kv heads G.
+//!
+//! Memory. Training keeps, per layer, the residual stream entering it, both norms' outputs and
+//! statistics, q/k/v, the attention probabilities (B·H·T·T), the attention output, the FFN's
+//! hidden pre- and post-activation; gradients of activations use one buffer per kind, reused
+//! layer after layer. Inference keeps one residual stream and one set of per-layer buffers
+//! shared by every layer, and one T×T attention tile.
+
+use crate::arena::{Buffers, Planner, Region, Slot};
+use crate::error::{Result, ensure, mul};
+use crate::layers::{Activation, Attn, Ffn, Linear, attention, ffn, layernorm, linear, pool, position};
+use crate::models::{Init, ParamInfo, ParamName};
+use crate::ops::vectorized;
+
+/// How query heads share key/value heads (`--attention_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttentionType {
+    /// Multi-head: one kv head per query head (G = H; `num_groups` ignored).
+    Mha,
+    /// Multi-query: one kv head for all (G = 1; `num_groups` ignored).
+    Mqa,
+    /// Grouped-query: G = `num_groups` kv heads, H % G = 0.
+    #[default]
+    Gqa,
+}
+
+impl AttentionType {
+    /// The CLI spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AttentionType::Mha => "mha",
+            AttentionType::Mqa => "mqa",
+            AttentionType::Gqa => "gqa",
+        }
+    }
+}
+
+/// User hyperparameters of a transformer (`--type transformer`). Defaults: the seed's
+/// `TransformerModelConfig` example (SPEC §3.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransformerConfig {
+    /// Features per input token.
+    pub input_dim: usize,
+    /// Outputs per sequence.
+    pub output_dim: usize,
+    /// Model width E (`--embed_dim`).
+    pub embed_dim: usize,
+    /// FFN hidden width F (`--ffn_dim`).
+    pub ffn_dim: usize,
+    /// Blocks (`--num_layers`).
+    pub num_layers: usize,
+    /// Query heads H (`--num_heads`).
+    pub num_heads: usize,
+    /// Key/value groups for GQA (`--num_groups`).
+    pub num_groups: usize,
+    /// MHA, MQA or GQA (`--attention_type`).
+    pub attention: AttentionType,
+    /// Rows of `pos_embed`: the longest sequence the model takes (`--max_seq_len`).
+    pub max_seq_len: usize,
+    /// FFN activation (GELU in the seed).
+    pub ffn_act: Activation,
+}
+
+impl Default for TransformerConfig {
+    fn default() -> Self {
+        TransformerConfig {
+            input_dim: 1,
+            output_dim: 1,
+            embed_dim: 64,
+            ffn_dim: 128,
+            num_layers: 2,
+            num_heads: 8,
+            num_groups: 4,
+            attention: AttentionType::Gqa,
+            max_seq_len: 128,
+            ffn_act: Activation::Gelu,
+        }
+    }
+}
+
+impl TransformerConfig {
+    /// Key/value heads G implied by the attention type.
+    pub const fn kv_heads(&self) -> usize {
+        match self.attention {
+            AttentionType::Mha => self.num_heads,
+            AttentionType::Mqa => 1,
+            AttentionType::Gqa => self.num_groups,
+        }
+    }
+
+    /// Check every field; the messages name the CLI flag.
+    pub fn validate(&self) -> Result<()> {
+        ensure(self.input_dim > 0, "input_dim", "must be at least 1")?;
+        ensure(self.output_dim > 0, "output_dim", "must be at least 1")?;
+        ensure(self.embed_dim > 0, "embed_dim", "must be at least 1")?;
+        ensure(self.ffn_dim > 0, "ffn_dim", "must be at least 1")?;
+        ensure(self.num_layers > 0, "num_layers", "must be at least 1")?;
+        ensure(self.num_heads > 0, "num_heads", "must be at least 1")?;
+        ensure(self.max_seq_len > 0, "max_seq_len", "must be at least 1")?;
+        ensure(self.embed_dim.is_multiple_of(self.num_heads), "num_heads", "must divide embed_dim")?;
+        let g = self.kv_heads();
+        ensure(g > 0, "num_groups", "must be at least 1")?;
+        ensure(g <= self.num_heads, "num_groups", "must not exceed num_heads")?;
+        ensure(self.num_heads.is_multiple_of(g), "num_groups", "must divide num_heads")
+    }
+
+    fn attn(&self) -> Attn {
+        Attn {
+            n_heads: self.num_heads,
+            n_kv_heads: self.kv_heads(),
+            head_dim: self.embed_dim / self.num_heads,
+            causal: false,
+        }
+    }
+
+    fn ffn(&self) -> Ffn {
+        Ffn { n_embd: self.embed_dim, n_hidden: self.ffn_dim, act: self.ffn_act }
+    }
+}
+
+/// Parameters of one block, in `state_dict` order.
+#[derive(Clone, Copy, Debug, Default)]
+struct BlockParams {
+    norm1: [Slot; 2],
+    /// q, k, v, o projections: weight and bias each.
+    proj: [[Slot; 2]; 4],
+    norm2: [Slot; 2],
+    fc1: [Slot; 2],
+    fc2: [Slot; 2],
+}
+
+/// Activations of one block (training: one set per layer; inference: one set shared).
+#[derive(Clone, Copy, Debug, Default)]
+struct BlockActs {
+    /// Residual stream entering the block, (N, E).
+    res_in: Slot,
+    /// After the attention residual, (N, E); equals `res_in` in inference.
+    res_mid: Slot,
+    /// Leaving the block, (N, E); equals `res_in` in inference.
+    res_out: Slot,
+    /// norm1 output, (N, E), with its row statistics.
+    h1: Slot,
+    stats1: [Slot; 2],
+    q: Slot,
+    k: Slot,
+    v: Slot,
+    /// Attention probabilities (B, H, T, T); unused in inference (a tile of scratch serves).
+    att: Slot,
+    /// Attention output before o_proj, (N, E).
+    ao: Slot,
+    h2: Slot,
+    stats2: [Slot; 2],
+    /// FFN pre- and post-activation, (N, F); `hid` unused in inference (in place).
+    pre: Slot,
+    hid: Slot,
+    /// Output of o_proj / fc2 before the residual add (inference only).
+    tmp: Slot,
+}
+
+impl BlockActs {
+    /// Lay out one block's activations: every buffer per layer in training, one shared set with a
+    /// `tmp` for the residual adds in inference. `(n, ne, nkv, nf)` are the token count and the
+    /// widths times tokens; `att_len` the probabilities of one layer.
+    fn plan(
+        p: &mut Planner,
+        training: bool,
+        res_in: Slot,
+        sizes: (usize, usize, usize, usize),
+        att_len: usize,
+    ) -> Result<Self> {
+        let (n, ne, nkv, nf) = sizes;
+        let mut acts = |len: usize| p.take(Region::Acts, len);
+        Ok(if training {
+            BlockActs {
+                res_in,
+                res_mid: acts(ne)?,
+                res_out: acts(ne)?,
+                h1: acts(ne)?,
+                stats1: [acts(n)?, acts(n)?],
+                q: acts(ne)?,
+                k: acts(nkv)?,
+                v: acts(nkv)?,
+                att: acts(att_len)?,
+                ao: acts(ne)?,
+                h2: acts(ne)?,
+                stats2: [acts(n)?, acts(n)?],
+                pre: acts(nf)?,
+                hid: acts(nf)?,
+                tmp: Slot::default(),
+            }
+        } else {
+            let h = acts(ne)?;
+            let stats = [acts(n)?, acts(n)?];
+            BlockActs {
+                res_in,
+                res_mid: res_in,
+                res_out: res_in,
+                h1: h,
+                stats1: stats,
+                q: acts(ne)?,
+                k: acts(nkv)?,
+                v: acts(nkv)?,
+                att: Slot::default(),
+                ao: acts(ne)?,
+                h2: h,
+                stats2: stats,
+                pre: acts(nf)?,
+                hid: Slot::default(),
+                tmp: acts(ne)?,
+            }
+        })
+    }
+
+    /// Block `i`'s activations, given block 0's and the stride; the stream entering block i > 0 is
+    /// the one leaving block i − 1.
+    fn of_block(&self, i: usize, stride: usize) -> Self {
+        let at = |s: Slot| s.shifted(i * stride);
+        let res_in = if i == 0 { self.res_in } else { self.res_out.shifted((i - 1) * stride) };
+        BlockActs {
+            res_in,
+            res_mid: at(self.res_mid),
+            res_out: at(self.res_out),
+            h1: at(self.h1),
+            stats1: self.stats1.map(at),
+            q: at(self.q),
+            k: at(self.k),
+            v: at(self.v),
+            att: at(self.att),
+            ao: at(self.ao),
+            h2: at(self.h2),
+            stats2: self.stats2.map(at),
+            pre: at(self.pre),
+            hid: at(self.hid),
+            tmp: at(self.tmp),
+        }
+    }
+}
+
+/// Gradient buffers, one per kind, reused by every layer in backward.
+#[derive(Clone, Copy, Debug, Default)]
+struct Grads {
+    dres: Slot,
+    dh: Slot,
+    dao: Slot,
+    dq: Slot,
+    dk: Slot,
+    dv: Slot,
+    dhid: Slot,
+    dpre: Slot,
+    dpooled: Slot,
+    dout: Slot,
+    dinp: Slot,
+}
+
+/// A planned transformer: dims and slots, no memory.
+///
+/// Every block is laid out like the first, a fixed stride further on, so only block 0's slots
+/// are kept: the planned model stays small (about 1 KiB) however many layers it has, which
+/// matters where it lives on a microcontroller's stack.
+#[derive(Clone, Debug)]
+pub struct Transformer {
+    cfg: TransformerConfig,
+    training: bool,
+    input_proj: [Slot; 2],
+    pos_embed: Slot,
+    /// Block 0's slots; block i's are these shifted by i strides.
+    block0: (BlockParams, BlockActs),
+    /// Floats between consecutive blocks in params and in acts (0 in inference: shared buffers).
+    strides: (usize, usize),
+    final_norm: [Slot; 2],
+    head: [Slot; 2],
+    /// Final norm output (N, E) and its statistics.
+    hf: Slot,
+    statsf: [Slot; 2],
+    pooled: Slot,
+    out: Slot,
+    g: Grads,
+    /// Attention's working memory (scratch): a T×T tile and a D×T transposed product.
+    attn_scratch: Slot,
+}
+
+/// Names of a block's parameters after `layers.{i}.`, in `state_dict` order.
+const BLOCK_NAMES: [&str; 16] = [
+    "norm1.weight",
+    "norm1.bias",
+    "attn.q_proj.weight",
+    "attn.q_proj.bias",
+    "attn.k_proj.weight",
+    "attn.k_proj.bias",
+    "attn.v_proj.weight",
+    "attn.v_proj.bias",
+    "attn.o_proj.weight",
+    "attn.o_proj.bias",
+    "norm2.weight",
+    "norm2.bias",
+    "ffn.fc1.weight",
+    "ffn.fc1.bias",
+    "ffn.fc2.weight",
+    "ffn.fc2.bias",
+];
+
+impl BlockParams {
+    fn plan(c: &TransformerConfig, p: &mut Planner) -> Result<Self> {
+        let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
+        let mut pair = |rows: usize, cols: usize| -> Result<[Slot; 2]> {
+            Ok([p.take(Region::Params, mul(rows, cols)?)?, p.take(Region::Params, rows)?])
+        };
+        Ok(BlockParams {
+            norm1: pair(e, 1)?,
+            proj: [pair(e, e)?, pair(kv, e)?, pair(kv, e)?, pair(e, e)?],
+            norm2: pair(e, 1)?,
+            fc1: pair(f, e)?,
+            fc2: pair(e, f)?,
+        })
+    }
+
+    fn shifted(&self, by: usize) -> Self {
+        let pair = |x: [Slot; 2]| x.map(|s| s.shifted(by));
+        BlockParams {
+            norm1: pair(self.norm1),
+            proj: self.proj.map(pair),
+            norm2: pair(self.norm2),
+            fc1: pair(self.fc1),
+            fc2: pair(self.fc2),
+        }
+    }
+
+    /// The `j`-th tensor of the block (0..16, `BLOCK_NAMES` order).
+    fn slot(&self, j: usize) -> Slot {
+        let pairs = [
+            self.norm1,
+            self.proj[0],
+            self.proj[1],
+            self.proj[2],
+            self.proj[3],
+            self.norm2,
+            self.fc1,
+            self.fc2,
+        ];
+        pairs[j / 2][j % 2]
+    }
+}
+
+impl Transformer {
+    /// Check the config and lay out every tensor for `max_batch` sequences of `max_seq_len`.
+    pub(crate) fn plan(
+        cfg: &TransformerConfig,
+        max_batch: usize,
+        training: bool,
+        p: &mut Planner,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let (e, f, d) = (cfg.embed_dim, cfg.ffn_dim, cfg.attn());
+        let t = cfg.max_seq_len;
+        let n = mul(max_batch, t)?; // tokens
+        let ne = mul(n, e)?;
+        let nkv = mul(n, d.kv_dim())?;
+        let nf = mul(n, f)?;
+        let tt = mul(t, t)?;
+        let input_proj = [p.take(Region::Params, mul(e, cfg.input_dim)?)?, p.take(Region::Params, e)?];
+        let pos_embed = p.take(Region::Params, mul(t, e)?)?;
+        let res_in = p.take(Region::Acts, ne)?;
+        let mut block0: Option<(BlockParams, BlockActs)> = None;
+        let mut strides = (0, 0);
+        for i in 0..cfg.num_layers {
+            let params = BlockParams::plan(cfg, p)?;
+            // Inference shares one set of activation buffers between all blocks.
+            let a = match block0 {
+                Some((_, a0)) if !training => a0,
+                _ => BlockActs::plan(
+                    p,
+                    training,
+                    res_in,
+                    (n, ne, nkv, nf),
+                    mul(mul(max_batch, d.n_heads)?, tt)?,
+                )?,
+            };
+            match block0 {
+                None => block0 = Some((params, a)),
+                Some((p0, a0)) => {
+                    if i == 1 {
+                        // 0 for shared inference buffers.
+                        strides = (
+                            params.norm1[0].offset - p0.norm1[0].offset,
+                            a.res_mid.offset - a0.res_mid.offset,
+                        );
+                    }
+                    // Every block is laid out like block 0, one stride further per block.
+                    debug_assert_eq!(params.fc2[1].offset, p0.fc2[1].offset + i * strides.0);
+                    debug_assert_eq!(a.hid.offset, a0.hid.offset + i * strides.1);
+                }
+            }
+        }
+        let block0 = block0.expect("validate() requires num_layers >= 1");
+        let final_norm = [p.take(Region::Params, e)?, p.take(Region::Params, e)?];
+        let head =
+            [p.take(Region::Params, mul(cfg.output_dim, e)?)?, p.take(Region::Params, cfg.output_dim)?];
+        let hf = p.take(Region::Acts, ne)?;
+        let statsf = [p.take(Region::Acts, n)?, p.take(Region::Acts, n)?];
+        let pooled = p.take(Region::Acts, mul(max_batch, e)?)?;
+        let out = p.take(Region::Acts, mul(max_batch, cfg.output_dim)?)?;
+        let g = if training {
+            let mut ag = |len: usize| p.take(Region::ActGrads, len);
+            Grads {
+                dres: ag(ne)?,
+                dh: ag(ne)?,
+                dao: ag(ne)?,
+                dq: ag(ne)?,
+                dk: ag(nkv)?,
+                dv: ag(nkv)?,
+                dhid: ag(nf)?,
+                dpre: ag(nf)?,
+                dpooled: ag(mul(max_batch, e)?)?,
+                dout: ag(mul(max_batch, cfg.output_dim)?)?,
+                dinp: ag(mul(n, cfg.input_dim)?)?,
+            }
+        } else {
+            Grads::default()
+        };
+        // The layer says how much scratch it needs; t·t and e·t were checked above, which bounds
+        // scratch_len = (t + head_dim + 2)·t.
+        let attn_scratch = p.take(Region::Scratch, d.scratch_len(t))?;
+        Ok(Transformer {
+            attn_scratch,
+            cfg: *cfg,
+            training,
+            input_proj,
+            pos_embed,
+            block0,
+            strides,
+            final_norm,
+            head,
+            hf,
+            statsf,
+            pooled,
+            out,
+            g,
+        })
+    }
+
+    /// Block `i`'s parameter and activation slots.
+    fn block(&self, i: usize) -> (BlockParams, BlockActs) {
+        let (p0, a0) = &self.block0;
+        (p0.shifted(i * self.strides.0), a0.of_block(i, self.strides.1))
+    }
+
+    /// Where the output of a forward pass lies (acts): (B, output_dim).
+    pub(crate) fn output(&self) -> Slot {
+        self.out
+    }
+
+    /// Where backward reads dL/d(output) (act_grads).
+    pub(crate) fn doutput(&self) -> Slot {
+        self.g.dout
+    }
+
+    /// Where backward leaves dL/d(input) (act_grads): (B, T, input_dim).
+    pub(crate) fn dinput(&self) -> Slot {
+        self.g.dinp
+    }
+
+    /// Number of parameter tensors.
+    pub(crate) fn param_count(&self) -> usize {
+        3 + 16 * self.cfg.num_layers + 4
+    }
+
+    /// The `i`-th parameter tensor, in PyTorch `state_dict` order.
+    pub(crate) fn param(&self, i: usize) -> Option<ParamInfo> {
+        let c = &self.cfg;
+        let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
+        let uniform = |fan_in: usize| Init::Uniform(1.0 / libm::sqrtf(fan_in as f32));
+        let mut name = ParamName::new();
+        let n_blocks = 16 * self.cfg.num_layers;
+        Some(match i {
+            0 => ParamInfo::matrix(
+                name.push("input_proj").field("weight").clone(),
+                self.input_proj[0],
+                e,
+                c.input_dim,
+                uniform(c.input_dim),
+            ),
+            1 => ParamInfo::vector(
+                name.push("input_proj").field("bias").clone(),
+                self.input_proj[1],
+                e,
+                uniform(c.input_dim),
+            ),
+            2 => ParamInfo::matrix(
+                name.push("pos_embed").field("weight").clone(),
+                self.pos_embed,
+                c.max_seq_len,
+                e,
+                Init::Normal(0.02),
+            ),
+            i if i < 3 + n_blocks => {
+                let (layer, j) = ((i - 3) / 16, (i - 3) % 16);
+                let slot = self.block(layer).0.slot(j);
+                name.push("layers").index(layer).push(BLOCK_NAMES[j]);
+                let name = name.clone();
+                // (rows, cols, fan_in) of the pair j/2 belongs to; norms are vectors.
+                let (rows, cols) = match j / 2 {
+                    0 | 5 => (e, 0),
+                    1 | 4 => (e, e),
+                    2 | 3 => (kv, e),
+                    6 => (f, e),
+                    _ => (e, f),
+                };
+                match (cols, j % 2) {
+                    (0, 0) => ParamInfo::vector(name, slot, rows, Init::Const(1.0)),
+                    (0, _) => ParamInfo::vector(name, slot, rows, Init::Const(0.0)),
+                    (_, 0) => ParamInfo::matrix(name, slot, rows, cols, uniform(cols)),
+                    _ => ParamInfo::vector(name, slot, rows, uniform(cols)),
+                }
+            }
+            i if i < 3 + n_blocks + 4 => match i - 3 - n_blocks {
+                0 => ParamInfo::vector(
+                    name.push("final_norm").field("weight").clone(),
+                    self.final_norm[0],
+                    e,
+                    Init::Const(1.0),
+                ),
+                1 => ParamInfo::vector(
+                    name.push("final_norm").field("bias").clone(),
+                    self.final_norm[1],
+                    e,
+                    Init::Const(0.0),
+                ),
+                2 => ParamInfo::matrix(
+                    name.push("head").field("weight").clone(),
+                    self.head[0],
+                    c.output_dim,
+                    e,
+                    uniform(e),
+                ),
+                _ => ParamInfo::vector(
+                    name.push("head").field("bias").clone(),
+                    self.head[1],
+                    c.output_dim,
+                    uniform(e),
+                ),
+            },
+            _ => return None,
+        })
+    }
+
+    /// Forward pass over `batch` sequences of `seq` tokens read from `acts[inp]`; leaves in acts
+    /// everything backward reads.
+    pub(crate) fn forward(&self, bufs: &mut Buffers<'_>, inp: Slot, batch: usize, seq: usize) {
+        let c = &self.cfg;
+        let (e, n) = (c.embed_dim, batch * seq);
+        let ne = n * e;
+        let (w, acts, scratch) = (&*bufs.params, &mut *bufs.acts, &mut *bufs.scratch);
+        let [x, res] = disjoint(acts, [inp.prefix(n * c.input_dim), self.block0.1.res_in.prefix(ne)]);
+        linear::forward(
+            res,
+            x,
+            &w[self.input_proj[0].range()],
+            &w[self.input_proj[1].range()],
+            lin(c.input_dim, e),
+        );
+        position::forward_inplace(res, &w[self.pos_embed.range()], e, seq);
+        for i in 0..c.num_layers {
+            let (bp, a) = self.block(i);
+            self.block_forward(&bp, &a, w, acts, scratch, (batch, seq));
+        }
+        let last = self.block(c.num_layers - 1).1.res_out;
+        let [res, hf, mean, rstd, pooled, out] = disjoint(
+            acts,
+            [
+                last.prefix(ne),
+                self.hf.prefix(ne),
+                self.statsf[0].prefix(n),
+                self.statsf[1].prefix(n),
+                self.pooled.prefix(batch * e),
+                self.out.prefix(batch * c.output_dim),
+            ],
+        );
+        layernorm::forward(
+            hf,
+            mean,
+            rstd,
+            res,
+            &w[self.final_norm[0].range()],
+            &w[self.final_norm[1].range()],
+        );
+        pool::forward(pooled, hf, e, seq);
+        linear::forward(
+            out,
+            pooled,
+            &w[self.head[0].range()],
+            &w[self.head[1].range()],
+            lin(e, c.output_dim),
+        );
+    }
+
+    /// One block: `x += o_proj(attn(norm1(x)))`, then `x += ffn(norm2(x))`.
+    fn block_forward(
+        &self,
+        bp: &BlockParams,
+        a: &BlockActs,
+        w: &[f32],
+        acts: &mut [f32],
+        scratch: &mut [f32],
+        (batch, seq): (usize, usize),
+    ) {
+        let c = &self.cfg;
+        let (e, d) = (c.embed_dim, c.attn());
+        let n = batch * seq;
+        let (ne, nkv, nf) = (n * e, n * d.kv_dim(), n * c.ffn_dim);
+        let p = |s: Slot| &w[s.range()];
+        let [res, h, mean, rstd] = disjoint(
+            acts,
+            [a.res_in.prefix(ne), a.h1.prefix(ne), a.stats1[0].prefix(n), a.stats1[1].prefix(n)],
+        );
+        layernorm::forward(h, mean, rstd, res, p(bp.norm1[0]), p(bp.norm1[1]));
+        let [h, q, k, v] =
+            disjoint(acts, [a.h1.prefix(ne), a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv)]);
+        linear::forward(q, h, p(bp.proj[0][0]), p(bp.proj[0][1]), lin(e, e));
+        linear::forward(k, h, p(bp.proj[1][0]), p(bp.proj[1][1]), lin(e, d.kv_dim()));
+        linear::forward(v, h, p(bp.proj[2][0]), p(bp.proj[2][1]), lin(e, d.kv_dim()));
+        if self.training {
+            let att_len = batch * d.n_heads * seq * seq;
+            let [q, k, v, ao, att] = disjoint(
+                acts,
+                [a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv), a.ao.prefix(ne), a.att.prefix(att_len)],
+            );
+            attention::forward(ao, att, &mut scratch[self.attn_scratch.range()], [q, k, v], d, batch, seq);
+        } else {
+            let [q, k, v, ao] =
+                disjoint(acts, [a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv), a.ao.prefix(ne)]);
+            attention::forward(
+                ao,
+                &mut [],
+                &mut scratch[self.attn_scratch.range()],
+                [q, k, v],
+                d,
+                batch,
+                seq,
+            );
+        }
+        // Training writes o_proj into res_mid and adds res_in; inference adds tmp into the stream.
+        let (y, sum, other) =
+            if self.training { (a.res_mid, a.res_mid, a.res_in) } else { (a.tmp, a.res_in, a.tmp) };
+        let [ao, y] = disjoint(acts, [a.ao.prefix(ne), y.prefix(ne)]);
+        linear::forward(y, ao, p(bp.proj[3][0]), p(bp.proj[3][1]), lin(e, e));
+        add_into(acts, sum.prefix(ne), other.prefix(ne));
+
+        let [res, h, mean, rstd] = disjoint(
+            acts,
+            [a.res_mid.prefix(ne), a.h2.prefix(ne), a.stats2[0].prefix(n), a.stats2[1].prefix(n)],
+        );
+        layernorm::forward(h, mean, rstd, res, p(bp.norm2[0]), p(bp.norm2[1]));
+        let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
+        let (y, sum, other) =
+            if self.training { (a.res_out, a.res_out, a.res_mid) } else { (a.tmp, a.res_in, a.tmp) };
+        if self.training {
+            let [h, pre, hid, y] =
+                disjoint(acts, [a.h2.prefix(ne), a.pre.prefix(nf), a.hid.prefix(nf), y.prefix(ne)]);
+            ffn::forward(y, pre, Some(hid), h, weights, c.ffn());
+        } else {
+            let [h, pre, y] = disjoint(acts, [a.h2.prefix(ne), a.pre.prefix(nf), y.prefix(ne)]);
+            ffn::forward(y, pre, None, h, weights, c.ffn());
+        }
+        add_into(acts, sum.prefix(ne), other.prefix(ne));
+    }
+
+    /// Backward pass: the forward, mirrored. Reads dL/d(output) from `act_grads[doutput]`;
+    /// accumulates into `grads`; leaves dL/d(input) in `act_grads[dinput]`. Training plans only.
+    pub(crate) fn backward(&self, bufs: &mut Buffers<'_>, inp: Slot, batch: usize, seq: usize) {
+        debug_assert!(self.training);
+        let c = &self.cfg;
+        let (e, n, g) = (c.embed_dim, batch * seq, &self.g);
+        let ne = n * e;
+        let (w, acts, grads, ag, scratch) =
+            (&*bufs.params, &*bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads, &mut *bufs.scratch);
+        // head, mean-pool, final norm: dres ← d(stream leaving the last block)
+        let [dout, dpooled, dhf, dres] = disjoint(
+            ag,
+            [
+                g.dout.prefix(batch * c.output_dim),
+                g.dpooled.prefix(batch * e),
+                g.dh.prefix(ne),
+                g.dres.prefix(ne),
+            ],
+        );
+        let [dw, db] = disjoint(grads, [self.head[0].range(), self.head[1].range()]);
+        dpooled.fill(0.0);
+        linear::backward(
+            Some(dpooled),
+            dw,
+            db,
+            dout,
+            &acts[self.pooled.prefix(batch * e)],
+            &w[self.head[0].range()],
+            lin(e, c.output_dim),
+        );
+        dhf.fill(0.0);
+        pool::backward(dhf, dpooled, e, seq);
+        dres.fill(0.0);
+        let last = self.block(c.num_layers - 1).1.res_out;
+        let [dw, db] = disjoint(grads, [self.final_norm[0].range(), self.final_norm[1].range()]);
+        let stats = [&acts[self.statsf[0].prefix(n)], &acts[self.statsf[1].prefix(n)]];
+        layernorm::backward(
+            dres,
+            dw,
+            db,
+            dhf,
+            &acts[last.prefix(ne)],
+            stats[0],
+            stats[1],
+            &w[self.final_norm[0].range()],
+        );
+        for i in (0..c.num_layers).rev() {
+            let (bp, a) = self.block(i);
+            self.block_backward(&bp, &a, w, acts, grads, ag, scratch, (batch, seq));
+        }
+        // positions and input projection
+        let [dres, dinp] = disjoint(ag, [g.dres.prefix(ne), g.dinp.prefix(n * c.input_dim)]);
+        position::backward(&mut grads[self.pos_embed.range()], dres, e, seq);
+        let [dw, db] = disjoint(grads, [self.input_proj[0].range(), self.input_proj[1].range()]);
+        dinp.fill(0.0);
+        let x = &acts[inp.prefix(n * c.input_dim)];
+        linear::backward(Some(dinp), dw, db, dres, x, &w[self.input_proj[0].range()], lin(c.input_dim, e));
+    }
+
+    /// One block's backward. On entry `act_grads[dres]` holds d(res_out); on exit d(res_in).
+    #[allow(clippy::too_many_arguments)] // the carved regions, one by one, and the batch shape
+    fn block_backward(
+        &self,
+        bp: &BlockParams,
+        a: &BlockActs,
+        w: &[f32],
+        acts: &[f32],
+        grads: &mut [f32],
+        ag: &mut [f32],
+        scratch: &mut [f32],
+        (batch, seq): (usize, usize),
+    ) {
+        let c = &self.cfg;
+        let (e, d, g) = (c.embed_dim, c.attn(), &self.g);
+        let n = batch * seq;
+        let (ne, nkv, nf) = (n * e, n * d.kv_dim(), n * c.ffn_dim);
+        let p = |s: Slot| &w[s.range()];
+        let act = |s: Slot, len: usize| &acts[s.prefix(len)];
+        // FFN: dh ← d(norm2 out); dres += norm2 backward (the residual passes dres through).
+        let [dres, dh, dhid, dpre] =
+            disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne), g.dhid.prefix(nf), g.dpre.prefix(nf)]);
+        let [dw1, db1, dw2, db2, dln_w, dln_b] = disjoint(
+            grads,
+            [
+                bp.fc1[0].range(),
+                bp.fc1[1].range(),
+                bp.fc2[0].range(),
+                bp.fc2[1].range(),
+                bp.norm2[0].range(),
+                bp.norm2[1].range(),
+            ],
+        );
+        dh.fill(0.0);
+        let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
+        let saved = [act(a.h2, ne), act(a.pre, nf), act(a.hid, nf)];
+        ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dpre, dres, saved, weights, c.ffn());
+        layernorm::backward(
+            dres,
+            dln_w,
+            dln_b,
+            dh,
+            act(a.res_mid, ne),
+            act(a.stats2[0], n),
+            act(a.stats2[1], n),
+            p(bp.norm2[0]),
+        );
+
+        // Attention: o_proj, attention, q/k/v projections, norm1.
+        let [dres, dao, dq, dk, dv, dh] = disjoint(
+            ag,
+            [
+                g.dres.prefix(ne),
+                g.dao.prefix(ne),
+                g.dq.prefix(ne),
+                g.dk.prefix(nkv),
+                g.dv.prefix(nkv),
+                g.dh.prefix(ne),
+            ],
+        );
+        let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
+        dao.fill(0.0);
+        linear::backward(Some(dao), dw, db, dres, act(a.ao, ne), p(bp.proj[3][0]), lin(e, e));
+        dq.fill(0.0);
+        dk.fill(0.0);
+        dv.fill(0.0);
+        let att = act(a.att, batch * d.n_heads * seq * seq);
+        let qkv = [act(a.q, ne), act(a.k, nkv), act(a.v, nkv)];
+        let work = &mut scratch[self.attn_scratch.range()];
+        attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, seq);
+        dh.fill(0.0);
+        let h1 = act(a.h1, ne);
+        for (j, (dy, width)) in [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())].into_iter().enumerate() {
+            let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
+            linear::backward(Some(&mut *dh), dw, db, dy, h1, p(bp.proj[j][0]), lin(e, width));
+        }
+        let [dln_w, dln_b] = disjoint(grads, [bp.norm1[0].range(), bp.norm1[1].range()]);
+        layernorm::backward(
+            dres,
+            dln_w,
+            dln_b,
+            dh,
+            act(a.res_in, ne),
+            act(a.stats1[0], n),
+            act(a.stats1[1], n),
+            p(bp.norm1[0]),
+        );
+    }
+}
+
+/// Dims of a linear map.
+const fn lin(n_in: usize, n_out: usize) -> Linear {
+    Linear { n_in, n_out }
+}
+
+/// `buf[dst] += buf[src]` for two disjoint ranges.
+fn add_into(buf: &mut [f32], dst: core::ops::Range<usize>, src: core::ops::Range<usize>) {
+    let [dst, src] = disjoint(buf, [dst, src]);
+    vectorized(
+        #[inline(always)]
+        || dst.iter_mut().zip(&*src).for_each(|(d, &s)| *d += s),
+    );
+}
+
+/// Disjoint mutable views of planned ranges (a planner invariant).
+fn disjoint<const K: usize>(buf: &mut [f32], ranges: [core::ops::Range<usize>; K]) -> [&mut [f32]; K] {
+    buf.get_disjoint_mut(ranges).expect("planned slots are disjoint")
+}
