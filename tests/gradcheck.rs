@@ -88,7 +88,7 @@ fn mlp_gradients_match_finite_differences_for_every_activation() {
     }
 }
 
-/// A tiny transformer of the given attention layout.
+/// A tiny transformer of the given attention layout (two blocks, or one to check a lone block).
 fn tiny_transformer(attention: AttentionType, heads: usize, groups: usize) -> TransformerConfig {
     TransformerConfig {
         input_dim: 2,
@@ -106,10 +106,16 @@ fn tiny_transformer(attention: AttentionType, heads: usize, groups: usize) -> Tr
 
 #[test]
 fn transformer_gradients_match_finite_differences_for_every_parameter_and_the_input() {
-    for (attention, h, g) in
-        [(AttentionType::Mha, 4, 4), (AttentionType::Mqa, 4, 1), (AttentionType::Gqa, 4, 2)]
-    {
-        let cfg = ModelConfig::Transformer(tiny_transformer(attention, h, g));
+    // Two blocks of each layout, and one block alone between the input projection and the head.
+    let layouts = [
+        (AttentionType::Mha, 4, 4, 2),
+        (AttentionType::Mqa, 4, 1, 2),
+        (AttentionType::Gqa, 4, 2, 2),
+        (AttentionType::Gqa, 4, 2, 1),
+    ];
+    for (attention, h, g, num_layers) in layouts {
+        let cfg =
+            ModelConfig::Transformer(TransformerConfig { num_layers, ..tiny_transformer(attention, h, g) });
         let (batch, seq) = (2, 5);
         let model =
             Model::plan(&cfg, Mode::Training { max_batch: batch, optimizer: Optimizer::sgd(0.1) }).unwrap();

@@ -341,6 +341,25 @@ mod tests {
     }
 
     #[test]
+    fn softmax_backward_matches_finite_differences() {
+        for causal in [false, true] {
+            let mut seed = 7;
+            let (mut x, r) = (random(T * T, &mut seed), random(T * T, &mut seed));
+            let scale = 0.7;
+            let run = |x: &[f32]| {
+                let (mut p, mut rows) = (x.to_vec(), vec![0.0; 2 * T]);
+                softmax_columns(&mut p, &mut rows, T, scale, causal);
+                p
+            };
+            let p = run(&x);
+            let (mut dp, mut dot) = (r.clone(), vec![0.0; T]);
+            softmax_columns_backward(&mut dp, &p, &mut dot, T, scale);
+            let err = grad_check(&mut x, &dp, |x| weighted_sum(&run(x), &r));
+            assert!(err < 1e-3, "causal={causal}: relative error {err:e}");
+        }
+    }
+
+    #[test]
     fn mqa_equals_mha_with_repeated_kv() {
         // One kv head shared by 3 query heads equals MHA whose 3 kv heads are copies of it.
         let mut seed = 17;
