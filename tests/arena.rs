@@ -5,6 +5,8 @@
 //! the plan (canaries after it survive). Exact bytes are pinned for a few configs: plans are
 //! deterministic, so a change in them must be deliberate (update the pin and say why).
 
+use regkern_core::layers::KvDtype;
+use regkern_core::models::{Context, Generate};
 use regkern_core::optim::{RmsProp, Sgd};
 use regkern_core::testing::lcg_fill;
 use regkern_core::{
@@ -35,6 +37,9 @@ fn configs() -> Vec<(ModelConfig, Mode)> {
         transformer(AttentionType::Gqa, 8, 4, 6),
         transformer(AttentionType::Mha, 4, 4, 5),
         transformer(AttentionType::Mqa, 2, 1, 1),
+        autoregressive(transformer(AttentionType::Gqa, 4, 2, 7), Some(KvDtype::F16)),
+        autoregressive(transformer(AttentionType::Mha, 2, 2, 3), Some(KvDtype::Bf16)),
+        autoregressive(transformer(AttentionType::Mqa, 2, 1, 5), None),
     ];
     let mut out = Vec::new();
     for (i, m) in models.iter().enumerate() {
@@ -60,6 +65,20 @@ fn transformer(attention: AttentionType, heads: usize, groups: usize, max_seq_le
         attention,
         max_seq_len,
         ffn_act: Activation::Gelu,
+        autoregressive: false,
+        kv_cache: None,
+    })
+}
+
+/// The same transformer predicting every next value, with a KV cache of the given type.
+fn autoregressive(cfg: ModelConfig, kv_cache: Option<KvDtype>) -> ModelConfig {
+    let ModelConfig::Transformer(t) = cfg else { unreachable!("built by transformer()") };
+    ModelConfig::Transformer(TransformerConfig {
+        autoregressive: true,
+        kv_cache,
+        input_dim: 3,
+        output_dim: 3,
+        ..t
     })
 }
 
@@ -101,6 +120,19 @@ fn plan_equals_bytes_used_for_many_configs() {
         let mut out = vec![0.0; n * model.out_len()];
         net.predict(&x, &mut out).unwrap();
         assert!(out.iter().all(|v| v.is_finite()));
+        if let ModelConfig::Transformer(TransformerConfig {
+            autoregressive: true,
+            kv_cache,
+            max_seq_len,
+            ..
+        }) = cfg
+        {
+            // Fill the whole KV cache (the arena's last region): one prompt value, max_seq_len steps.
+            let g =
+                Generate { steps: max_seq_len, context: Context::Expanding, use_cache: kv_cache.is_some() };
+            let mut gen_out = vec![0.0; n * max_seq_len * 3];
+            net.generate(&x[..n * 3], 1, &mut gen_out, g).unwrap();
+        }
         drop(net);
         assert!(arena[floats..].iter().all(|&v| v == CANARY), "{cfg:?} {mode:?} wrote past its plan");
     }

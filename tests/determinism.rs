@@ -70,6 +70,8 @@ fn gqa_with_as_many_groups_as_heads_is_mha_bit_for_bit() {
             attention,
             max_seq_len: 9,
             ffn_act: Activation::Gelu,
+            autoregressive: false,
+            kv_cache: None,
         });
         let model =
             Model::plan(&cfg, Mode::Training { max_batch: 3, optimizer: Optimizer::adam(1e-3) }).unwrap();

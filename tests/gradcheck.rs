@@ -101,6 +101,8 @@ fn tiny_transformer(attention: AttentionType, heads: usize, groups: usize) -> Tr
         attention,
         max_seq_len: 6,
         ffn_act: Activation::Gelu,
+        autoregressive: false,
+        kv_cache: None,
     }
 }
 

@@ -79,8 +79,16 @@ fn net_for<'a>(fx: &Fixture, optimizer: Optimizer, arena: &'a mut Vec<f32>) -> N
     net
 }
 
-const TRANSFORMERS: [&str; 4] =
-    ["transformer_mha", "transformer_mqa", "transformer_gqa", "transformer_gqa_io"];
+/// Regression (MHA, MQA, GQA, GQA with 3 inputs and 2 outputs) and autoregressive (causal, head
+/// per position: GQA and MHA) transformers.
+const TRANSFORMERS: [&str; 6] = [
+    "transformer_mha",
+    "transformer_mqa",
+    "transformer_gqa",
+    "transformer_gqa_io",
+    "transformer_ar_gqa",
+    "transformer_ar_mha",
+];
 
 /// SPEC §3.3–3.4: outputs, loss, the gradient of every parameter and of the input, for MHA (H 4),
 /// MQA, GQA (H 8, G 4) and GQA with 3 input features and 2 outputs (E 32, 2 layers, batch 3).
@@ -114,6 +122,17 @@ fn transformer_forward_loss_and_every_gradient_match_pytorch() {
     println!("transformers: worst norm-relative error of outputs, losses and gradients: {worst:.2e}");
 }
 
+/// Tolerance on parameters after three Adam steps of a transformer (norm-relative, per tensor).
+///
+/// This checks a trajectory, which is ill-conditioned: Adam divides each gradient by its own
+/// running magnitude, so an element whose gradient is near zero takes a full ±lr step whose sign
+/// is rounding noise, and the gradients of later steps differ from there. Measured on these
+/// fixtures, PyTorch's own float32 run differs from its float64 reference by up to 5.8e-4
+/// (`transformer_ar_gqa`, a k_proj weight); regkern must stay within 1e-3, the same scale. The
+/// arithmetic of one step is held to [`TOL`] by the MLP fixtures (same optimizer code), and
+/// outputs, losses and gradients of every transformer to [`TOL`] above.
+const ADAM_TRAJECTORY_TOL: f64 = 1e-3;
+
 #[test]
 fn transformer_parameters_after_three_adam_steps_match_pytorch() {
     let mut worst = 0.0f64;
@@ -138,7 +157,14 @@ fn transformer_parameters_after_three_adam_steps_match_pytorch() {
                 assert!(moved <= 3.0 * 0.01 + 1e-6, "{name} {key}: off by {moved:e}");
                 continue;
             }
-            worst = worst.max(assert_close(&format!("{name} {key}"), got, want));
+            let (err, _, i) = rel_errors(got, want);
+            assert!(
+                err <= ADAM_TRAJECTORY_TOL,
+                "{name} {key}: relative error {err:e} (element {i}: {} vs {})",
+                got[i],
+                want[i]
+            );
+            worst = worst.max(err);
         }
     }
     println!("transformers: worst norm-relative error of parameters after 3 Adam steps: {worst:.2e}");

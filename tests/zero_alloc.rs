@@ -79,6 +79,31 @@ fn check(label: &str, cfg: ModelConfig, task: Task, optimizer: Optimizer) {
     );
 }
 
+/// Greedy generation, with and without the KV cache, expanding and sliding: no allocation.
+fn check_generation() {
+    use regkern_core::layers::KvDtype;
+    use regkern_core::models::{Context, Generate};
+    for dtype in [KvDtype::F32, KvDtype::F16, KvDtype::Bf16] {
+        let cfg =
+            TransformerConfig { autoregressive: true, kv_cache: Some(dtype), ..TransformerConfig::default() };
+        let model = Model::plan(&ModelConfig::Transformer(cfg), Mode::Inference { max_batch: 2 }).unwrap();
+        let mut arena = vec![0.0; model.report().total_floats()];
+        let mut net = Net::new(model, &mut arena).unwrap();
+        net.init_params(1);
+        let prompt = vec![0.25f32; 2 * 16];
+        let mut out = vec![0.0f32; 2 * 40];
+        let n = allocations(|| {
+            for use_cache in [true, false] {
+                for context in [Context::Expanding, Context::Sliding { window: 24 }] {
+                    net.generate(&prompt, 16, &mut out, Generate { steps: 40, context, use_cache }).unwrap();
+                }
+            }
+        });
+        assert_eq!(n, 0, "generation with a {} cache: {n} heap allocations", dtype.name());
+        println!("generation ({} cache, and uncached; expanding and sliding): 0 allocations", dtype.name());
+    }
+}
+
 fn main() {
     check(
         "linear",
@@ -98,6 +123,7 @@ fn main() {
         let label = format!("transformer {}", attention.name());
         check(&label, ModelConfig::Transformer(cfg), Task::Seqsum, Optimizer::adam(1e-3));
     }
+    check_generation();
     // The counter itself works: a Vec allocates.
     assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 10]))) > 0);
 }

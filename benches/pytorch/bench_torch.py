@@ -2,7 +2,9 @@
 """PyTorch reference timings for regkern's standard workloads (shared bench/WORKLOADS.md).
 
     bench_torch.py p2 [--steps 100] [--warmup 20] [--threads 1]
+    bench_torch.py p4 [--repeats 20] [--warmup 3] [--step-repeats 200] [--threads 1]
     bench_torch.py e3 [--seed 0] [--epochs 20] [--threads 1]
+    bench_torch.py e4 [--seed 0] [--epochs 20] [--threads 1]
 
 Each prints one JSON line. The model is tests/fixtures/reference_transformer.py (SPEC §3.3-3.4),
 in f32 on the CPU, one thread unless --threads says otherwise.
@@ -19,9 +21,9 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures"))
-from reference_transformer import Transformer  # noqa: E402
+from reference_transformer import KVCache, Transformer, generate  # noqa: E402
 
-# CLI defaults of `regkern train --type transformer` (SPEC §3.3), shared by P2 and E3.
+# CLI defaults of `regkern train --type transformer` (SPEC §3.3), shared by P2, P4, E3 and E4.
 TFM = dict(input_dim=1, output_dim=1, embed_dim=64, ffn_dim=128, num_layers=2, num_heads=8, num_groups=4,
            max_seq_len=128, attention_type="gqa")
 
@@ -55,6 +57,84 @@ def p2(args):
         "workload": "P2", "median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4),
         "max_ms": round(max(times), 4), "mean_ms": round(statistics.fmean(times), 4), "steps": args.steps,
         "warmup": args.warmup,
+    }
+
+
+def p4(args):
+    """P4 tfm-ar-decode: autoregressive TFM defaults, batch 1, prompt 16, generate 112 (16 + 112 =
+    max_seq_len 128), ms per generated token with and without a KV cache.
+
+    Cached: one prefill of the prompt (which yields the first generated value), then 111 decode
+    steps of one position each, attending over the per-layer K/V cache (reference_transformer's
+    KVCache / forward_cached, explicit attention). Uncached: 112 full forward passes over the
+    growing prefix (contexts 16..127). The single cached decode step "at context L" is the new
+    position L-1 attending over L keys (L-1 cached + itself)."""
+    prompt_len, steps = 16, 112
+    torch.manual_seed(0)
+    model = Transformer(**TFM, autoregressive=True).eval()
+    prompt = torch.rand(1, prompt_len, 1) * 2 - 1
+
+    def cached():
+        cache = KVCache(model, 1)
+        y = model.forward_cached(prompt, cache)[:, -1:]
+        outs = [y]
+        for _ in range(steps - 1):
+            y = model.forward_cached(y, cache)
+            outs.append(y)
+        return torch.cat(outs, dim=1)
+
+    def uncached():
+        seq = torch.empty(1, prompt_len + steps, 1)
+        seq[:, :prompt_len] = prompt
+        for i in range(steps):
+            seq[:, prompt_len + i:prompt_len + i + 1] = model(seq[:, :prompt_len + i])[:, -1:]
+        return seq[:, prompt_len:].clone()
+
+    def timed(fn, repeats):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return times
+
+    with torch.no_grad():
+        diff = (cached() - uncached()).abs().max().item()
+        if not diff <= 1e-5:
+            raise SystemExit(f"P4: cached and uncached generation differ by {diff}")
+        for _ in range(args.warmup):
+            cached()
+            uncached()
+        # Interleave cached and uncached repeats, so that machine noise hits both alike.
+        t_cached, t_uncached = [], []
+        for _ in range(args.repeats):
+            t_cached += timed(cached, 1)
+            t_uncached += timed(uncached, 1)
+        step = {}
+        seq = torch.rand(1, TFM["max_seq_len"], 1) * 2 - 1
+        for ctx in (16, 64, 128):
+            cache = KVCache(model, 1)
+            model.forward_cached(seq[:, :ctx - 1], cache)
+            x_new = seq[:, ctx - 1:ctx]
+
+            def one_step():
+                cache.len = ctx - 1  # overwrite position ctx-1 every time
+                model.forward_cached(x_new, cache)
+
+            timed(one_step, 20)
+            t = timed(one_step, args.step_repeats)
+            step[str(ctx)] = {"median_ms": round(statistics.median(t), 4), "min_ms": round(min(t), 4),
+                              "max_ms": round(max(t), 4)}
+
+    def per_token(times):
+        return {"median_ms": round(statistics.median(times) / steps, 4), "min_ms": round(min(times) / steps, 4),
+                "max_ms": round(max(times) / steps, 4)}
+
+    return {
+        "workload": "P4", "prompt": prompt_len, "generate": steps,
+        "kv_cache_per_token": per_token(t_cached), "kv_cache_step_at_context": step,
+        "no_cache_per_token": per_token(t_uncached), "cached_vs_uncached_max_abs_diff": diff,
+        "repeats": args.repeats, "step_repeats": args.step_repeats, "warmup": args.warmup,
     }
 
 
@@ -97,6 +177,64 @@ def e3(args):
     }
 
 
+def sine(n, gen, length=33):
+    """SPEC §5 sine: x_t = A sin(w t + phi) + N(0, 0.01^2), t = 0..length-1, A ~ U(0.5, 1.5),
+    w ~ U(0.1, 0.5), phi ~ U(0, 2 pi). Returns the whole sequences, [n, length, 1]."""
+    amp = torch.rand(n, 1, generator=gen) + 0.5
+    omega = torch.rand(n, 1, generator=gen) * 0.4 + 0.1
+    phi = torch.rand(n, 1, generator=gen) * (2 * math.pi)
+    t = torch.arange(length, dtype=torch.float32)
+    x = amp * torch.sin(omega * t + phi) + 0.01 * torch.randn(n, length, generator=gen)
+    return x.unsqueeze(-1)
+
+
+def e4(args):
+    """E4: `regkern train --type transformer --autoregressive --epochs 20 --lr 0.001` on sine, seeded.
+
+    Teacher forcing: input x[0..32], target x[1..33] (position t predicts x[t+1]); validation is
+    teacher-forced too. Then free-running: for each validation sequence, prompt = x[0..16],
+    generate 17 values greedily (expanding context), MSE against x[16..33]. wall_s covers data
+    generation, training and the per-epoch validation; free-running is timed separately."""
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(args.seed)  # data and shuffling
+    train_seq = sine(2048, gen)
+    val_seq = sine(512, gen)
+    x_train, y_train = train_seq[:, :-1], train_seq[:, 1:]
+    x_val, y_val = val_seq[:, :-1], val_seq[:, 1:]
+    torch.manual_seed(args.seed)  # model initialisation
+    model = Transformer(**TFM, autoregressive=True)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    batch = 32
+    train_losses, val_losses = [], []
+    for _ in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(x_train), generator=gen)
+        total = 0.0
+        for i in range(0, len(perm), batch):
+            idx = perm[i:i + batch]
+            loss = train_step(model, opt, x_train[idx], y_train[idx])
+            if not math.isfinite(loss.item()):
+                raise SystemExit(f"E4: non-finite loss at epoch {len(val_losses) + 1}, step {i // batch}")
+            total += loss.item() * len(idx)
+        train_losses.append(total / len(x_train))
+        model.eval()
+        with torch.no_grad():  # one pass over all 512: the same mean as over batches of 32
+            val_losses.append(nn.functional.mse_loss(model(x_val), y_val).item())
+    wall = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    prompt_len = 16
+    gen_vals = generate(model, val_seq[:, :prompt_len], val_seq.shape[1] - prompt_len)
+    free_mse = nn.functional.mse_loss(gen_vals, val_seq[:, prompt_len:]).item()
+    free_s = time.perf_counter() - t1
+    return {
+        "experiment": "E4", "seed": args.seed, "epochs": args.epochs, "lr": args.lr, "wall_s": round(wall, 3),
+        "final_val_mse": val_losses[-1], "best_val_mse": min(val_losses), "final_train_mse": train_losses[-1],
+        "free_running_mse": free_mse, "free_running_prompt": prompt_len,
+        "free_running_generate": val_seq.shape[1] - prompt_len, "free_running_s": round(free_s, 3),
+        "val_mse": val_losses, "train_mse": train_losses,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
@@ -105,13 +243,19 @@ def main():
     a = sub.add_parser("p2", parents=[common], help="P2 training-step time, ms/step")
     a.add_argument("--steps", type=int, default=100, help="timed steps (>= 50)")
     a.add_argument("--warmup", type=int, default=20)
-    b = sub.add_parser("e3", parents=[common], help="E3 full run: wall time and final validation MSE")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--epochs", type=int, default=20)
-    b.add_argument("--lr", type=float, default=1e-3)
+    d = sub.add_parser("p4", parents=[common], help="P4 autoregressive decode, ms per generated token")
+    d.add_argument("--repeats", type=int, default=20, help="timed whole generations, each way")
+    d.add_argument("--warmup", type=int, default=3)
+    d.add_argument("--step-repeats", type=int, default=200, help="timed single decode steps per context")
+    for name, help_ in (("e3", "E3 full run: wall time and final validation MSE"),
+                        ("e4", "E4 full run: wall time, validation MSE and free-running MSE")):
+        b = sub.add_parser(name, parents=[common], help=help_)
+        b.add_argument("--seed", type=int, default=0)
+        b.add_argument("--epochs", type=int, default=20)
+        b.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"p2": p2, "e3": e3}[args.cmd](args)
+    result = {"p2": p2, "p4": p4, "e3": e3, "e4": e4}[args.cmd](args)
     result.update(torch=torch.__version__, threads=torch.get_num_threads())
     print(json.dumps(result))
 

@@ -119,6 +119,18 @@ pub mod workloads {
             attention: AttentionType::Gqa,
             max_seq_len: 32,
             ffn_act: Activation::Gelu,
+            autoregressive: false,
+            kv_cache: None,
+        })
+    }
+
+    /// P4 tfm-ar-decode: autoregressive E 64, F 128, 2 layers, H 8, G 4, max_seq_len 128, with a
+    /// KV cache of the given type.
+    pub fn p4_transformer(kv_cache: Option<regkern_core::layers::KvDtype>) -> ModelConfig {
+        ModelConfig::Transformer(TransformerConfig {
+            autoregressive: true,
+            kv_cache,
+            ..TransformerConfig::default()
         })
     }
 

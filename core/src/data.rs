@@ -9,6 +9,7 @@
 //! | `linear`  | x ~ U(−1,1)⁸, y = x·w* + b* + N(0, 0.1²), w*, b* ~ N(0,1) |
 //! | `nlinear` | x ~ U(−1,1)⁸, y = sin(3·x·a) + 0.5·(x·b)² + N(0, 0.05²), a, b ~ N(0,1)/√8 |
 //! | `seqsum`  | x ~ U(−1,1)^[32, 1], y = Σx / √32 (a sequence of 32 tokens, one feature each) |
+//! | `sine`    | x_t = A·sin(ωt + φ) + N(0, 0.01²), t = 0..33, A ~ U(0.5, 1.5), ω ~ U(0.1, 0.5), φ ~ U(0, 2π); input x[0..32], target x[1..33] |
 
 use crate::error::{Error, Result, check_len, ensure};
 use crate::rng::Xoshiro256;
@@ -50,6 +51,8 @@ pub enum Task {
     Nlinear,
     /// Scaled sum of a sequence of 32 values.
     Seqsum,
+    /// Next value of a noisy sine wave (autoregressive), 32 steps.
+    Sine,
 }
 
 /// Input features of the `linear` and `nlinear` tasks.
@@ -57,6 +60,9 @@ pub const TASK_FEATURES: usize = 8;
 
 /// Tokens per sequence of the `seqsum` task.
 pub const SEQSUM_LEN: usize = 32;
+
+/// Tokens per input sequence of the `sine` task (the wave has one more value: the last target).
+pub const SINE_LEN: usize = 32;
 
 // Stream ids: task coefficients and per-sample draws never share a random stream.
 const STREAM_COEFS: u64 = 1;
@@ -69,6 +75,7 @@ impl Task {
             Task::Linear => "linear",
             Task::Nlinear => "nlinear",
             Task::Seqsum => "seqsum",
+            Task::Sine => "sine",
         }
     }
 
@@ -77,6 +84,7 @@ impl Task {
         match self {
             Task::Linear | Task::Nlinear => 1,
             Task::Seqsum => SEQSUM_LEN,
+            Task::Sine => SINE_LEN,
         }
     }
 
@@ -84,8 +92,13 @@ impl Task {
     pub const fn in_dim(self) -> usize {
         match self {
             Task::Linear | Task::Nlinear => TASK_FEATURES,
-            Task::Seqsum => 1,
+            Task::Seqsum | Task::Sine => 1,
         }
+    }
+
+    /// True for next-value prediction: one target per input token.
+    pub const fn autoregressive(self) -> bool {
+        matches!(self, Task::Sine)
     }
 
     /// Floats per input sample.
@@ -95,7 +108,7 @@ impl Task {
 
     /// Floats per target sample.
     pub const fn out_len(self) -> usize {
-        1
+        if self.autoregressive() { self.seq_len() } else { 1 }
     }
 }
 
@@ -118,7 +131,7 @@ impl Synthetic {
         match task {
             Task::Linear => rng.fill_normal(&mut coef[..=TASK_FEATURES], 0.0, 1.0),
             Task::Nlinear => rng.fill_normal(&mut coef, 0.0, 1.0 / libm::sqrtf(TASK_FEATURES as f32)),
-            Task::Seqsum => {}
+            Task::Seqsum | Task::Sine => {}
         }
         Synthetic { task, seed, start, len, coef }
     }
@@ -150,17 +163,35 @@ impl Dataset for Synthetic {
     fn get(&self, i: usize, x: &mut [f32], y: &mut [f32]) {
         debug_assert!(i < self.len);
         let mut rng = Xoshiro256::stream(self.seed, STREAM_SAMPLES, (self.start + i) as u64);
-        rng.fill_uniform(x, -1.0, 1.0);
-        let dot = |w: &[f32]| x.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
+        let dot = |x: &[f32], w: &[f32]| x.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
         let (c0, c1) = self.coef.split_at(TASK_FEATURES);
-        y[0] = match self.task {
-            Task::Linear => dot(c0) + c1[0] + 0.1 * rng.normal(),
-            Task::Nlinear => {
-                let (xa, xb) = (dot(c0), dot(c1));
-                libm::sinf(3.0 * xa) + 0.5 * xb * xb + 0.05 * rng.normal()
+        match self.task {
+            Task::Linear => {
+                rng.fill_uniform(x, -1.0, 1.0);
+                y[0] = dot(x, c0) + c1[0] + 0.1 * rng.normal();
             }
-            Task::Seqsum => x.iter().sum::<f32>() / libm::sqrtf(SEQSUM_LEN as f32),
-        };
+            Task::Nlinear => {
+                rng.fill_uniform(x, -1.0, 1.0);
+                let (xa, xb) = (dot(x, c0), dot(x, c1));
+                y[0] = libm::sinf(3.0 * xa) + 0.5 * xb * xb + 0.05 * rng.normal();
+            }
+            Task::Seqsum => {
+                rng.fill_uniform(x, -1.0, 1.0);
+                y[0] = x.iter().sum::<f32>() / libm::sqrtf(SEQSUM_LEN as f32);
+            }
+            Task::Sine => {
+                let (amp, omega) = (rng.uniform_in(0.5, 1.5), rng.uniform_in(0.1, 0.5));
+                let phase = rng.uniform_in(0.0, core::f32::consts::TAU);
+                // Wave values 0..=32: x takes 0..32, y takes 1..=32 (the next value of each).
+                let mut wave = |t: usize| amp * libm::sinf(omega * t as f32 + phase) + 0.01 * rng.normal();
+                let mut prev = wave(0);
+                for t in 0..SINE_LEN {
+                    x[t] = prev;
+                    prev = wave(t + 1);
+                    y[t] = prev;
+                }
+            }
+        }
     }
 }
 
@@ -323,6 +354,16 @@ mod tests {
         ds.get(3, &mut x, &mut y);
         assert!((y[0] - x.iter().sum::<f32>() / 32f32.sqrt()).abs() < 1e-6);
         assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
+    }
+
+    #[test]
+    fn sine_targets_are_the_next_inputs() {
+        let ds = Synthetic::new(Task::Sine, 2, 0, 10);
+        assert_eq!((ds.in_len(), ds.out_len()), (32, 32));
+        let (mut x, mut y) = ([0.0f32; 32], [0.0f32; 32]);
+        ds.get(7, &mut x, &mut y);
+        assert_eq!(&x[1..], &y[..31], "target t is input t + 1");
+        assert!(x.iter().chain(&y).all(|v| v.abs() < 1.6), "amplitude ≤ 1.5 plus noise");
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub enum Error {
         /// State copies the plan reserved.
         planned: usize,
     },
+    /// A sequence would need more positions than `max_seq_len` (e.g. expanding generation);
+    /// use a sliding window, fewer steps, or a model with a longer `max_seq_len`.
+    ContextTooLong {
+        /// Positions needed.
+        needed: usize,
+        /// `max_seq_len`.
+        max: usize,
+    },
 }
 
 /// `core::result::Result` with [`Error`].
@@ -77,6 +85,7 @@ impl Error {
             Error::EmptyDataset => -7,
             Error::NotTrainable => -8,
             Error::OptimizerMismatch { .. } => -9,
+            Error::ContextTooLong { .. } => -10,
         }
     }
 
@@ -93,6 +102,7 @@ impl Error {
             -7 => "empty dataset",
             -8 => "model was planned for inference only",
             -9 => "optimizer needs more state than planned",
+            -10 => "sequence longer than max_seq_len",
             _ => "unknown status code",
         }
     }
@@ -119,6 +129,10 @@ impl fmt::Display for Error {
                 f,
                 "optimizer needs {needed} state copies of the parameters, the plan reserved {planned}"
             ),
+            Error::ContextTooLong { needed, max } => write!(
+                f,
+                "the context would need {needed} positions, more than max_seq_len {max}; use a sliding window"
+            ),
         }
     }
 }
@@ -144,7 +158,7 @@ pub(crate) fn mul(a: usize, b: usize) -> Result<usize> {
 mod tests {
     use super::*;
 
-    const ALL: [Error; 9] = [
+    const ALL: [Error; 10] = [
         Error::BadConfig { field: "f", reason: "r" },
         Error::BadLen { what: "x", expected: 1, got: 2 },
         Error::ArenaTooSmall { needed: 8, got: 4 },
@@ -154,6 +168,7 @@ mod tests {
         Error::EmptyDataset,
         Error::NotTrainable,
         Error::OptimizerMismatch { needed: 2, planned: 0 },
+        Error::ContextTooLong { needed: 129, max: 128 },
     ];
 
     #[test]
@@ -171,7 +186,7 @@ mod tests {
     #[test]
     fn codes_are_pinned() {
         // The C ABI publishes these numbers; changing one breaks compiled callers.
-        let codes: [i32; 9] = ALL.map(|e| e.code());
-        assert_eq!(codes, [-1, -2, -3, -4, -5, -6, -7, -8, -9]);
+        let codes: [i32; 10] = ALL.map(|e| e.code());
+        assert_eq!(codes, [-1, -2, -3, -4, -5, -6, -7, -8, -9, -10]);
     }
 }

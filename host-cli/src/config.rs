@@ -4,6 +4,7 @@
 //! any memory exists.
 
 use clap::{Args, ValueEnum};
+use regkern_core::layers::KvDtype;
 use regkern_core::models::MAX_HIDDEN;
 use regkern_core::{
     Activation, AttentionType, LinearConfig, MlpConfig, ModelConfig, Optimizer, Schedule, Task,
@@ -19,6 +20,19 @@ pub enum ModelType {
     Nlinear,
     /// Transformer regression on the `seqsum` task.
     Transformer,
+}
+
+/// `--kv_cache`: the KV cache's storage type, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KvArg {
+    /// 32-bit floats: exact.
+    F32,
+    /// IEEE half precision: half the bytes.
+    F16,
+    /// bfloat16: half the bytes, f32's range.
+    Bf16,
+    /// No cache: every step re-runs the context.
+    Off,
 }
 
 /// `--attention_type`.
@@ -87,6 +101,15 @@ pub struct ModelArgs {
     pub batch_size: Option<usize>,
     #[command(flatten)]
     pub transformer: TransformerArgs,
+    /// Autoregressive transformer: predict the next value at every position (task `sine`).
+    #[arg(long)]
+    pub autoregressive: bool,
+    /// Generate through a KV cache (autoregressive models): an f32 cache unless --kv_cache says.
+    #[arg(long = "use_kv_cache", alias = "use-kv-cache")]
+    pub use_kv_cache: bool,
+    /// KV cache storage for generation: f32, f16, bf16 or off.
+    #[arg(long = "kv_cache", alias = "kv-cache", value_enum)]
+    pub kv_cache: Option<KvArg>,
 }
 
 /// Transformer flags (SPEC §3.3 defaults: the seed's `TransformerModelConfig` example).
@@ -117,7 +140,13 @@ pub struct TransformerArgs {
 
 impl TransformerArgs {
     /// The core config for a task with `input_dim` features per token and `output_dim` outputs.
-    pub fn config(&self, input_dim: usize, output_dim: usize) -> TransformerConfig {
+    pub fn config(
+        &self,
+        input_dim: usize,
+        output_dim: usize,
+        autoregressive: bool,
+        kv_cache: Option<KvDtype>,
+    ) -> TransformerConfig {
         TransformerConfig {
             input_dim,
             output_dim,
@@ -133,6 +162,8 @@ impl TransformerArgs {
             },
             max_seq_len: self.max_seq_len,
             ffn_act: Activation::Gelu,
+            autoregressive,
+            kv_cache,
         }
     }
 }
@@ -165,7 +196,21 @@ impl ModelArgs {
         match self.model_type {
             ModelType::Linear => Task::Linear,
             ModelType::Nlinear => Task::Nlinear,
+            ModelType::Transformer if self.autoregressive => Task::Sine,
             ModelType::Transformer => Task::Seqsum,
+        }
+    }
+
+    /// The KV cache to plan: `--kv_cache` if given, else f32 with `--use_kv_cache` or when
+    /// `on_by_default` (the `generate` command), else none.
+    pub fn kv_cache_dtype(&self, on_by_default: bool) -> Option<KvDtype> {
+        match self.kv_cache {
+            Some(KvArg::F32) => Some(KvDtype::F32),
+            Some(KvArg::F16) => Some(KvDtype::F16),
+            Some(KvArg::Bf16) => Some(KvDtype::Bf16),
+            Some(KvArg::Off) => None,
+            None if self.use_kv_cache || on_by_default => Some(KvDtype::F32),
+            None => None,
         }
     }
 
@@ -177,9 +222,17 @@ impl ModelArgs {
         })
     }
 
-    /// The core model config, or a message saying which flag is wrong.
-    pub fn model_config(&self) -> Result<ModelConfig, String> {
+    /// The core model config, or a message saying which flag is wrong. `cache_by_default`: plan a
+    /// KV cache unless `--kv_cache off` (the `generate` command).
+    pub fn model_config_with(&self, cache_by_default: bool) -> Result<ModelConfig, String> {
         let task = self.task();
+        if self.model_type != ModelType::Transformer && self.autoregressive {
+            return Err("--autoregressive needs --type transformer".into());
+        }
+        let kv_cache = if task.autoregressive() { self.kv_cache_dtype(cache_by_default) } else { None };
+        if !task.autoregressive() && (self.use_kv_cache || self.kv_cache.is_some_and(|k| k != KvArg::Off)) {
+            return Err("--use_kv_cache and --kv_cache need --type transformer --autoregressive".into());
+        }
         Ok(match self.model_type {
             ModelType::Linear => {
                 ModelConfig::Linear(LinearConfig { n_in: task.in_len(), n_out: task.out_len() })
@@ -199,7 +252,9 @@ impl ModelArgs {
                 })
             }
             ModelType::Transformer => {
-                let cfg = self.transformer.config(task.in_dim(), task.out_len());
+                let out_dim =
+                    if task.autoregressive() { task.out_len() / task.seq_len() } else { task.out_len() };
+                let cfg = self.transformer.config(task.in_dim(), out_dim, task.autoregressive(), kv_cache);
                 cfg.validate().map_err(|e| e.to_string())?;
                 if task.seq_len() > cfg.max_seq_len {
                     return Err(format!(
@@ -212,6 +267,11 @@ impl ModelArgs {
                 ModelConfig::Transformer(cfg)
             }
         })
+    }
+
+    /// [`ModelArgs::model_config_with`] for `train` and `plan`: a KV cache only when asked for.
+    pub fn model_config(&self) -> Result<ModelConfig, String> {
+        self.model_config_with(false)
     }
 }
 

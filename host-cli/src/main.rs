@@ -1,10 +1,12 @@
 //! `regkern`: train and inspect regkern models from the command line, the way the seed's
 //! `python main.py ...` is used.
 //!
-//! Subcommands: `train` (a synthetic task end to end, progress bar, per-epoch losses, `--json`)
-//! and `plan` (the memory plan of a config, for inference and for training).
+//! Subcommands: `train` (a synthetic task end to end, progress bar, per-epoch losses, `--json`),
+//! `generate` (autoregressive generation after training) and `plan` (the memory plan of a config,
+//! for inference and for training).
 
 mod config;
+mod generate;
 mod plan;
 mod train;
 
@@ -24,6 +26,8 @@ struct Cli {
 enum Command {
     /// Train a model on its synthetic task and report train/validation loss.
     Train(train::TrainArgs),
+    /// Train an autoregressive model, then generate values after a prompt (with a KV cache).
+    Generate(generate::GenerateArgs),
     /// Print the memory plan (bytes per region) of a model, for inference and training.
     Plan(plan::PlanArgs),
 }
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(&args),
+        Command::Generate(args) => generate::run(&args),
         Command::Plan(args) => plan::run(&args),
     };
     match result {

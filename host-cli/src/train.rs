@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use regkern_core::{
-    DataLoader, EpochInfo, Mode, Model, Net, Observer, StepInfo, Synthetic, TrainConfig, Trainer,
+    DataLoader, EpochInfo, Mode, Model, ModelConfig, Net, Observer, Optimizer, Schedule, StepInfo, Summary,
+    Synthetic, TrainConfig, Trainer,
 };
 use serde_json::json;
 
@@ -18,7 +19,7 @@ use crate::plan::group;
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(crate) model: ModelArgs,
     #[command(flatten)]
     opt: OptArgs,
     #[command(flatten)]
@@ -28,7 +29,7 @@ pub struct TrainArgs {
     epochs: usize,
     /// Seed of the data, the initial weights and the shuffling.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Training samples.
     #[arg(long = "train_size", alias = "train-size", default_value_t = 2048)]
     train_size: usize,
@@ -43,11 +44,11 @@ pub struct TrainArgs {
     log_every: Option<usize>,
     /// Print only the final summary.
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// Print one JSON object at the end (resolved config, losses, steps, wall time) on stdout;
     /// progress goes to stderr.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Prints progress: a bar on a terminal, and a loss line every `log_every` epochs.
@@ -90,10 +91,32 @@ impl Observer for Progress {
     }
 }
 
-/// Train the configured model on its task and print the summary (or JSON).
-pub fn run(args: &TrainArgs) -> Result<(), String> {
+/// What a finished training run reports, besides the trained net.
+pub struct Outcome {
+    /// The model trained.
+    pub cfg: ModelConfig,
+    /// Optimizer and schedule used.
+    pub optimizer: Optimizer,
+    schedule: Schedule,
+    batch: usize,
+    param_count: usize,
+    arena_bytes: usize,
+    /// Epochs, steps, losses.
+    pub summary: Summary,
+    /// Seconds from the start to the end of the last validation.
+    pub wall: f64,
+}
+
+/// Train per `args`, then hand the trained net, the validation set and the outcome to `then`
+/// (the arena lives only for that call).
+/// `cache_by_default`: plan a KV cache unless `--kv_cache off` (for `generate`).
+pub fn train_then<R>(
+    args: &TrainArgs,
+    cache_by_default: bool,
+    then: impl FnOnce(&mut Net<'_>, &Synthetic, &Outcome) -> Result<R, String>,
+) -> Result<R, String> {
     let start = Instant::now();
-    let cfg = args.model.model_config()?;
+    let cfg = args.model.model_config_with(cache_by_default)?;
     let optimizer = args.opt.optimizer()?;
     let batch = args.model.batch();
     if args.epochs == 0 {
@@ -150,6 +173,29 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     progress.bar.finish_and_clear();
     let summary = result.map_err(|e| e.to_string())?;
     let wall = start.elapsed().as_secs_f64();
+    let outcome = Outcome { cfg, optimizer, schedule, batch, param_count, arena_bytes, summary, wall };
+    then(trainer.net(), &val, &outcome)
+}
+
+/// Train the configured model on its task and print the summary (or JSON); autoregressive
+/// models also report free-running generation on the validation set.
+pub fn run(args: &TrainArgs) -> Result<(), String> {
+    train_then(args, false, |net, val, outcome| {
+        let free = if args.model.task().autoregressive() {
+            Some(crate::generate::free_running_mse(net, val, args.model.kv_cache_dtype(false).is_some())?)
+        } else {
+            None
+        };
+        report(args, outcome, free);
+        Ok(())
+    })
+}
+
+/// Print the summary line, or the JSON object.
+fn report(args: &TrainArgs, o: &Outcome, free: Option<crate::generate::FreeRunning>) {
+    let (cfg, optimizer, schedule, batch, summary, wall) =
+        (&o.cfg, &o.optimizer, &o.schedule, o.batch, &o.summary, o.wall);
+    let (param_count, arena_bytes) = (o.param_count, o.arena_bytes);
     let (best, best_epoch) = summary.best_val.map_or((f32::NAN, 0), |(v, e)| (v, e + 1));
     let final_val = summary.final_val_loss.unwrap_or(f32::NAN);
     if args.json {
@@ -198,6 +244,13 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
             "epochs": summary.epochs,
             "steps": summary.steps,
             "wall_seconds": wall,
+            "free_running": free.map(|f| json!({
+                "mse": f.mse,
+                "prompt": f.prompt,
+                "steps": f.steps,
+                "kv_cache": f.kv_cache,
+                "seconds": f.seconds,
+            })),
         });
         println!("{out}");
     } else {
@@ -207,6 +260,14 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
             group(summary.steps as usize),
             summary.final_train_loss
         );
+        if let Some(f) = free {
+            println!(
+                "free-running generation on the validation set (prompt {}, generate {}, {}): MSE {:.4e}",
+                f.prompt,
+                f.steps,
+                f.kv_cache.map_or_else(|| "no KV cache".to_string(), |d| format!("{d} KV cache")),
+                f.mse
+            );
+        }
     }
-    Ok(())
 }

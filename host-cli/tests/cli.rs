@@ -105,6 +105,84 @@ fn transformer_trains_with_every_attention_type() {
     }
 }
 
+/// A small autoregressive run: `args` after the common flags.
+fn small_ar(command: &str, args: &[&str]) -> Output {
+    let mut full = vec![
+        command,
+        "--type",
+        "transformer",
+        "--autoregressive",
+        "--epochs",
+        "1",
+        "--train_size",
+        "64",
+        "--val_size",
+        "32",
+        "--embed_dim",
+        "16",
+        "--num_heads",
+        "4",
+        "--num_groups",
+        "2",
+        "--ffn_dim",
+        "32",
+    ];
+    full.extend_from_slice(args);
+    regkern(&full)
+}
+
+#[test]
+fn autoregressive_training_reports_free_running_generation() {
+    let mut mse = Vec::new();
+    for cache in ["off", "f32", "f16", "bf16"] {
+        let o = small_ar("train", &["--kv_cache", cache, "--json"]);
+        assert!(o.status.success(), "{cache}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["config"]["task"], "sine");
+        assert_eq!(v["free_running"]["prompt"], 16);
+        assert_eq!(v["free_running"]["steps"], 17);
+        let expected_cache = if cache == "off" { serde_json::Value::Null } else { serde_json::json!(cache) };
+        assert_eq!(v["free_running"]["kv_cache"], expected_cache);
+        mse.push(v["free_running"]["mse"].as_f64().unwrap());
+    }
+    // The same trained model: caches change the free-running error by rounding only.
+    assert!((mse[1] - mse[0]).abs() <= 1e-5 * mse[0], "f32 cache {} vs uncached {}", mse[1], mse[0]);
+    assert!((mse[2] - mse[0]).abs() <= 1e-2 * mse[0], "f16 cache {} vs uncached {}", mse[2], mse[0]);
+    assert!((mse[3] - mse[0]).abs() <= 5e-2 * mse[0], "bf16 cache {} vs uncached {}", mse[3], mse[0]);
+}
+
+#[test]
+fn generate_prints_values_and_rejects_bad_requests() {
+    let o = small_ar("generate", &["--steps", "20", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["generated"].as_array().unwrap().len(), 20);
+    assert_eq!(v["prompt"].as_array().unwrap().len(), 16);
+    assert_eq!(v["kv_cache"], "f32");
+    assert!(v["mse"].as_f64().is_some_and(f64::is_finite), "compared with the validation truth");
+    let o = small_ar(
+        "generate",
+        &["--prompt", "0.1, -0.2, 0.3", "--steps", "5", "--window", "4", "--kv_cache", "off"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("generated (5, no KV cache)"));
+    let bad: &[(&[&str], &str)] = &[
+        (&["--steps", "0"], "steps must be at least 1"),
+        (&["--window", "0"], "window must be at least 1"),
+        (&["--window", "129"], "window must not exceed max_seq_len"),
+        (&["--prompt", "0.1,0.2,0.3", "--window", "2"], "prompt is longer than the context"),
+        (&["--steps", "114"], "more than max_seq_len 128"),
+        (&["--prompt", "0.1,x"], "--prompt: \"x\" is not a number"),
+    ];
+    for (args, msg) in bad {
+        let o = small_ar("generate", args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(stderr(&o).contains(msg), "{args:?}: expected {msg:?} in:\n{}", stderr(&o));
+    }
+    let o = regkern(&["generate", "--type", "transformer", "--epochs", "1"]);
+    assert!(stderr(&o).contains("generate needs an autoregressive model"), "{}", stderr(&o));
+}
+
 #[test]
 fn plan_reports_a_transformer() {
     let o = regkern(&["plan", "--type", "transformer", "--json"]);
@@ -115,6 +193,16 @@ fn plan_reports_a_transformer() {
     assert_eq!(v["params"][2]["shape"], serde_json::json!([128, 64]));
     assert_eq!(v["inference"]["grads"], 0);
     assert!(v["training"]["acts"].as_u64().unwrap() > v["inference"]["acts"].as_u64().unwrap());
+    assert_eq!(v["inference"]["kv_cache"], 0);
+    // With a cache, the plan shows it; f16 halves it.
+    let kv = |t: &str| {
+        let o = regkern(&["plan", "--type", "transformer", "--autoregressive", "--kv_cache", t, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["inference"]["kv_cache"].as_u64().unwrap()
+    };
+    assert_eq!(kv("f32"), 2 * 2 * 32 * 128 * 32 * 4, "k and v, 2 layers, batch 32, 128 positions, G·D 32");
+    assert_eq!(kv("f16"), kv("f32") / 2);
+    assert_eq!(kv("bf16"), kv("f32") / 2);
 }
 
 #[test]
@@ -164,6 +252,10 @@ fn bad_flags_are_clear_errors() {
         (&["--type", "transformer", "--num_layers", "0"], "num_layers must be at least 1"),
         (&["--type", "transformer", "--max_seq_len", "16"], "more than --max_seq_len 16"),
         (&["--type", "transformer", "--attention_type", "sparse"], "invalid value 'sparse'"),
+        (&["--type", "nlinear", "--autoregressive"], "--autoregressive needs --type transformer"),
+        (&["--type", "transformer", "--use_kv_cache"], "need --type transformer --autoregressive"),
+        (&["--type", "transformer", "--kv_cache", "f16"], "need --type transformer --autoregressive"),
+        (&["--type", "transformer", "--autoregressive", "--kv_cache", "f8"], "invalid value 'f8'"),
     ];
     for (args, msg) in cases {
         let mut full = vec!["train"];

@@ -88,6 +88,8 @@ impl Fixture {
                 },
                 max_seq_len: u("max_seq_len"),
                 ffn_act: Activation::Gelu,
+                autoregressive: c["autoregressive"].as_bool().unwrap_or(false),
+                kv_cache: None,
             }),
             other => panic!("unknown fixture type {other:?}"),
         }

@@ -15,7 +15,7 @@
 //! place through strides and transpose flags.
 
 use crate::ops::math::exp;
-use crate::ops::{Gemm, gemm, vectorized};
+use crate::ops::{Gemm, dot, gemm, max, sum, vectorized};
 
 /// Dims of an attention layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +166,36 @@ pub fn backward(
             gemm(&mut dk[ko..], dpt, &q[qo..], Gemm::nn(t, hd, t).strides(t, qd, kvd).acc());
         }
     }
+}
+
+/// One new token attending over `len` cached positions (itself included, so causal by
+/// construction): `out` (H·D) from `q` (H·D) and `k`, `v` (len × G·D, the cache's rows).
+/// Overwrites `out`; `scores` is scratch of at least `len` floats.
+pub fn forward_one(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], scores: &mut [f32], d: Attn, len: usize) {
+    let [k, v] = kv;
+    let (hd, kvd, scale) = (d.head_dim, d.kv_dim(), d.scale());
+    let scores = &mut scores[..len];
+    vectorized(
+        #[inline(always)]
+        || {
+            for h in 0..d.n_heads {
+                let g = d.group_of(h);
+                let qh = &q[h * hd..][..hd];
+                for (j, s) in scores.iter_mut().enumerate() {
+                    *s = dot(qh, &k[j * kvd + g * hd..][..hd]) * scale;
+                }
+                let top = max(scores);
+                scores.iter_mut().for_each(|s| *s = exp(*s - top));
+                let inv = 1.0 / sum(scores);
+                let o = &mut out[h * hd..][..hd];
+                o.fill(0.0);
+                for (j, &s) in scores.iter().enumerate() {
+                    let p = s * inv;
+                    o.iter_mut().zip(&v[j * kvd + g * hd..][..hd]).for_each(|(o, &x)| *o += p * x);
+                }
+            }
+        },
+    )
 }
 
 /// Columns of `pt` (T keys × T queries) ← softmax over keys of `scale ·` column, numerically
@@ -356,6 +386,31 @@ mod tests {
             softmax_columns_backward(&mut dp, &p, &mut dot, T, scale);
             let err = grad_check(&mut x, &dp, |x| weighted_sum(&run(x), &r));
             assert!(err < 1e-3, "causal={causal}: relative error {err:e}");
+        }
+    }
+
+    #[test]
+    fn one_query_over_a_cache_equals_the_last_causal_row() {
+        // The last position of causal attention sees every key: forward_one over the same keys
+        // and values must give its output.
+        for (h, g) in [(4, 2), (3, 1), (2, 2)] {
+            let d = dims(h, g, true);
+            let mut seed = 61 + h as u32;
+            let (q, k, v) = (
+                random(B * T * d.q_dim(), &mut seed),
+                random(B * T * d.kv_dim(), &mut seed),
+                random(B * T * d.kv_dim(), &mut seed),
+            );
+            let (full, _) = run(&q, &k, &v, d);
+            for b in 0..B {
+                let rows = |x: &[f32]| x[b * T * d.kv_dim()..(b + 1) * T * d.kv_dim()].to_vec();
+                let last_q = &q[(b * T + T - 1) * d.q_dim()..][..d.q_dim()];
+                let (mut out, mut scores) = (vec![0.0; d.q_dim()], vec![0.0; T]);
+                forward_one(&mut out, last_q, [&rows(&k), &rows(&v)], &mut scores, d, T);
+                let want = &full[(b * T + T - 1) * d.q_dim()..][..d.q_dim()];
+                let worst = out.iter().zip(want).map(|(a, w)| (a - w).abs()).fold(0.0f32, f32::max);
+                assert!(worst < 1e-6, "H={h} G={g}: off by {worst:e}");
+            }
         }
     }
 

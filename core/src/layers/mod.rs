@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod attention;
 pub mod ffn;
+pub mod kv_cache;
 pub mod layernorm;
 pub mod linear;
 pub mod mse;
@@ -15,4 +16,5 @@ pub mod position;
 pub use activation::Activation;
 pub use attention::Attn;
 pub use ffn::Ffn;
+pub use kv_cache::{KvCache, KvDtype};
 pub use linear::Linear;

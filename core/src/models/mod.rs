@@ -4,6 +4,7 @@
 //! [`Mode`] and returns a `Copy`-free description (dims and slots) with its [`Report`]. A [`Net`]
 //! binds a planned model to the caller's arena; it is what callers train and run.
 
+mod generate;
 pub mod mlp;
 pub mod transformer;
 
@@ -15,6 +16,7 @@ use crate::layers::mse;
 use crate::optim::Optimizer;
 use crate::rng::Xoshiro256;
 
+pub use generate::{Context, Decoder, Generate};
 pub use mlp::{LinearConfig, MAX_HIDDEN, Mlp, MlpConfig};
 pub use transformer::{AttentionType, Transformer, TransformerConfig};
 
@@ -185,6 +187,8 @@ pub struct Model {
     out_dim: usize,
     /// Longest sequence (1 for linear and MLP models).
     max_seq: usize,
+    /// One output per token (autoregressive) rather than per sample.
+    per_token: bool,
     report: Report,
 }
 
@@ -202,13 +206,14 @@ impl Model {
             Mode::Inference { .. } => 0,
         };
         let mut p = Planner::default();
-        let (in_dim, out_dim, max_seq) = match cfg {
-            ModelConfig::Linear(c) => (c.n_in, c.n_out, 1),
-            ModelConfig::Mlp(c) => (c.n_in, c.n_out, 1),
-            ModelConfig::Transformer(c) => (c.input_dim, c.output_dim, c.max_seq_len),
+        let (in_dim, out_dim, max_seq, per_token) = match cfg {
+            ModelConfig::Linear(c) => (c.n_in, c.n_out, 1, false),
+            ModelConfig::Mlp(c) => (c.n_in, c.n_out, 1, false),
+            ModelConfig::Transformer(c) => (c.input_dim, c.output_dim, c.max_seq_len, c.autoregressive),
         };
         let inp = p.take(Region::Acts, mul(mul(max_batch, max_seq)?, in_dim)?)?;
-        let target = if training { p.take(Region::Acts, mul(max_batch, out_dim)?)? } else { Slot::default() };
+        let out_len = if per_token { mul(max_seq, out_dim)? } else { out_dim };
+        let target = if training { p.take(Region::Acts, mul(max_batch, out_len)?)? } else { Slot::default() };
         let arch = match cfg {
             ModelConfig::Linear(c) => {
                 let mlp = MlpConfig {
@@ -225,7 +230,18 @@ impl Model {
             }
         };
         let report = p.report(training, opt_copies)?;
-        Ok(Model { arch, config: cfg.clone(), mode, inp, target, in_dim, out_dim, max_seq, report })
+        Ok(Model {
+            arch,
+            config: cfg.clone(),
+            mode,
+            inp,
+            target,
+            in_dim,
+            out_dim,
+            max_seq,
+            per_token,
+            report,
+        })
     }
 
     /// Bytes of every region.
@@ -248,9 +264,27 @@ impl Model {
         self.max_seq * self.in_dim
     }
 
-    /// Floats of one output (= target) sample.
+    /// Floats of one output (= target) sample at the longest sequence.
     pub fn out_len(&self) -> usize {
+        if self.per_token { self.max_seq * self.out_dim } else { self.out_dim }
+    }
+
+    /// Outputs per token (autoregressive) or per sample.
+    pub fn out_dim(&self) -> usize {
         self.out_dim
+    }
+
+    /// The KV cache's storage type, when one was planned.
+    pub fn kv_cache(&self) -> Option<crate::layers::KvDtype> {
+        match &self.config {
+            ModelConfig::Transformer(t) => t.kv_cache,
+            _ => None,
+        }
+    }
+
+    /// True when the model predicts at every position (autoregressive).
+    pub fn per_token(&self) -> bool {
+        self.per_token
     }
 
     /// Features per token (per sample for linear and MLP models).
@@ -362,9 +396,9 @@ impl<'a> Net<'a> {
         self.seq * self.model.in_dim
     }
 
-    /// Floats of one output (= target) sample.
+    /// Floats of one output (= target) sample at the current sequence length.
     pub fn out_len(&self) -> usize {
-        self.model.out_dim
+        if self.model.per_token { self.seq * self.model.out_dim } else { self.model.out_dim }
     }
 
     /// The planned model.
@@ -456,7 +490,8 @@ impl<'a> Net<'a> {
     pub fn forward_in_place(&mut self, n: usize) -> Result<&[f32]> {
         self.check_batch(n)?;
         self.model.forward(&mut self.bufs, n, self.seq);
-        Ok(&self.bufs.acts[self.model.output().prefix(n * self.model.out_dim)])
+        let len = n * self.out_len();
+        Ok(&self.bufs.acts[self.model.output().prefix(len)])
     }
 
     /// Predict `out` (n × out_len) for `x` (n × in_len).
@@ -471,8 +506,8 @@ impl<'a> Net<'a> {
     /// Loss (MSE) on the `n` samples in the batch buffers, without gradients.
     pub fn eval_loss_in_place(&mut self, n: usize) -> Result<f32> {
         self.forward_in_place(n)?;
+        let len = n * self.out_len();
         let (m, acts) = (&self.model, &*self.bufs.acts);
-        let len = n * m.out_dim;
         Ok(mse::forward(&acts[m.output().prefix(len)], &acts[m.target.prefix(len)]))
     }
 
@@ -483,9 +518,9 @@ impl<'a> Net<'a> {
             return Err(Error::NotTrainable);
         }
         let loss = self.eval_loss_in_place(n)?;
+        let len = n * self.out_len();
         let (m, b) = (&self.model, &mut self.bufs);
         b.grads.fill(0.0);
-        let len = n * m.out_dim;
         let dout = &mut b.act_grads[m.doutput().prefix(len)];
         dout.fill(0.0);
         mse::backward(dout, &b.acts[m.output().prefix(len)], &b.acts[m.target.prefix(len)], 1.0);

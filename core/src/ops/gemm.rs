@@ -174,11 +174,46 @@ pub fn gemm_with(kernel: Kernel, c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
         }
         return;
     }
+    if g.m == 1 {
+        // One row (decoding one token): packing B would cost as much as the product itself.
+        return gemv(c, a, b, g);
+    }
     match kernel {
         Kernel::Avx512 if kernel.is_supported() => super::simd::gemm_avx512(c, a, b, g),
         Kernel::Avx2 if kernel.is_supported() => super::simd::gemm_avx2(c, a, b, g),
         _ => gemm_portable(c, a, b, g),
     }
+}
+
+/// `C (1×n) (+)= op(A) (1×k) · op(B)`: dot products against B's rows when B is stored
+/// transposed (a linear layer's `x·Wᵀ`), else row-by-row updates; B is read in place.
+fn gemv(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+    let row = &mut c[..g.n];
+    super::vectorized(
+        #[inline(always)]
+        || {
+            let a_at = |p: usize| a[g.a_index(0, p)];
+            if g.trans_b {
+                for (j, y) in row.iter_mut().enumerate() {
+                    let b_row = &b[j * g.ldb..][..g.k];
+                    let s = if g.trans_a {
+                        b_row.iter().enumerate().map(|(p, &w)| a_at(p) * w).sum::<f32>()
+                    } else {
+                        super::dot(&a[..g.k], b_row)
+                    };
+                    *y = if g.accumulate { *y + s } else { s };
+                }
+            } else {
+                if !g.accumulate {
+                    row.fill(0.0);
+                }
+                for p in 0..g.k {
+                    let x = a_at(p);
+                    row.iter_mut().zip(&b[p * g.ldb..][..g.n]).for_each(|(y, &w)| *y += x * w);
+                }
+            }
+        },
+    )
 }
 
 /// The reference: a triple loop in f32, accumulating in the order p = 0..k.

@@ -16,9 +16,15 @@
 
 use crate::arena::{Buffers, Planner, Region, Slot};
 use crate::error::{Result, ensure, mul};
-use crate::layers::{Activation, Attn, Ffn, Linear, attention, ffn, layernorm, linear, pool, position};
+use crate::layers::{
+    Activation, Attn, Ffn, KvDtype, Linear, attention, ffn, layernorm, linear, pool, position,
+};
 use crate::models::{Init, ParamInfo, ParamName};
 use crate::ops::vectorized;
+
+mod decode;
+
+pub(crate) use decode::Decode;
 
 /// How query heads share key/value heads (`--attention_type`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +73,11 @@ pub struct TransformerConfig {
     pub max_seq_len: usize,
     /// FFN activation (GELU in the seed).
     pub ffn_act: Activation,
+    /// Next-value prediction (`--autoregressive`): causal attention and the head applied at every
+    /// position, `(B, T, in) → (B, T, output_dim)`, instead of mean-pooling to `(B, output_dim)`.
+    pub autoregressive: bool,
+    /// Plan a KV cache of this type for incremental generation (autoregressive models only).
+    pub kv_cache: Option<KvDtype>,
 }
 
 impl Default for TransformerConfig {
@@ -82,6 +93,8 @@ impl Default for TransformerConfig {
             attention: AttentionType::Gqa,
             max_seq_len: 128,
             ffn_act: Activation::Gelu,
+            autoregressive: false,
+            kv_cache: None,
         }
     }
 }
@@ -109,7 +122,8 @@ impl TransformerConfig {
         let g = self.kv_heads();
         ensure(g > 0, "num_groups", "must be at least 1")?;
         ensure(g <= self.num_heads, "num_groups", "must not exceed num_heads")?;
-        ensure(self.num_heads.is_multiple_of(g), "num_groups", "must divide num_heads")
+        ensure(self.num_heads.is_multiple_of(g), "num_groups", "must divide num_heads")?;
+        ensure(self.kv_cache.is_none() || self.autoregressive, "kv_cache", "needs an autoregressive model")
     }
 
     fn attn(&self) -> Attn {
@@ -117,7 +131,7 @@ impl TransformerConfig {
             n_heads: self.num_heads,
             n_kv_heads: self.kv_heads(),
             head_dim: self.embed_dim / self.num_heads,
-            causal: false,
+            causal: self.autoregressive,
         }
     }
 
@@ -285,6 +299,8 @@ pub struct Transformer {
     g: Grads,
     /// Attention's working memory (scratch): a T×T tile and a D×T transposed product.
     attn_scratch: Slot,
+    /// Buffers of incremental decoding, when the config asks for a KV cache.
+    decode: Option<decode::Decode>,
 }
 
 /// Names of a block's parameters after `layers.{i}.`, in `state_dict` order.
@@ -405,8 +421,11 @@ impl Transformer {
             [p.take(Region::Params, mul(cfg.output_dim, e)?)?, p.take(Region::Params, cfg.output_dim)?];
         let hf = p.take(Region::Acts, ne)?;
         let statsf = [p.take(Region::Acts, n)?, p.take(Region::Acts, n)?];
-        let pooled = p.take(Region::Acts, mul(max_batch, e)?)?;
-        let out = p.take(Region::Acts, mul(max_batch, cfg.output_dim)?)?;
+        // Regression pools each sequence to one row for the head; autoregressive heads every token.
+        let out_rows = if cfg.autoregressive { n } else { max_batch };
+        let pooled =
+            if cfg.autoregressive { Slot::default() } else { p.take(Region::Acts, mul(max_batch, e)?)? };
+        let out = p.take(Region::Acts, mul(out_rows, cfg.output_dim)?)?;
         let g = if training {
             let mut ag = |len: usize| p.take(Region::ActGrads, len);
             Grads {
@@ -418,8 +437,8 @@ impl Transformer {
                 dv: ag(nkv)?,
                 dhid: ag(nf)?,
                 dpre: ag(nf)?,
-                dpooled: ag(mul(max_batch, e)?)?,
-                dout: ag(mul(max_batch, cfg.output_dim)?)?,
+                dpooled: if cfg.autoregressive { Slot::default() } else { ag(mul(max_batch, e)?)? },
+                dout: ag(mul(out_rows, cfg.output_dim)?)?,
                 dinp: ag(mul(n, cfg.input_dim)?)?,
             }
         } else {
@@ -428,8 +447,13 @@ impl Transformer {
         // The layer says how much scratch it needs; t·t and e·t were checked above, which bounds
         // scratch_len = (t + head_dim + 2)·t.
         let attn_scratch = p.take(Region::Scratch, d.scratch_len(t))?;
+        let decode = match cfg.kv_cache {
+            Some(dtype) => Some(decode::Decode::plan(cfg, dtype, max_batch, p)?),
+            None => None,
+        };
         Ok(Transformer {
             attn_scratch,
+            decode,
             cfg: *cfg,
             training,
             input_proj,
@@ -572,33 +596,29 @@ impl Transformer {
             self.block_forward(&bp, &a, w, acts, scratch, (batch, seq));
         }
         let last = self.block(c.num_layers - 1).1.res_out;
-        let [res, hf, mean, rstd, pooled, out] = disjoint(
+        let out_rows = if c.autoregressive { n } else { batch };
+        let [res, hf, mean, rstd, out] = disjoint(
             acts,
             [
                 last.prefix(ne),
                 self.hf.prefix(ne),
                 self.statsf[0].prefix(n),
                 self.statsf[1].prefix(n),
-                self.pooled.prefix(batch * e),
-                self.out.prefix(batch * c.output_dim),
+                self.out.prefix(out_rows * c.output_dim),
             ],
         );
-        layernorm::forward(
-            hf,
-            mean,
-            rstd,
-            res,
-            &w[self.final_norm[0].range()],
-            &w[self.final_norm[1].range()],
-        );
-        pool::forward(pooled, hf, e, seq);
-        linear::forward(
-            out,
-            pooled,
-            &w[self.head[0].range()],
-            &w[self.head[1].range()],
-            lin(e, c.output_dim),
-        );
+        let (nw, nb) = (&w[self.final_norm[0].range()], &w[self.final_norm[1].range()]);
+        layernorm::forward(hf, mean, rstd, res, nw, nb);
+        let (hw, hb) = (&w[self.head[0].range()], &w[self.head[1].range()]);
+        if c.autoregressive {
+            linear::forward(out, hf, hw, hb, lin(e, c.output_dim));
+        } else {
+            let [hf, pooled] = disjoint(acts, [self.hf.prefix(ne), self.pooled.prefix(batch * e)]);
+            pool::forward(pooled, hf, e, seq);
+            let [pooled, out] =
+                disjoint(acts, [self.pooled.prefix(batch * e), self.out.prefix(batch * c.output_dim)]);
+            linear::forward(out, pooled, hw, hb, lin(e, c.output_dim));
+        }
     }
 
     /// One block: `x += o_proj(attn(norm1(x)))`, then `x += ffn(norm2(x))`.
@@ -681,29 +701,36 @@ impl Transformer {
         let ne = n * e;
         let (w, acts, grads, ag, scratch) =
             (&*bufs.params, &*bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads, &mut *bufs.scratch);
-        // head, mean-pool, final norm: dres ← d(stream leaving the last block)
+        // head (and mean-pool), final norm: dres ← d(stream leaving the last block)
+        let (out_rows, pooled_len) = if c.autoregressive { (n, 0) } else { (batch, batch * e) };
         let [dout, dpooled, dhf, dres] = disjoint(
             ag,
             [
-                g.dout.prefix(batch * c.output_dim),
-                g.dpooled.prefix(batch * e),
+                g.dout.prefix(out_rows * c.output_dim),
+                g.dpooled.prefix(pooled_len),
                 g.dh.prefix(ne),
                 g.dres.prefix(ne),
             ],
         );
         let [dw, db] = disjoint(grads, [self.head[0].range(), self.head[1].range()]);
-        dpooled.fill(0.0);
-        linear::backward(
-            Some(dpooled),
-            dw,
-            db,
-            dout,
-            &acts[self.pooled.prefix(batch * e)],
-            &w[self.head[0].range()],
-            lin(e, c.output_dim),
-        );
+        let hw = &w[self.head[0].range()];
         dhf.fill(0.0);
-        pool::backward(dhf, dpooled, e, seq);
+        if c.autoregressive {
+            linear::backward(
+                Some(&mut *dhf),
+                dw,
+                db,
+                dout,
+                &acts[self.hf.prefix(ne)],
+                hw,
+                lin(e, c.output_dim),
+            );
+        } else {
+            dpooled.fill(0.0);
+            let pooled = &acts[self.pooled.prefix(batch * e)];
+            linear::backward(Some(&mut *dpooled), dw, db, dout, pooled, hw, lin(e, c.output_dim));
+            pool::backward(dhf, dpooled, e, seq);
+        }
         dres.fill(0.0);
         let last = self.block(c.num_layers - 1).1.res_out;
         let [dw, db] = disjoint(grads, [self.final_norm[0].range(), self.final_norm[1].range()]);

@@ -1,0 +1,162 @@
+//! Incremental decoding with a KV cache: one new position per sequence, attending over the cache.
+//!
+//! A step embeds the new value at position `pos`, and in every block computes q/k/v for that
+//! token only, stores its k and v in the cache at `pos`, and attends with `q` over positions
+//! `0..=pos` — O(context) work per token instead of re-running the prefix. Buffers are one row
+//! per sequence (planned for `max_batch`), and the cache is sized for `max_seq_len` positions.
+
+use super::{Transformer, add_into, disjoint, lin};
+use crate::arena::{Buffers, Planner, Region, Slot};
+use crate::error::{Error, Result, mul};
+use crate::layers::{KvCache, KvDtype, attention, ffn, layernorm, linear};
+
+/// Planned buffers of a decoding step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Decode {
+    pub(crate) cache: KvCache,
+    /// Each sequence's input at the step's position (n × input_dim), and its prediction
+    /// (n × output_dim) (acts).
+    tok: Slot,
+    pred: Slot,
+    dims: (usize, usize),
+    /// Residual stream, norm output and its statistics, q, k, v, attention output, a residual
+    /// branch, the FFN hidden layer: one row per sequence (acts).
+    x: Slot,
+    h: Slot,
+    stats: [Slot; 2],
+    q: Slot,
+    k: Slot,
+    v: Slot,
+    ao: Slot,
+    tmp: Slot,
+    pre: Slot,
+    /// Scores of one query over the cache, and f32 copies of half-precision rows (scratch).
+    scores: Slot,
+    rows: [Slot; 2],
+}
+
+impl Decode {
+    pub(crate) fn plan(
+        cfg: &super::TransformerConfig,
+        dtype: KvDtype,
+        max_batch: usize,
+        p: &mut Planner,
+    ) -> Result<Self> {
+        let (e, kv, f, t) = (cfg.embed_dim, cfg.attn().kv_dim(), cfg.ffn_dim, cfg.max_seq_len);
+        let cache = KvCache { dtype, n_layers: cfg.num_layers, n_seq: max_batch, max_pos: t, kv_dim: kv };
+        let region = p.take(Region::KvCache, cache.words().ok_or(Error::SizeOverflow)?)?;
+        debug_assert_eq!(region.offset, 0, "the cache is the only tenant of its region");
+        let mut acts = |w: usize| p.take(Region::Acts, mul(max_batch, w)?);
+        let (tok, pred) = (acts(cfg.input_dim)?, acts(cfg.output_dim)?);
+        let (x, h, stats) = (acts(e)?, acts(e)?, [acts(1)?, acts(1)?]);
+        let (q, k, v, ao, tmp, pre) = (acts(e)?, acts(kv)?, acts(kv)?, acts(e)?, acts(e)?, acts(f)?);
+        // f32 caches are read in place; half-precision rows are widened into scratch.
+        let widened = if dtype == KvDtype::F32 { 0 } else { mul(t, kv)? };
+        let scores = p.take(Region::Scratch, t)?;
+        let rows = [p.take(Region::Scratch, widened)?, p.take(Region::Scratch, widened)?];
+        let dims = (cfg.input_dim, cfg.output_dim);
+        Ok(Decode { cache, tok, pred, dims, x, h, stats, q, k, v, ao, tmp, pre, scores, rows })
+    }
+
+    /// Where the next step's inputs go: n × input_dim.
+    pub(crate) fn token_mut<'b>(&self, bufs: &'b mut Buffers<'_>, n: usize) -> &'b mut [f32] {
+        &mut bufs.acts[self.tok.prefix(n * self.dims.0)]
+    }
+
+    /// Copy the last step's predictions into `out[b, step]` of n × steps × output_dim.
+    pub(crate) fn copy_prediction(
+        &self,
+        bufs: &Buffers<'_>,
+        n: usize,
+        out: &mut [f32],
+        (steps, step): (usize, usize),
+    ) {
+        let od = self.dims.1;
+        for (b, y) in bufs.acts[self.pred.prefix(n * od)].chunks_exact(od).enumerate() {
+            out[(b * steps + step) * od..][..od].copy_from_slice(y);
+        }
+    }
+}
+
+impl Transformer {
+    /// The decoding buffers, when a KV cache was planned.
+    pub(crate) fn decoder(&self) -> Option<&Decode> {
+        self.decode.as_ref()
+    }
+
+    /// Decode position `pos` of `n` sequences: reads each sequence's input at `pos` from the
+    /// token slot, writes each prediction to the prediction slot and the position's keys and
+    /// values into the cache. Positions `0..pos` must already be in the cache.
+    pub(crate) fn decode_step(&self, dec: &Decode, bufs: &mut Buffers<'_>, n: usize, pos: usize) {
+        let c = &self.cfg;
+        let (e, d) = (c.embed_dim, c.attn());
+        let (kvd, ne) = (d.kv_dim(), n * e);
+        let (w, acts, scratch, cache) =
+            (&*bufs.params, &mut *bufs.acts, &mut *bufs.scratch, &mut *bufs.kv_cache);
+        let p = |s: Slot| &w[s.range()];
+        let [tok, x] = disjoint(acts, [dec.tok.prefix(n * c.input_dim), dec.x.prefix(ne)]);
+        linear::forward(x, tok, p(self.input_proj[0]), p(self.input_proj[1]), lin(c.input_dim, e));
+        let pos_row = &p(self.pos_embed)[pos * e..][..e];
+        x.chunks_exact_mut(e).for_each(|r| r.iter_mut().zip(pos_row).for_each(|(v, &q)| *v += q));
+        for layer in 0..c.num_layers {
+            let (bp, _) = self.block(layer);
+            let [x, h, mean, rstd] = disjoint(
+                acts,
+                [dec.x.prefix(ne), dec.h.prefix(ne), dec.stats[0].prefix(n), dec.stats[1].prefix(n)],
+            );
+            layernorm::forward(h, mean, rstd, x, p(bp.norm1[0]), p(bp.norm1[1]));
+            let [h, q, k, v] = disjoint(
+                acts,
+                [dec.h.prefix(ne), dec.q.prefix(ne), dec.k.prefix(n * kvd), dec.v.prefix(n * kvd)],
+            );
+            linear::forward(q, h, p(bp.proj[0][0]), p(bp.proj[0][1]), lin(e, e));
+            linear::forward(k, h, p(bp.proj[1][0]), p(bp.proj[1][1]), lin(e, kvd));
+            linear::forward(v, h, p(bp.proj[2][0]), p(bp.proj[2][1]), lin(e, kvd));
+            for b in 0..n {
+                dec.cache.store(cache, (0, layer, b, pos), &k[b * kvd..][..kvd]);
+                dec.cache.store(cache, (1, layer, b, pos), &v[b * kvd..][..kvd]);
+            }
+            let [q, ao] = disjoint(acts, [dec.q.prefix(ne), dec.ao.prefix(ne)]);
+            let [scores, krow, vrow] =
+                disjoint(scratch, [dec.scores.range(), dec.rows[0].range(), dec.rows[1].range()]);
+            for b in 0..n {
+                let keys = dec.cache.rows(cache, (0, layer, b), pos + 1, krow);
+                let values = dec.cache.rows(cache, (1, layer, b), pos + 1, vrow);
+                attention::forward_one(
+                    &mut ao[b * e..][..e],
+                    &q[b * e..][..e],
+                    [keys, values],
+                    scores,
+                    d,
+                    pos + 1,
+                );
+            }
+            let [ao, tmp] = disjoint(acts, [dec.ao.prefix(ne), dec.tmp.prefix(ne)]);
+            linear::forward(tmp, ao, p(bp.proj[3][0]), p(bp.proj[3][1]), lin(e, e));
+            add_into(acts, dec.x.prefix(ne), dec.tmp.prefix(ne));
+            let [x, h, mean, rstd] = disjoint(
+                acts,
+                [dec.x.prefix(ne), dec.h.prefix(ne), dec.stats[0].prefix(n), dec.stats[1].prefix(n)],
+            );
+            layernorm::forward(h, mean, rstd, x, p(bp.norm2[0]), p(bp.norm2[1]));
+            let [h, pre, tmp] =
+                disjoint(acts, [dec.h.prefix(ne), dec.pre.prefix(n * c.ffn_dim), dec.tmp.prefix(ne)]);
+            ffn::forward(
+                tmp,
+                pre,
+                None,
+                h,
+                [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])],
+                c.ffn(),
+            );
+            add_into(acts, dec.x.prefix(ne), dec.tmp.prefix(ne));
+        }
+        let [x, h, mean, rstd] = disjoint(
+            acts,
+            [dec.x.prefix(ne), dec.h.prefix(ne), dec.stats[0].prefix(n), dec.stats[1].prefix(n)],
+        );
+        layernorm::forward(h, mean, rstd, x, p(self.final_norm[0]), p(self.final_norm[1]));
+        let [h, pred] = disjoint(acts, [dec.h.prefix(ne), dec.pred.prefix(n * c.output_dim)]);
+        linear::forward(pred, h, p(self.head[0]), p(self.head[1]), lin(e, c.output_dim));
+    }
+}

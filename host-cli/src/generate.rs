@@ -1,0 +1,156 @@
+//! `regkern generate`, and free-running evaluation of autoregressive models.
+//!
+//! Until checkpoints exist (the experiments issue), `generate` trains a model with the same
+//! flags as `train` and then generates from it, in one command.
+
+use std::time::Instant;
+
+use clap::Args;
+use regkern_core::models::{Context, Generate};
+use regkern_core::{Dataset, Net, Synthetic};
+use serde_json::json;
+
+use crate::train::{TrainArgs, train_then};
+
+/// Prompt and continuation of the free-running validation: the first 16 values of each
+/// validation wave, then the remaining 17 (WORKLOADS.md E4, baseline.md).
+pub const PROMPT: usize = 16;
+/// Values generated after each prompt.
+pub const STEPS: usize = 17;
+
+/// Free-running generation over a validation set.
+#[derive(Clone, Copy, Debug)]
+pub struct FreeRunning {
+    /// Mean squared error of the generated values against the true continuation.
+    pub mse: f32,
+    /// Prompt length.
+    pub prompt: usize,
+    /// Values generated per sequence.
+    pub steps: usize,
+    /// KV cache type used, if any.
+    pub kv_cache: Option<&'static str>,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// For every validation sequence, prompt with its first [`PROMPT`] values, generate [`STEPS`]
+/// (expanding context), and return the MSE against the truth.
+pub fn free_running_mse(net: &mut Net<'_>, val: &Synthetic, use_cache: bool) -> Result<FreeRunning, String> {
+    let start = Instant::now();
+    let (in_len, out_len) = (val.in_len(), val.out_len());
+    if in_len < PROMPT || in_len + 1 < PROMPT + STEPS || out_len != in_len {
+        return Err(format!("free-running evaluation needs sequences of at least {} values", PROMPT + STEPS));
+    }
+    let batch = net.model().mode().max_batch();
+    let (mut x, mut y) = (vec![0.0f32; in_len], vec![0.0f32; out_len]);
+    let (mut prompt, mut truth, mut out) =
+        (vec![0.0f32; batch * PROMPT], vec![0.0f32; batch * STEPS], vec![0.0f32; batch * STEPS]);
+    let (mut sum_sq, mut count) = (0.0f64, 0usize);
+    let mut first = 0;
+    while first < val.len() {
+        let n = batch.min(val.len() - first);
+        for b in 0..n {
+            val.get(first + b, &mut x, &mut y);
+            // The series is x[0], then y: value t + 1 is y[t].
+            prompt[b * PROMPT..][..PROMPT].copy_from_slice(&x[..PROMPT]);
+            truth[b * STEPS..][..STEPS].copy_from_slice(&y[PROMPT - 1..PROMPT - 1 + STEPS]);
+        }
+        let g = Generate { steps: STEPS, context: Context::Expanding, use_cache };
+        net.generate(&prompt[..n * PROMPT], PROMPT, &mut out[..n * STEPS], g).map_err(|e| e.to_string())?;
+        sum_sq += out[..n * STEPS].iter().zip(&truth).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
+        count += n * STEPS;
+        first += n;
+    }
+    let kv_cache = if use_cache { net.model().kv_cache().map(|d| d.name()) } else { None };
+    Ok(FreeRunning {
+        mse: (sum_sq / count as f64) as f32,
+        prompt: PROMPT,
+        steps: STEPS,
+        kv_cache,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Arguments of `regkern generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Prompt values, comma-separated [default: the first 16 values of validation sequence 0].
+    #[arg(long, allow_hyphen_values = true)]
+    prompt: Option<String>,
+    /// Values to generate.
+    #[arg(long, default_value_t = STEPS)]
+    steps: usize,
+    /// Keep only the last W values (a sliding window) instead of the whole context.
+    #[arg(long)]
+    window: Option<usize>,
+}
+
+/// Train an autoregressive model per the flags, then generate from the prompt.
+pub fn run(args: &GenerateArgs) -> Result<(), String> {
+    if !args.train.model.task().autoregressive() {
+        return Err("generate needs an autoregressive model: --type transformer --autoregressive".into());
+    }
+    let prompt: Vec<f32> = match &args.prompt {
+        Some(s) => s
+            .split(',')
+            .map(|v| v.trim().parse::<f32>().map_err(|_| format!("--prompt: {:?} is not a number", v.trim())))
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let use_cache = args.train.model.kv_cache_dtype(true).is_some();
+    train_then(&args.train, true, |net, val, outcome| {
+        // Without a prompt: validation sequence 0, whose true continuation we can show.
+        let (prompt, truth) = if prompt.is_empty() {
+            let (mut x, mut y) = (vec![0.0f32; val.in_len()], vec![0.0f32; val.out_len()]);
+            val.get(0, &mut x, &mut y);
+            let series: Vec<f32> = x[..1].iter().chain(&y).copied().collect();
+            (series[..PROMPT].to_vec(), series[PROMPT..].to_vec())
+        } else {
+            (prompt.clone(), Vec::new())
+        };
+        let context = match args.window {
+            Some(window) => Context::Sliding { window },
+            None => Context::Expanding,
+        };
+        let mut out = vec![0.0f32; args.steps];
+        let start = Instant::now();
+        net.generate(&prompt, prompt.len(), &mut out, Generate { steps: args.steps, context, use_cache })
+            .map_err(|e| e.to_string())?;
+        let seconds = start.elapsed().as_secs_f64();
+        let compared = truth.len().min(out.len());
+        let mse = (compared > 0).then(|| {
+            out[..compared].iter().zip(&truth).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>()
+                / compared as f64
+        });
+        let cache = if use_cache { net.model().kv_cache().map(|d| d.name()) } else { None };
+        if args.train.json {
+            let v = json!({
+                "prompt": prompt,
+                "generated": out,
+                "truth": &truth[..compared],
+                "mse": mse,
+                "kv_cache": cache,
+                "window": args.window,
+                "train_final_val_loss": outcome.summary.final_val_loss,
+                "generate_seconds": seconds,
+            });
+            println!("{v}");
+        } else {
+            let fmt = |v: &[f32]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(", ");
+            println!("prompt ({}): {}", prompt.len(), fmt(&prompt));
+            println!(
+                "generated ({}, {}): {}",
+                out.len(),
+                cache.map_or("no KV cache".into(), |c| format!("{c} KV cache")),
+                fmt(&out)
+            );
+            if let Some(mse) = mse {
+                println!("truth ({compared}): {}", fmt(&truth[..compared]));
+                println!("MSE over {compared} values: {mse:.4e}");
+            }
+        }
+        Ok(())
+    })
+}
