@@ -108,17 +108,24 @@ fn tiny_transformer(attention: AttentionType, heads: usize, groups: usize) -> Tr
 
 #[test]
 fn transformer_gradients_match_finite_differences_for_every_parameter_and_the_input() {
-    // Two blocks of each layout, and one block alone between the input projection and the head.
+    // Two blocks of each layout, one block alone between the input projection and the head, and
+    // autoregressive models (causal attention, the head at every position).
     let layouts = [
-        (AttentionType::Mha, 4, 4, 2),
-        (AttentionType::Mqa, 4, 1, 2),
-        (AttentionType::Gqa, 4, 2, 2),
-        (AttentionType::Gqa, 4, 2, 1),
+        (AttentionType::Mha, 4, 4, 2, false),
+        (AttentionType::Mqa, 4, 1, 2, false),
+        (AttentionType::Gqa, 4, 2, 2, false),
+        (AttentionType::Gqa, 4, 2, 1, false),
+        (AttentionType::Gqa, 4, 2, 2, true),
+        (AttentionType::Mha, 2, 2, 1, true),
     ];
-    for (attention, h, g, num_layers) in layouts {
-        let cfg =
-            ModelConfig::Transformer(TransformerConfig { num_layers, ..tiny_transformer(attention, h, g) });
+    for (attention, h, g, num_layers, autoregressive) in layouts {
+        let cfg = ModelConfig::Transformer(TransformerConfig {
+            num_layers,
+            autoregressive,
+            ..tiny_transformer(attention, h, g)
+        });
         let (batch, seq) = (2, 5);
+        let out_len = if autoregressive { seq * 2 } else { 2 };
         let model =
             Model::plan(&cfg, Mode::Training { max_batch: batch, optimizer: Optimizer::sgd(0.1) }).unwrap();
         let mut arena = vec![0.0; model.report().total_floats()];
@@ -135,7 +142,7 @@ fn transformer_gradients_match_finite_differences_for_every_parameter_and_the_in
                 net.params_mut()[p.slot.range()].iter_mut().zip(&noise).for_each(|(v, n)| *v += 0.1 * n);
             }
         }
-        let (mut x, mut y) = (vec![0.0; batch * seq * 2], vec![0.0; batch * 2]);
+        let (mut x, mut y) = (vec![0.0; batch * seq * 2], vec![0.0; batch * out_len]);
         lcg_fill(&mut x, &mut s);
         lcg_fill(&mut y, &mut s);
         net.loss_and_grads(&x, &y).unwrap();
