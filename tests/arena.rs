@@ -13,6 +13,7 @@ use regkern_core::{
     Activation, AttentionType, Error, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, Region,
     Schedule, TrainConfig, Trainer, TransformerConfig,
 };
+use regkern_core::{Capacity, MoeConfig};
 use regkern_tests::mlp;
 
 fn configs() -> Vec<(ModelConfig, Mode)> {
@@ -40,6 +41,12 @@ fn configs() -> Vec<(ModelConfig, Mode)> {
         autoregressive(transformer(AttentionType::Gqa, 4, 2, 7), Some(KvDtype::F16)),
         autoregressive(transformer(AttentionType::Mha, 2, 2, 3), Some(KvDtype::Bf16)),
         autoregressive(transformer(AttentionType::Mqa, 2, 1, 5), None),
+        with_moe(transformer(AttentionType::Gqa, 4, 2, 6), Capacity::Factor(1.25)),
+        with_moe(transformer(AttentionType::Mha, 2, 2, 3), Capacity::Absolute(2)),
+        with_moe(
+            autoregressive(transformer(AttentionType::Gqa, 4, 2, 7), Some(KvDtype::F32)),
+            Capacity::Factor(0.5),
+        ),
     ];
     let mut out = Vec::new();
     for (i, m) in models.iter().enumerate() {
@@ -67,6 +74,7 @@ fn transformer(attention: AttentionType, heads: usize, groups: usize, max_seq_le
         ffn_act: Activation::Gelu,
         autoregressive: false,
         kv_cache: None,
+        moe: None,
     })
 }
 
@@ -80,6 +88,13 @@ fn autoregressive(cfg: ModelConfig, kv_cache: Option<KvDtype>) -> ModelConfig {
         output_dim: 3,
         ..t
     })
+}
+
+/// The same transformer with Mixture-of-Experts FFNs (3 experts, top-2).
+fn with_moe(cfg: ModelConfig, capacity: Capacity) -> ModelConfig {
+    let ModelConfig::Transformer(t) = cfg else { unreachable!("built by transformer()") };
+    let moe = MoeConfig { num_experts: 3, top_k: 2, capacity, alpha: 0.01 };
+    ModelConfig::Transformer(TransformerConfig { moe: Some(moe), ..t })
 }
 
 const CANARY: f32 = -1234.5;
@@ -171,7 +186,17 @@ fn p1_bytes_are_pinned() {
 
 #[test]
 fn bad_configs_are_errors_not_panics() {
+    let moe = |num_experts, top_k, capacity, alpha| {
+        let m = MoeConfig { num_experts, top_k, capacity, alpha };
+        ModelConfig::Transformer(TransformerConfig { moe: Some(m), ..TransformerConfig::default() })
+    };
     let bad = [
+        moe(0, 1, Capacity::Factor(1.0), 0.0),
+        moe(4, 0, Capacity::Factor(1.0), 0.0),
+        moe(4, 5, Capacity::Factor(1.0), 0.0),
+        moe(4, 2, Capacity::Absolute(0), 0.0),
+        moe(4, 2, Capacity::Factor(0.0), 0.0),
+        moe(4, 2, Capacity::Factor(1.0), -0.1),
         ModelConfig::Linear(LinearConfig { n_in: 0, n_out: 1 }),
         ModelConfig::Linear(LinearConfig { n_in: 1, n_out: 0 }),
         mlp(8, &[0], 1, Activation::Relu),

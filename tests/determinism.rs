@@ -72,6 +72,7 @@ fn gqa_with_as_many_groups_as_heads_is_mha_bit_for_bit() {
             ffn_act: Activation::Gelu,
             autoregressive: false,
             kv_cache: None,
+            moe: None,
         });
         let model =
             Model::plan(&cfg, Mode::Training { max_batch: 3, optimizer: Optimizer::adam(1e-3) }).unwrap();

@@ -238,3 +238,41 @@ fn fixture_names_are_exactly_the_parameter_table() {
         }
     }
 }
+
+/// SPEC §3.5 Mixture of Experts: 4 experts, top-2; capacity 1.25 per call (a few drops),
+/// capacity 4 (many drops), exact ties in the router (lower index wins), and autoregressive.
+const MOE: [&str; 4] =
+    ["transformer_moe", "transformer_moe_drop", "transformer_moe_ties", "transformer_moe_ar"];
+
+#[test]
+fn moe_outputs_losses_routing_and_every_gradient_match_pytorch() {
+    let mut worst = 0.0f64;
+    for name in MOE {
+        let fx = Fixture::load(name);
+        let mut arena = Vec::new();
+        let mut net = net_for(&fx, Optimizer::adam(0.01), &mut arena);
+        let loss = net.loss_and_grads(fx.get("x"), fx.get("y")).unwrap();
+        let stats = net.moe_stats().unwrap();
+        worst = worst.max(assert_close(&format!("{name} total loss"), &[loss], fx.get("loss")));
+        worst = worst.max(assert_close(&format!("{name} aux loss"), &[stats.aux], fx.get("aux")));
+        worst = worst.max(assert_close(&format!("{name} mse"), &[loss - stats.aux], fx.get("mse")));
+        let dropped: f32 = (0..2).map(|l| fx.get(&format!("stats.layers.{l}.dropped"))[0]).sum();
+        assert_eq!(stats.dropped as f32, dropped, "{name}: dropped assignments");
+        let dx = net.input_grad(fx.batch()).unwrap().to_vec();
+        worst = worst.max(assert_close(&format!("{name} grad.x"), &dx, fx.get("grad.x")));
+        for p in net.model().params() {
+            let key = format!("grad.{}", p.name.as_str());
+            let grad = &net.grads()[p.slot.range()];
+            if p.name.as_str().ends_with("k_proj.bias") {
+                let noise = grad.iter().chain(fx.get(&key)).fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!(noise < 1e-6, "{name} {key}: {noise:e}, expected ~0");
+                continue;
+            }
+            worst = worst.max(assert_close(&format!("{name} {key}"), grad, fx.get(&key)));
+        }
+        let mut out = vec![0.0; fx.get("out").len()];
+        net.predict(fx.get("x"), &mut out).unwrap();
+        worst = worst.max(assert_close(&format!("{name} output"), &out, fx.get("out")));
+    }
+    println!("moe: worst norm-relative error of outputs, losses and gradients: {worst:.2e}");
+}

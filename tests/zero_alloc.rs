@@ -8,8 +8,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use regkern_core::{
-    Activation, AttentionType, DataLoader, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, Schedule,
-    Synthetic, Task, TrainConfig, Trainer, TransformerConfig,
+    Activation, AttentionType, Capacity, DataLoader, LinearConfig, Mode, Model, ModelConfig, MoeConfig, Net,
+    Optimizer, Schedule, Synthetic, Task, TrainConfig, Trainer, TransformerConfig,
 };
 use regkern_tests::mlp;
 
@@ -123,6 +123,9 @@ fn main() {
         let label = format!("transformer {}", attention.name());
         check(&label, ModelConfig::Transformer(cfg), Task::Seqsum, Optimizer::adam(1e-3));
     }
+    let moe = MoeConfig { num_experts: 4, top_k: 2, capacity: Capacity::Factor(1.0), alpha: 0.01 };
+    let cfg = TransformerConfig { moe: Some(moe), max_seq_len: 40, ..TransformerConfig::default() };
+    check("transformer gqa moe", ModelConfig::Transformer(cfg), Task::Seqsum, Optimizer::adam(1e-3));
     check_generation();
     // The counter itself works: a Vec allocates.
     assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 10]))) > 0);

@@ -68,5 +68,11 @@ fn p2_tfm_reg_train(c: &mut Criterion) {
     bench_train_step(c, "P2/tfm-reg-train", &workloads::p2_transformer(), batch, &data);
 }
 
-criterion::criterion_group!(benches, p1_mlp_train, p2_tfm_reg_train);
+fn p3_tfm_moe_train(c: &mut Criterion) {
+    let batch = workloads::P2_BATCH;
+    let data = Synthetic::new(Task::Seqsum, 0, 0, batch);
+    bench_train_step(c, "P3/tfm-moe-train", &workloads::p3_transformer(), batch, &data);
+}
+
+criterion::criterion_group!(benches, p1_mlp_train, p2_tfm_reg_train, p3_tfm_moe_train);
 criterion::criterion_main!(benches);

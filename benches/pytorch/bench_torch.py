@@ -2,11 +2,13 @@
 """PyTorch reference timings for regkern's standard workloads (shared bench/WORKLOADS.md).
 
     bench_torch.py p2 [--steps 100] [--warmup 20] [--threads 1]
+    bench_torch.py p3 [--steps 100] [--warmup 20] [--threads 1]
     bench_torch.py p4 [--repeats 20] [--warmup 3] [--step-repeats 200] [--threads 1]
     bench_torch.py e3 [--seed 0] [--epochs 20] [--threads 1]
     bench_torch.py e4 [--seed 0] [--epochs 20] [--threads 1]
+    bench_torch.py e6 [--seed 0] [--epochs 20] [--threads 1]
 
-Each prints one JSON line. The model is tests/fixtures/reference_transformer.py (SPEC §3.3-3.4),
+Each prints one JSON line. The model is tests/fixtures/reference_transformer.py (SPEC §3.3-3.5),
 in f32 on the CPU, one thread unless --threads says otherwise.
 """
 import argparse
@@ -26,15 +28,20 @@ from reference_transformer import KVCache, Transformer, generate  # noqa: E402
 # CLI defaults of `regkern train --type transformer` (SPEC §3.3), shared by P2, P4, E3 and E4.
 TFM = dict(input_dim=1, output_dim=1, embed_dim=64, ffn_dim=128, num_layers=2, num_heads=8, num_groups=4,
            max_seq_len=128, attention_type="gqa")
+# MoE defaults of `regkern train --type transformer --moe` (SPEC §3.3, §3.5): 8 experts, top-2,
+# capacity factor 1.25 unless an absolute capacity is given, alpha 0.01.
+MOE = dict(use_moe=True, num_experts=8, topk=2, capacity=None, capacity_factor=1.25, alpha=0.01)
 
 
 def train_step(model, opt, x, y):
-    """One training step as WORKLOADS.md defines it: zero grad, forward, MSE, backward, Adam."""
+    """One training step as WORKLOADS.md defines it: zero grad, forward, MSE (+ the MoE layers'
+    load-balancing loss, SPEC §3.5), backward, Adam. Returns the MSE alone."""
     opt.zero_grad()
-    loss = nn.functional.mse_loss(model(x), y)
+    mse = nn.functional.mse_loss(model(x), y)
+    loss = mse + model.aux_loss() if model.use_moe else mse
     loss.backward()
     opt.step()
-    return loss
+    return mse
 
 
 def p2(args):
@@ -57,6 +64,34 @@ def p2(args):
         "workload": "P2", "median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4),
         "max_ms": round(max(times), 4), "mean_ms": round(statistics.fmean(times), 4), "steps": args.steps,
         "warmup": args.warmup,
+    }
+
+
+def p3(args):
+    """P3 tfm-moe-train: P2 with MoE FFNs (SPEC §3.5): 8 experts, top-2, capacity 320 (absolute;
+    = 1.25 · B·T · k / experts for B·T = 1024 tokens), alpha 0.01. A step = zero grad, forward,
+    MSE + aux, backward, Adam. Each expert runs only on its routed tokens (gather, two matmuls,
+    gate-weighted scatter-add)."""
+    torch.manual_seed(0)
+    model = Transformer(**TFM, **dict(MOE, capacity=320))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(32, 32, 1) * 2 - 1
+    y = x.sum(dim=1) / math.sqrt(32)
+    for _ in range(args.warmup):
+        train_step(model, opt, x, y)
+    times, dropped = [], 0
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        loss = train_step(model, opt, x, y)
+        times.append((time.perf_counter() - t0) * 1e3)
+        dropped += sum(int(st["dropped"]) for st in model.moe_stats())
+    if not math.isfinite(loss.item()):
+        raise SystemExit("P3: non-finite loss")
+    assignments = args.steps * sum(st["tokens"] * model.layers[0].ffn.topk for st in model.moe_stats())
+    return {
+        "workload": "P3", "median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4),
+        "max_ms": round(max(times), 4), "mean_ms": round(statistics.fmean(times), 4), "steps": args.steps,
+        "warmup": args.warmup, "drop_rate": dropped / assignments,
     }
 
 
@@ -177,6 +212,64 @@ def e3(args):
     }
 
 
+def e6(args):
+    """E6: `regkern train --type transformer --moe --epochs 20 --lr 0.001` on seqsum, seeded: E3 with
+    MoE FFNs (8 experts, top-2, capacity factor 1.25, alpha 0.01). Training loss = MSE + aux;
+    validation loss = MSE only (no aux), in batches of 32 as regkern's evaluate() does (the capacity
+    depends on the tokens of each call: C = ceil(1.25 · 32·32 · 2 / 8) = 320 per batch of 32).
+    drop_rate = dropped / (tokens · k) summed over the steps and both layers of an epoch.
+    val_mse_one_pass: the same model on all 512 validation samples in one call (C = 5120), timed
+    separately from wall_s."""
+    t0 = time.perf_counter()
+    extra = 0.0
+    gen = torch.Generator().manual_seed(args.seed)  # data and shuffling
+    x_train, y_train = seqsum(2048, gen)
+    x_val, y_val = seqsum(512, gen)
+    torch.manual_seed(args.seed)  # model initialisation
+    model = Transformer(**TFM, **MOE)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    batch = 32
+    train_losses, val_losses, val_one_pass, drop_rates, val_drop_rates = [], [], [], [], []
+    for _ in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(x_train), generator=gen)
+        total, dropped, assignments = 0.0, 0, 0
+        for i in range(0, len(perm), batch):
+            idx = perm[i:i + batch]
+            loss = train_step(model, opt, x_train[idx], y_train[idx])
+            if not math.isfinite(loss.item()):
+                raise SystemExit(f"E6: non-finite loss at epoch {len(val_losses) + 1}, step {i // batch}")
+            total += loss.item() * len(idx)
+            for st in model.moe_stats():
+                dropped += int(st["dropped"])
+                assignments += st["tokens"] * model.layers[0].ffn.topk
+        train_losses.append(total / len(x_train))
+        drop_rates.append(dropped / assignments)
+        model.eval()
+        with torch.no_grad():
+            total, dropped, assignments = 0.0, 0, 0
+            for i in range(0, len(x_val), batch):
+                out = model(x_val[i:i + batch])
+                total += nn.functional.mse_loss(out, y_val[i:i + batch]).item() * len(out)
+                for st in model.moe_stats():
+                    dropped += int(st["dropped"])
+                    assignments += st["tokens"] * model.layers[0].ffn.topk
+            val_losses.append(total / len(x_val))
+            val_drop_rates.append(dropped / assignments)
+            t1 = time.perf_counter()
+            val_one_pass.append(nn.functional.mse_loss(model(x_val), y_val).item())
+            extra += time.perf_counter() - t1
+    wall = time.perf_counter() - t0 - extra
+    return {
+        "experiment": "E6", "seed": args.seed, "epochs": args.epochs, "lr": args.lr, "wall_s": round(wall, 3),
+        "final_val_mse": val_losses[-1], "best_val_mse": min(val_losses), "final_train_mse": train_losses[-1],
+        "last_epoch_drop_rate": drop_rates[-1], "last_epoch_val_drop_rate": val_drop_rates[-1],
+        "final_val_mse_one_pass": val_one_pass[-1], "best_val_mse_one_pass": min(val_one_pass),
+        "val_mse": val_losses, "train_mse": train_losses, "drop_rate": drop_rates, "val_drop_rate": val_drop_rates,
+        "val_mse_one_pass": val_one_pass,
+    }
+
+
 def sine(n, gen, length=33):
     """SPEC §5 sine: x_t = A sin(w t + phi) + N(0, 0.01^2), t = 0..length-1, A ~ U(0.5, 1.5),
     w ~ U(0.1, 0.5), phi ~ U(0, 2 pi). Returns the whole sequences, [n, length, 1]."""
@@ -240,22 +333,24 @@ def main():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("p2", parents=[common], help="P2 training-step time, ms/step")
-    a.add_argument("--steps", type=int, default=100, help="timed steps (>= 50)")
-    a.add_argument("--warmup", type=int, default=20)
+    for name in ("p2", "p3"):
+        a = sub.add_parser(name, parents=[common], help=f"{name.upper()} training-step time, ms/step")
+        a.add_argument("--steps", type=int, default=100, help="timed steps (>= 50)")
+        a.add_argument("--warmup", type=int, default=20)
     d = sub.add_parser("p4", parents=[common], help="P4 autoregressive decode, ms per generated token")
     d.add_argument("--repeats", type=int, default=20, help="timed whole generations, each way")
     d.add_argument("--warmup", type=int, default=3)
     d.add_argument("--step-repeats", type=int, default=200, help="timed single decode steps per context")
     for name, help_ in (("e3", "E3 full run: wall time and final validation MSE"),
-                        ("e4", "E4 full run: wall time, validation MSE and free-running MSE")):
+                        ("e4", "E4 full run: wall time, validation MSE and free-running MSE"),
+                        ("e6", "E6 full run (MoE): wall time, validation MSE and drop rate")):
         b = sub.add_parser(name, parents=[common], help=help_)
         b.add_argument("--seed", type=int, default=0)
         b.add_argument("--epochs", type=int, default=20)
         b.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"p2": p2, "p4": p4, "e3": e3, "e4": e4}[args.cmd](args)
+    result = {"p2": p2, "p3": p3, "p4": p4, "e3": e3, "e4": e4, "e6": e6}[args.cmd](args)
     result.update(torch=torch.__version__, threads=torch.get_num_threads())
     print(json.dumps(result))
 

@@ -121,7 +121,21 @@ pub mod workloads {
             ffn_act: Activation::Gelu,
             autoregressive: false,
             kv_cache: None,
+            moe: None,
         })
+    }
+
+    /// P3 tfm-moe-train: P2 with MoE FFNs: 8 experts, top-2, capacity 320 (= 1.25·B·T·k/E),
+    /// alpha 0.01.
+    pub fn p3_transformer() -> ModelConfig {
+        let ModelConfig::Transformer(t) = p2_transformer() else { unreachable!("P2 is a transformer") };
+        let moe = regkern_core::MoeConfig {
+            num_experts: 8,
+            top_k: 2,
+            capacity: regkern_core::Capacity::Absolute(320),
+            alpha: 0.01,
+        };
+        ModelConfig::Transformer(TransformerConfig { moe: Some(moe), ..t })
     }
 
     /// P4 tfm-ar-decode: autoregressive E 64, F 128, 2 layers, H 8, G 4, max_seq_len 128, with a

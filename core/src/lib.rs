@@ -81,6 +81,8 @@ pub use arena::{Buffers, Region, Report, carve};
 pub use data::{DataLoader, Dataset, SliceDataset, Synthetic, Task};
 pub use error::{Error, Result};
 pub use layers::Activation;
+pub use layers::moe::{Capacity, MoeStats};
+pub use models::transformer::MoeConfig;
 pub use models::{
     AttentionType, Init, LinearConfig, MlpConfig, Mode, Model, ModelConfig, Net, ParamInfo, TransformerConfig,
 };

@@ -10,6 +10,7 @@ use core::ops::ControlFlow;
 
 use crate::data::{DataLoader, Dataset};
 use crate::error::{Error, Result, ensure};
+use crate::layers::moe::MoeStats;
 use crate::models::Net;
 use crate::ops::{scale, sum_sq_f64};
 use crate::optim::Optimizer;
@@ -46,12 +47,15 @@ pub struct StepInfo {
     pub step: u64,
     /// Samples in the batch.
     pub batch: usize,
-    /// Training loss of the batch (before the update).
+    /// Training loss of the batch before the update: MSE plus, for MoE models, the
+    /// load-balancing loss (`moe.aux`).
     pub loss: f32,
     /// Learning rate used.
     pub lr: f32,
     /// Global L2 norm of the gradient, before clipping.
     pub grad_norm: f32,
+    /// MoE routing of the step's forward pass (summed over blocks), for MoE models.
+    pub moe: Option<MoeStats>,
 }
 
 /// What one epoch did.
@@ -63,12 +67,16 @@ pub struct EpochInfo {
     pub epochs: usize,
     /// Optimizer steps so far.
     pub steps: u64,
-    /// Mean training loss over the epoch's samples.
+    /// Mean training MSE over the epoch's samples (MoE's load-balancing loss, which is optimised
+    /// too, is reported in `moe`), comparable with `val_loss`.
     pub train_loss: f32,
     /// Validation loss after the epoch, when there is a validation set.
     pub val_loss: Option<f32>,
     /// Learning rate of the epoch's last step.
     pub lr: f32,
+    /// MoE models: the fraction of assignments dropped for capacity over the epoch's steps, and
+    /// the mean load-balancing loss per step (summed over blocks).
+    pub moe: Option<(f32, f32)>,
 }
 
 /// Receives progress from [`Trainer::fit`]. Every method has a default that does nothing.
@@ -92,12 +100,14 @@ pub struct Summary {
     pub epochs: usize,
     /// Optimizer steps taken.
     pub steps: u64,
-    /// Mean training loss of the last epoch.
+    /// Mean training MSE of the last epoch (as [`EpochInfo::train_loss`]).
     pub final_train_loss: f32,
     /// Validation loss after the last epoch.
     pub final_val_loss: Option<f32>,
     /// Lowest validation loss seen, and after which epoch (0-based).
     pub best_val: Option<(f32, usize)>,
+    /// MoE models: the last epoch's drop rate and mean load-balancing loss (as [`EpochInfo::moe`]).
+    pub final_moe: Option<(f32, f32)>,
 }
 
 /// A net, an optimizer and the step counter: everything that changes during training.
@@ -162,7 +172,8 @@ impl<'a> Trainer<'a> {
         }
         self.optimizer.step(bufs.params, bufs.grads, bufs.opt_state, lr, step + 1);
         self.steps += 1;
-        Ok(StepInfo { epoch: 0, step, batch: n, loss, lr, grad_norm: norm as f32 })
+        let moe = self.net.moe_stats();
+        Ok(StepInfo { epoch: 0, step, batch: n, loss, lr, grad_norm: norm as f32, moe })
     }
 
     /// Copy a batch in, then [`Trainer::step`] at the optimizer's base rate.
@@ -201,10 +212,12 @@ impl<'a> Trainer<'a> {
             final_train_loss: f32::NAN,
             final_val_loss: None,
             best_val: None,
+            final_moe: None,
         };
         for epoch in 0..epochs {
             loader.start_epoch(epoch as u64);
             let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, self.optimizer.lr());
+            let (mut dropped, mut assigned, mut aux_sum, mut steps) = (0usize, 0usize, 0.0f64, 0usize);
             while let Some(idx) = loader.next_batch() {
                 let n = idx.len();
                 let (x, y) = self.net.batch_mut(n)?;
@@ -215,8 +228,17 @@ impl<'a> Trainer<'a> {
                     .lr(self.optimizer.lr(), Progress { step: self.steps, epoch, total_steps });
                 let mut info = self.step(n, lr)?;
                 info.epoch = epoch;
-                loss_sum += f64::from(info.loss) * n as f64;
+                let aux = info.moe.map_or(0.0, |m| m.aux);
+                loss_sum += f64::from(info.loss - aux) * n as f64;
                 seen += n;
+                if let Some(m) = info.moe {
+                    (dropped, assigned, aux_sum, steps) = (
+                        dropped + m.dropped,
+                        assigned + m.assignments,
+                        aux_sum + f64::from(m.aux),
+                        steps + 1,
+                    );
+                }
                 observer.on_step(&info);
             }
             let val_loss = match val {
@@ -233,7 +255,10 @@ impl<'a> Trainer<'a> {
             {
                 summary.best_val = Some((v, epoch));
             }
-            let info = EpochInfo { epoch, epochs, steps: self.steps, train_loss, val_loss, lr };
+            let moe = (steps > 0)
+                .then(|| (dropped as f32 / assigned.max(1) as f32, (aux_sum / steps as f64) as f32));
+            summary.final_moe = moe;
+            let info = EpochInfo { epoch, epochs, steps: self.steps, train_loss, val_loss, lr, moe };
             if observer.on_epoch(&info).is_break() {
                 break;
             }

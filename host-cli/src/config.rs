@@ -7,8 +7,8 @@ use clap::{Args, ValueEnum};
 use regkern_core::layers::KvDtype;
 use regkern_core::models::MAX_HIDDEN;
 use regkern_core::{
-    Activation, AttentionType, LinearConfig, MlpConfig, ModelConfig, Optimizer, Schedule, Task,
-    TransformerConfig,
+    Activation, AttentionType, Capacity, LinearConfig, MlpConfig, ModelConfig, MoeConfig, Optimizer,
+    Schedule, Task, TransformerConfig,
 };
 
 /// `--type`.
@@ -136,6 +136,29 @@ pub struct TransformerArgs {
     /// Longest sequence (rows of pos_embed).
     #[arg(long = "max_seq_len", alias = "max-seq-len", default_value_t = 128)]
     pub max_seq_len: usize,
+    /// Mixture-of-Experts FFNs in every block.
+    #[arg(long)]
+    pub moe: bool,
+    /// MoE: experts per block.
+    #[arg(long = "num_experts", alias = "num-experts", default_value_t = 8)]
+    pub num_experts: usize,
+    /// MoE: experts per token.
+    #[arg(long, default_value_t = 2)]
+    pub topk: usize,
+    /// MoE: assignments each expert takes per forward call (overrides --capacity_factor).
+    #[arg(long)]
+    pub capacity: Option<usize>,
+    /// MoE: capacity = ceil(factor · tokens in the call · topk / num_experts).
+    #[arg(
+        long = "capacity_factor",
+        alias = "capacity-factor",
+        default_value_t = 1.25,
+        allow_negative_numbers = true
+    )]
+    pub capacity_factor: f32,
+    /// MoE: weight of the load-balancing loss.
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    pub alpha: f32,
 }
 
 impl TransformerArgs {
@@ -164,6 +187,12 @@ impl TransformerArgs {
             ffn_act: Activation::Gelu,
             autoregressive,
             kv_cache,
+            moe: self.moe.then(|| MoeConfig {
+                num_experts: self.num_experts,
+                top_k: self.topk,
+                capacity: self.capacity.map_or(Capacity::Factor(self.capacity_factor), Capacity::Absolute),
+                alpha: self.alpha,
+            }),
         }
     }
 }
@@ -228,6 +257,9 @@ impl ModelArgs {
         let task = self.task();
         if self.model_type != ModelType::Transformer && self.autoregressive {
             return Err("--autoregressive needs --type transformer".into());
+        }
+        if self.model_type != ModelType::Transformer && self.transformer.moe {
+            return Err("--moe needs --type transformer".into());
         }
         let kv_cache = if task.autoregressive() { self.kv_cache_dtype(cache_by_default) } else { None };
         if !task.autoregressive() && (self.use_kv_cache || self.kv_cache.is_some_and(|k| k != KvArg::Off)) {

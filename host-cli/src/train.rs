@@ -79,8 +79,11 @@ impl Observer for Progress {
         let last = e.epoch + 1 == e.epochs;
         if (e.epoch + 1).is_multiple_of(self.log_every) || last {
             let width = e.epochs.to_string().len();
+            let moe = e.moe.map_or_else(String::new, |(drop, aux)| {
+                format!("  drop {:.2}%  aux {aux:.4e}", 100.0 * drop)
+            });
             self.line(&format!(
-                "epoch {:>width$}/{}  train {:.4e}  val {val}  lr {:.2e}",
+                "epoch {:>width$}/{}  train {:.4e}  val {val}  lr {:.2e}{moe}",
                 e.epoch + 1,
                 e.epochs,
                 e.train_loss,
@@ -213,6 +216,14 @@ fn report(args: &TrainArgs, o: &Outcome, free: Option<crate::generate::FreeRunni
                 },
                 "transformer": match &cfg {
                     regkern_core::ModelConfig::Transformer(t) => json!({
+                        "autoregressive": t.autoregressive,
+                        "moe": t.moe.map(|m| json!({
+                            "num_experts": m.num_experts,
+                            "topk": m.top_k,
+                            "capacity": match m.capacity { regkern_core::Capacity::Absolute(c) => json!(c), _ => json!(null) },
+                            "capacity_factor": match m.capacity { regkern_core::Capacity::Factor(f) => json!(f), _ => json!(null) },
+                            "alpha": m.alpha,
+                        })),
                         "attention_type": t.attention.name(),
                         "num_heads": t.num_heads,
                         "num_groups": t.kv_heads(),
@@ -244,6 +255,10 @@ fn report(args: &TrainArgs, o: &Outcome, free: Option<crate::generate::FreeRunni
             "epochs": summary.epochs,
             "steps": summary.steps,
             "wall_seconds": wall,
+            "moe": summary.final_moe.map(|(drop_rate, aux)| json!({
+                "drop_rate_last_epoch": drop_rate,
+                "aux_loss_last_epoch": aux,
+            })),
             "free_running": free.map(|f| json!({
                 "mse": f.mse,
                 "prompt": f.prompt,

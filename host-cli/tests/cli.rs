@@ -184,6 +184,65 @@ fn generate_prints_values_and_rejects_bad_requests() {
 }
 
 #[test]
+fn moe_training_prints_drop_rate_and_aux_loss() {
+    let o = regkern(&[
+        "train",
+        "--type",
+        "transformer",
+        "--moe",
+        "--num_experts",
+        "4",
+        "--topk",
+        "2",
+        "--capacity",
+        "40",
+        "--epochs",
+        "2",
+        "--train_size",
+        "64",
+        "--val_size",
+        "32",
+        "--embed_dim",
+        "16",
+        "--num_heads",
+        "4",
+        "--num_groups",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let epoch_lines: Vec<_> = out.lines().filter(|l| l.starts_with("epoch")).collect();
+    assert_eq!(epoch_lines.len(), 2, "{out}");
+    assert!(epoch_lines.iter().all(|l| l.contains("drop ") && l.contains("aux ")), "{out}");
+    let o = regkern(&[
+        "train",
+        "--type",
+        "transformer",
+        "--moe",
+        "--epochs",
+        "1",
+        "--train_size",
+        "64",
+        "--val_size",
+        "32",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let drop = v["moe"]["drop_rate_last_epoch"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&drop), "drop rate {drop}");
+    assert!(v["moe"]["aux_loss_last_epoch"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["config"]["transformer"]["moe"]["num_experts"], 8);
+    let o = regkern(&["plan", "--type", "transformer", "--moe", "--num_experts", "4", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> =
+        v["params"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"layers.1.ffn.router.weight") && names.contains(&"layers.0.ffn.experts.3.fc2.bias")
+    );
+    assert!(!names.iter().any(|n| n.starts_with("layers.0.ffn.fc1")), "no dense FFN beside the experts");
+}
+
+#[test]
 fn plan_reports_a_transformer() {
     let o = regkern(&["plan", "--type", "transformer", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -256,6 +315,13 @@ fn bad_flags_are_clear_errors() {
         (&["--type", "transformer", "--use_kv_cache"], "need --type transformer --autoregressive"),
         (&["--type", "transformer", "--kv_cache", "f16"], "need --type transformer --autoregressive"),
         (&["--type", "transformer", "--autoregressive", "--kv_cache", "f8"], "invalid value 'f8'"),
+        (&["--type", "nlinear", "--moe"], "--moe needs --type transformer"),
+        (&["--type", "transformer", "--moe", "--topk", "0"], "topk must be at least 1"),
+        (&["--type", "transformer", "--moe", "--topk", "9"], "topk must not exceed num_experts"),
+        (&["--type", "transformer", "--moe", "--num_experts", "0"], "num_experts must be at least 1"),
+        (&["--type", "transformer", "--moe", "--capacity", "0"], "capacity must be at least 1"),
+        (&["--type", "transformer", "--moe", "--capacity_factor", "0"], "capacity_factor must be a positive"),
+        (&["--type", "transformer", "--moe", "--alpha", "-0.5"], "alpha must be >= 0"),
     ];
     for (args, msg) in cases {
         let mut full = vec!["train"];

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use regkern_core::layers::moe::Capacity;
+use regkern_core::models::transformer::MoeConfig;
 use regkern_core::{Activation, AttentionType, LinearConfig, MlpConfig, ModelConfig, Net, TransformerConfig};
 
 /// A fixture written by `fixtures/gen_fixtures.py`: named f32 tensors plus the model config.
@@ -90,6 +92,15 @@ impl Fixture {
                 ffn_act: Activation::Gelu,
                 autoregressive: c["autoregressive"].as_bool().unwrap_or(false),
                 kv_cache: None,
+                moe: c["moe"].as_bool().unwrap_or(false).then(|| MoeConfig {
+                    num_experts: u("num_experts"),
+                    top_k: u("topk"),
+                    capacity: match c["capacity"].as_u64() {
+                        Some(cap) => Capacity::Absolute(cap as usize),
+                        None => Capacity::Factor(c["capacity_factor"].as_f64().unwrap() as f32),
+                    },
+                    alpha: c["alpha"].as_f64().unwrap() as f32,
+                }),
             }),
             other => panic!("unknown fixture type {other:?}"),
         }

@@ -9,6 +9,7 @@ pub mod ffn;
 pub mod kv_cache;
 pub mod layernorm;
 pub mod linear;
+pub mod moe;
 pub mod mse;
 pub mod pool;
 pub mod position;

@@ -503,7 +503,8 @@ impl<'a> Net<'a> {
         Ok(())
     }
 
-    /// Loss (MSE) on the `n` samples in the batch buffers, without gradients.
+    /// Loss (MSE) on the `n` samples in the batch buffers, without gradients; MoE models'
+    /// load-balancing loss is not included (see [`Net::moe_stats`]).
     pub fn eval_loss_in_place(&mut self, n: usize) -> Result<f32> {
         self.forward_in_place(n)?;
         let len = n * self.out_len();
@@ -511,13 +512,23 @@ impl<'a> Net<'a> {
         Ok(mse::forward(&acts[m.output().prefix(len)], &acts[m.target.prefix(len)]))
     }
 
-    /// Loss on the `n` samples in the batch buffers; leaves dLoss/dparams in the gradients
-    /// (overwriting them). The loss may be non-finite: the caller decides what that means.
+    /// Routing statistics of the last forward pass, summed over blocks: assignments, dropped
+    /// assignments and the load-balancing loss. `None` without MoE.
+    pub fn moe_stats(&self) -> Option<crate::layers::moe::MoeStats> {
+        match &self.model.arch {
+            Arch::Transformer(t) => t.moe_stats(self.bufs.acts),
+            Arch::Mlp(_) => None,
+        }
+    }
+
+    /// Training loss on the `n` samples in the batch buffers — MSE, plus the load-balancing loss
+    /// of every MoE layer — and its gradients left in the gradients (overwriting them). The loss
+    /// may be non-finite: the caller decides what that means.
     pub fn loss_and_grads_in_place(&mut self, n: usize) -> Result<f32> {
         if !self.model.mode.is_training() {
             return Err(Error::NotTrainable);
         }
-        let loss = self.eval_loss_in_place(n)?;
+        let loss = self.eval_loss_in_place(n)? + self.moe_stats().map_or(0.0, |s| s.aux);
         let len = n * self.out_len();
         let (m, b) = (&self.model, &mut self.bufs);
         b.grads.fill(0.0);

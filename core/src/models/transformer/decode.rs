@@ -5,7 +5,7 @@
 //! `0..=pos` — O(context) work per token instead of re-running the prefix. Buffers are one row
 //! per sequence (planned for `max_batch`), and the cache is sized for `max_seq_len` positions.
 
-use super::{Transformer, add_into, disjoint, lin};
+use super::{Transformer, add_into, disjoint, lin, moe_forward};
 use crate::arena::{Buffers, Planner, Region, Slot};
 use crate::error::{Error, Result, mul};
 use crate::layers::{KvCache, KvDtype, attention, ffn, layernorm, linear};
@@ -33,6 +33,9 @@ pub(crate) struct Decode {
     /// Scores of one query over the cache, and f32 copies of half-precision rows (scratch).
     scores: Slot,
     rows: [Slot; 2],
+    /// MoE routing buffers for one token per sequence, and the call's statistics (acts).
+    moe: [Slot; 12],
+    moe_stats: Slot,
 }
 
 impl Decode {
@@ -55,7 +58,33 @@ impl Decode {
         let scores = p.take(Region::Scratch, t)?;
         let rows = [p.take(Region::Scratch, widened)?, p.take(Region::Scratch, widened)?];
         let dims = (cfg.input_dim, cfg.output_dim);
-        Ok(Decode { cache, tok, pred, dims, x, h, stats, q, k, v, ao, tmp, pre, scores, rows })
+        let (mut moe, mut moe_stats) = ([Slot::default(); 12], Slot::default());
+        if let Some(d) = cfg.moe_layer() {
+            // Capacity applies per call: here, one token of each sequence.
+            for (slot, len) in moe.iter_mut().zip(crate::layers::moe::buffer_lens(&d, max_batch, false)) {
+                *slot = p.take(Region::Acts, len)?;
+            }
+            moe_stats = p.take(Region::Acts, 3)?;
+        }
+        Ok(Decode {
+            cache,
+            tok,
+            pred,
+            dims,
+            x,
+            h,
+            stats,
+            q,
+            k,
+            v,
+            ao,
+            tmp,
+            pre,
+            scores,
+            rows,
+            moe,
+            moe_stats,
+        })
     }
 
     /// Where the next step's inputs go: n × input_dim.
@@ -139,16 +168,15 @@ impl Transformer {
                 [dec.x.prefix(ne), dec.h.prefix(ne), dec.stats[0].prefix(n), dec.stats[1].prefix(n)],
             );
             layernorm::forward(h, mean, rstd, x, p(bp.norm2[0]), p(bp.norm2[1]));
-            let [h, pre, tmp] =
-                disjoint(acts, [dec.h.prefix(ne), dec.pre.prefix(n * c.ffn_dim), dec.tmp.prefix(ne)]);
-            ffn::forward(
-                tmp,
-                pre,
-                None,
-                h,
-                [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])],
-                c.ffn(),
-            );
+            if let (Some(d), Some(mp)) = (c.moe_layer(), bp.moe) {
+                let io = (dec.h.prefix(ne), dec.tmp.prefix(ne));
+                moe_forward(d, &mp, io, (&dec.moe, dec.moe_stats), w, acts, n);
+            } else {
+                let [h, pre, tmp] =
+                    disjoint(acts, [dec.h.prefix(ne), dec.pre.prefix(n * c.ffn_dim), dec.tmp.prefix(ne)]);
+                let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
+                ffn::forward(tmp, pre, None, h, weights, c.ffn());
+            }
             add_into(acts, dec.x.prefix(ne), dec.tmp.prefix(ne));
         }
         let [x, h, mean, rstd] = disjoint(

@@ -16,9 +16,13 @@
 
 use crate::arena::{Buffers, Planner, Region, Slot};
 use crate::error::{Result, ensure, mul};
+use crate::layers::moe::{self, Capacity, ExpertLayout, MAX_ASSIGNMENTS, Moe};
 use crate::layers::{
     Activation, Attn, Ffn, KvDtype, Linear, attention, ffn, layernorm, linear, pool, position,
 };
+
+/// Largest `top_k` (the MoE layer selects into a fixed buffer of this many).
+const MAX_TOP_K: usize = 64;
 use crate::models::{Init, ParamInfo, ParamName};
 use crate::ops::vectorized;
 
@@ -51,7 +55,7 @@ impl AttentionType {
 
 /// User hyperparameters of a transformer (`--type transformer`). Defaults: the seed's
 /// `TransformerModelConfig` example (SPEC §3.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TransformerConfig {
     /// Features per input token.
     pub input_dim: usize,
@@ -78,6 +82,28 @@ pub struct TransformerConfig {
     pub autoregressive: bool,
     /// Plan a KV cache of this type for incremental generation (autoregressive models only).
     pub kv_cache: Option<KvDtype>,
+    /// Mixture-of-Experts FFNs in every block instead of dense ones (`--moe`).
+    pub moe: Option<MoeConfig>,
+}
+
+/// Mixture-of-Experts settings (`--moe`, SPEC §3.5; defaults 8 experts, top-2, capacity factor
+/// 1.25, alpha 0.01).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoeConfig {
+    /// Experts per block (`--num_experts`).
+    pub num_experts: usize,
+    /// Experts per token (`--topk`).
+    pub top_k: usize,
+    /// Per-expert capacity per forward call (`--capacity` or `--capacity_factor`).
+    pub capacity: Capacity,
+    /// Weight of the load-balancing loss (`--alpha`).
+    pub alpha: f32,
+}
+
+impl Default for MoeConfig {
+    fn default() -> Self {
+        MoeConfig { num_experts: 8, top_k: 2, capacity: Capacity::Factor(1.25), alpha: 0.01 }
+    }
 }
 
 impl Default for TransformerConfig {
@@ -95,6 +121,7 @@ impl Default for TransformerConfig {
             ffn_act: Activation::Gelu,
             autoregressive: false,
             kv_cache: None,
+            moe: None,
         }
     }
 }
@@ -123,7 +150,12 @@ impl TransformerConfig {
         ensure(g > 0, "num_groups", "must be at least 1")?;
         ensure(g <= self.num_heads, "num_groups", "must not exceed num_heads")?;
         ensure(self.num_heads.is_multiple_of(g), "num_groups", "must divide num_heads")?;
-        ensure(self.kv_cache.is_none() || self.autoregressive, "kv_cache", "needs an autoregressive model")
+        ensure(self.kv_cache.is_none() || self.autoregressive, "kv_cache", "needs an autoregressive model")?;
+        if let Some(m) = self.moe_layer() {
+            m.validate()?;
+            ensure(m.top_k <= MAX_TOP_K, "topk", "must be at most 64")?;
+        }
+        Ok(())
     }
 
     fn attn(&self) -> Attn {
@@ -133,6 +165,24 @@ impl TransformerConfig {
             head_dim: self.embed_dim / self.num_heads,
             causal: self.autoregressive,
         }
+    }
+
+    /// The MoE layer's dims, when the FFNs are mixtures of experts.
+    fn moe_layer(&self) -> Option<Moe> {
+        self.moe.map(|m| Moe {
+            n_embd: self.embed_dim,
+            n_hidden: self.ffn_dim,
+            n_experts: m.num_experts,
+            top_k: m.top_k,
+            capacity: m.capacity,
+            alpha: m.alpha,
+            act: self.ffn_act,
+        })
+    }
+
+    /// Parameter tensors of one block: norms and attention (12), then the FFN's.
+    fn block_tensors(&self) -> usize {
+        12 + self.moe.map_or(4, |m| 1 + 4 * m.num_experts)
     }
 
     fn ffn(&self) -> Ffn {
@@ -147,8 +197,26 @@ struct BlockParams {
     /// q, k, v, o projections: weight and bias each.
     proj: [[Slot; 2]; 4],
     norm2: [Slot; 2],
+    /// Dense FFN (unused with MoE).
     fc1: [Slot; 2],
     fc2: [Slot; 2],
+    /// The MoE FFN, when configured.
+    moe: Option<MoeParams>,
+}
+
+/// Where an MoE FFN's tensors lie: the router, and expert 0's four tensors (fc1.weight,
+/// fc1.bias, fc2.weight, fc2.bias); expert e's are `stride` floats further per expert.
+#[derive(Clone, Copy, Debug, Default)]
+struct MoeParams {
+    router: Slot,
+    expert0: [Slot; 4],
+    stride: usize,
+}
+
+impl MoeParams {
+    fn layout(&self) -> ExpertLayout {
+        ExpertLayout { parts: self.expert0.map(|s| s.offset - self.expert0[0].offset), stride: self.stride }
+    }
 }
 
 /// Activations of one block (training: one set per layer; inference: one set shared).
@@ -177,6 +245,10 @@ struct BlockActs {
     hid: Slot,
     /// Output of o_proj / fc2 before the residual add (inference only).
     tmp: Slot,
+    /// MoE routing table and expert activations (`moe::buffer_lens` order), and the call's
+    /// statistics: assignments, dropped, aux loss.
+    moe: [Slot; 12],
+    moe_stats: Slot,
 }
 
 impl BlockActs {
@@ -189,10 +261,13 @@ impl BlockActs {
         res_in: Slot,
         sizes: (usize, usize, usize, usize),
         att_len: usize,
+        moe: Option<Moe>,
     ) -> Result<Self> {
         let (n, ne, nkv, nf) = sizes;
+        // With MoE the experts' hidden layers live in the routing buffers, not in pre/hid.
+        let nf = if moe.is_some() { 0 } else { nf };
         let mut acts = |len: usize| p.take(Region::Acts, len);
-        Ok(if training {
+        let mut a = if training {
             BlockActs {
                 res_in,
                 res_mid: acts(ne)?,
@@ -209,6 +284,8 @@ impl BlockActs {
                 pre: acts(nf)?,
                 hid: acts(nf)?,
                 tmp: Slot::default(),
+                moe: [Slot::default(); 12],
+                moe_stats: Slot::default(),
             }
         } else {
             let h = acts(ne)?;
@@ -229,8 +306,17 @@ impl BlockActs {
                 pre: acts(nf)?,
                 hid: Slot::default(),
                 tmp: acts(ne)?,
+                moe: [Slot::default(); 12],
+                moe_stats: Slot::default(),
             }
-        })
+        };
+        if let Some(d) = moe {
+            for (slot, len) in a.moe.iter_mut().zip(moe::buffer_lens(&d, n, training)) {
+                *slot = acts(len)?;
+            }
+            a.moe_stats = acts(3)?;
+        }
+        Ok(a)
     }
 
     /// Block `i`'s activations, given block 0's and the stride; the stream entering block i > 0 is
@@ -254,6 +340,8 @@ impl BlockActs {
             pre: at(self.pre),
             hid: at(self.hid),
             tmp: at(self.tmp),
+            moe: self.moe.map(at),
+            moe_stats: at(self.moe_stats),
         }
     }
 }
@@ -272,6 +360,8 @@ struct Grads {
     dpooled: Slot,
     dout: Slot,
     dinp: Slot,
+    /// MoE gradient buffers (`moe::grad_buffer_lens` order).
+    dmoe: [Slot; 6],
 }
 
 /// A planned transformer: dims and slots, no memory.
@@ -326,16 +416,34 @@ const BLOCK_NAMES: [&str; 16] = [
 impl BlockParams {
     fn plan(c: &TransformerConfig, p: &mut Planner) -> Result<Self> {
         let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
-        let mut pair = |rows: usize, cols: usize| -> Result<[Slot; 2]> {
+        // A weight (rows × cols) and its bias (rows).
+        let pair = |p: &mut Planner, rows: usize, cols: usize| -> Result<[Slot; 2]> {
             Ok([p.take(Region::Params, mul(rows, cols)?)?, p.take(Region::Params, rows)?])
         };
-        Ok(BlockParams {
-            norm1: pair(e, 1)?,
-            proj: [pair(e, e)?, pair(kv, e)?, pair(kv, e)?, pair(e, e)?],
-            norm2: pair(e, 1)?,
-            fc1: pair(f, e)?,
-            fc2: pair(e, f)?,
-        })
+        let norm1 = pair(p, e, 1)?;
+        let proj = [pair(p, e, e)?, pair(p, kv, e)?, pair(p, kv, e)?, pair(p, e, e)?];
+        let norm2 = pair(p, e, 1)?;
+        let (fc1, fc2, moe) = match c.moe {
+            None => (pair(p, f, e)?, pair(p, e, f)?, None),
+            Some(m) => {
+                let router = p.take(Region::Params, mul(m.num_experts, e)?)?;
+                let mut expert0 = [Slot::default(); 4];
+                let mut stride = 0;
+                for ex in 0..m.num_experts {
+                    let [w1, b1] = pair(p, f, e)?;
+                    let [w2, b2] = pair(p, e, f)?;
+                    if ex == 0 {
+                        expert0 = [w1, b1, w2, b2];
+                    } else if ex == 1 {
+                        stride = w1.offset - expert0[0].offset;
+                    }
+                    // Experts are laid out identically, one stride apart.
+                    debug_assert_eq!(b2.offset, expert0[3].offset + ex * stride);
+                }
+                ([Slot::default(); 2], [Slot::default(); 2], Some(MoeParams { router, expert0, stride }))
+            }
+        };
+        Ok(BlockParams { norm1, proj, norm2, fc1, fc2, moe })
     }
 
     fn shifted(&self, by: usize) -> Self {
@@ -346,11 +454,23 @@ impl BlockParams {
             norm2: pair(self.norm2),
             fc1: pair(self.fc1),
             fc2: pair(self.fc2),
+            moe: self.moe.map(|m| MoeParams {
+                router: m.router.shifted(by),
+                expert0: m.expert0.map(|s| s.shifted(by)),
+                stride: m.stride,
+            }),
         }
     }
 
-    /// The `j`-th tensor of the block (0..16, `BLOCK_NAMES` order).
+    /// The `j`-th tensor of the block, in `state_dict` order: `BLOCK_NAMES`, or for MoE the first
+    /// 12 of them, then the router and each expert's fc1.weight, fc1.bias, fc2.weight, fc2.bias.
     fn slot(&self, j: usize) -> Slot {
+        if let (Some(m), true) = (self.moe, j >= 12) {
+            return match j - 12 {
+                0 => m.router,
+                r => m.expert0[(r - 1) % 4].shifted((r - 1) / 4 * m.stride),
+            };
+        }
         let pairs = [
             self.norm1,
             self.proj[0],
@@ -377,6 +497,10 @@ impl Transformer {
         let (e, f, d) = (cfg.embed_dim, cfg.ffn_dim, cfg.attn());
         let t = cfg.max_seq_len;
         let n = mul(max_batch, t)?; // tokens
+        if let Some(m) = cfg.moe {
+            // Routing tables index assignments with exact f32 integers.
+            ensure(mul(n, m.top_k)? <= MAX_ASSIGNMENTS, "moe", "routes more than 2^24 assignments per call")?;
+        }
         let ne = mul(n, e)?;
         let nkv = mul(n, d.kv_dim())?;
         let nf = mul(n, f)?;
@@ -397,6 +521,7 @@ impl Transformer {
                     res_in,
                     (n, ne, nkv, nf),
                     mul(mul(max_batch, d.n_heads)?, tt)?,
+                    cfg.moe_layer(),
                 )?,
             };
             match block0 {
@@ -410,8 +535,8 @@ impl Transformer {
                         );
                     }
                     // Every block is laid out like block 0, one stride further per block.
-                    debug_assert_eq!(params.fc2[1].offset, p0.fc2[1].offset + i * strides.0);
-                    debug_assert_eq!(a.hid.offset, a0.hid.offset + i * strides.1);
+                    debug_assert_eq!(params.norm2[1].offset, p0.norm2[1].offset + i * strides.0);
+                    debug_assert_eq!(a.h2.offset, a0.h2.offset + i * strides.1);
                 }
             }
         }
@@ -435,11 +560,21 @@ impl Transformer {
                 dq: ag(ne)?,
                 dk: ag(nkv)?,
                 dv: ag(nkv)?,
-                dhid: ag(nf)?,
-                dpre: ag(nf)?,
+                dhid: ag(if cfg.moe.is_some() { 0 } else { nf })?,
+                dpre: ag(if cfg.moe.is_some() { 0 } else { nf })?,
                 dpooled: if cfg.autoregressive { Slot::default() } else { ag(mul(max_batch, e)?)? },
                 dout: ag(mul(out_rows, cfg.output_dim)?)?,
                 dinp: ag(mul(n, cfg.input_dim)?)?,
+                dmoe: match cfg.moe_layer() {
+                    Some(m) => {
+                        let mut slots = [Slot::default(); 6];
+                        for (slot, len) in slots.iter_mut().zip(moe::grad_buffer_lens(&m, n)) {
+                            *slot = ag(len)?;
+                        }
+                        slots
+                    }
+                    None => [Slot::default(); 6],
+                },
             }
         } else {
             Grads::default()
@@ -470,6 +605,19 @@ impl Transformer {
         })
     }
 
+    /// Routing statistics of the last forward pass, summed over the blocks (MoE models).
+    pub(crate) fn moe_stats(&self, acts: &[f32]) -> Option<moe::MoeStats> {
+        self.cfg.moe?;
+        let mut total = moe::MoeStats::default();
+        for i in 0..self.cfg.num_layers {
+            let s = &acts[self.block(i).1.moe_stats.range()];
+            total.assignments += s[0] as usize;
+            total.dropped += s[1] as usize;
+            total.aux += s[2];
+        }
+        Some(total)
+    }
+
     /// Block `i`'s parameter and activation slots.
     fn block(&self, i: usize) -> (BlockParams, BlockActs) {
         let (p0, a0) = &self.block0;
@@ -493,7 +641,7 @@ impl Transformer {
 
     /// Number of parameter tensors.
     pub(crate) fn param_count(&self) -> usize {
-        3 + 16 * self.cfg.num_layers + 4
+        3 + self.cfg.block_tensors() * self.cfg.num_layers + 4
     }
 
     /// The `i`-th parameter tensor, in PyTorch `state_dict` order.
@@ -502,7 +650,8 @@ impl Transformer {
         let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
         let uniform = |fan_in: usize| Init::Uniform(1.0 / libm::sqrtf(fan_in as f32));
         let mut name = ParamName::new();
-        let n_blocks = 16 * self.cfg.num_layers;
+        let bt = c.block_tensors();
+        let n_blocks = bt * self.cfg.num_layers;
         Some(match i {
             0 => ParamInfo::matrix(
                 name.push("input_proj").field("weight").clone(),
@@ -525,9 +674,26 @@ impl Transformer {
                 Init::Normal(0.02),
             ),
             i if i < 3 + n_blocks => {
-                let (layer, j) = ((i - 3) / 16, (i - 3) % 16);
+                let (layer, j) = ((i - 3) / bt, (i - 3) % bt);
                 let slot = self.block(layer).0.slot(j);
-                name.push("layers").index(layer).push(BLOCK_NAMES[j]);
+                name.push("layers").index(layer);
+                if let (Some(m), true) = (c.moe, j >= 12) {
+                    name.push("ffn");
+                    if j == 12 {
+                        let name = name.push("router").field("weight").clone();
+                        return Some(ParamInfo::matrix(name, slot, m.num_experts, e, uniform(e)));
+                    }
+                    let (expert, part) = ((j - 13) / 4, (j - 13) % 4);
+                    name.push("experts").index(expert).push(["fc1", "fc1", "fc2", "fc2"][part]);
+                    let name = name.field(["weight", "bias"][part % 2]).clone();
+                    let (rows, cols) = if part < 2 { (f, e) } else { (e, f) };
+                    return Some(if part % 2 == 0 {
+                        ParamInfo::matrix(name, slot, rows, cols, uniform(cols))
+                    } else {
+                        ParamInfo::vector(name, slot, rows, uniform(cols))
+                    });
+                }
+                name.push(BLOCK_NAMES[j]);
                 let name = name.clone();
                 // (rows, cols, fan_in) of the pair j/2 belongs to; norms are vectors.
                 let (rows, cols) = match j / 2 {
@@ -681,7 +847,9 @@ impl Transformer {
         let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
         let (y, sum, other) =
             if self.training { (a.res_out, a.res_out, a.res_mid) } else { (a.tmp, a.res_in, a.tmp) };
-        if self.training {
+        if let (Some(d), Some(mp)) = (c.moe_layer(), bp.moe) {
+            moe_forward(d, &mp, (a.h2.prefix(ne), y.prefix(ne)), (&a.moe, a.moe_stats), w, acts, n);
+        } else if self.training {
             let [h, pre, hid, y] =
                 disjoint(acts, [a.h2.prefix(ne), a.pre.prefix(nf), a.hid.prefix(nf), y.prefix(ne)]);
             ffn::forward(y, pre, Some(hid), h, weights, c.ffn());
@@ -778,23 +946,48 @@ impl Transformer {
         let p = |s: Slot| &w[s.range()];
         let act = |s: Slot, len: usize| &acts[s.prefix(len)];
         // FFN: dh ← d(norm2 out); dres += norm2 backward (the residual passes dres through).
-        let [dres, dh, dhid, dpre] =
-            disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne), g.dhid.prefix(nf), g.dpre.prefix(nf)]);
-        let [dw1, db1, dw2, db2, dln_w, dln_b] = disjoint(
-            grads,
-            [
-                bp.fc1[0].range(),
-                bp.fc1[1].range(),
-                bp.fc2[0].range(),
-                bp.fc2[1].range(),
-                bp.norm2[0].range(),
-                bp.norm2[1].range(),
-            ],
-        );
-        dh.fill(0.0);
-        let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
-        let saved = [act(a.h2, ne), act(a.pre, nf), act(a.hid, nf)];
-        ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dpre, dres, saved, weights, c.ffn());
+        if let (Some(d), Some(mp)) = (c.moe_layer(), bp.moe) {
+            let [dres, dh, dm @ ..] = disjoint(
+                ag,
+                [
+                    g.dres.prefix(ne),
+                    g.dh.prefix(ne),
+                    g.dmoe[0].range(),
+                    g.dmoe[1].range(),
+                    g.dmoe[2].range(),
+                    g.dmoe[3].range(),
+                    g.dmoe[4].range(),
+                    g.dmoe[5].range(),
+                ],
+            );
+            dh.fill(0.0);
+            let experts = mp.expert0[0].offset..mp.expert0[0].offset + d.n_experts * mp.stride;
+            let [dwr, dexperts] = disjoint(grads, [mp.router.range(), experts.clone()]);
+            let saved = moe::Saved::from_slices(a.moe.map(|s| &acts[s.range()]));
+            let weights = (p(mp.router), &w[experts], mp.layout());
+            moe::backward(
+                dh,
+                (dwr, dexperts),
+                moe::GradBuffers::from_slices(dm),
+                dres,
+                &saved,
+                act(a.h2, ne),
+                weights,
+                d,
+                n,
+            );
+        } else {
+            let [dres, dh, dhid, dpre] =
+                disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne), g.dhid.prefix(nf), g.dpre.prefix(nf)]);
+            let [dw1, db1, dw2, db2] =
+                disjoint(grads, [bp.fc1[0].range(), bp.fc1[1].range(), bp.fc2[0].range(), bp.fc2[1].range()]);
+            dh.fill(0.0);
+            let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
+            let saved = [act(a.h2, ne), act(a.pre, nf), act(a.hid, nf)];
+            ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dpre, dres, saved, weights, c.ffn());
+        }
+        let [dres, dh] = disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne)]);
+        let [dln_w, dln_b] = disjoint(grads, [bp.norm2[0].range(), bp.norm2[1].range()]);
         layernorm::backward(
             dres,
             dln_w,
@@ -851,6 +1044,27 @@ impl Transformer {
 /// Dims of a linear map.
 const fn lin(n_in: usize, n_out: usize) -> Linear {
     Linear { n_in, n_out }
+}
+
+/// The MoE FFN of one block over `n` tokens: reads `inp`, writes `out` (both acts ranges), fills
+/// the routing buffers and writes the call's statistics (assignments, dropped, aux).
+fn moe_forward(
+    d: Moe,
+    mp: &MoeParams,
+    (inp, out): (core::ops::Range<usize>, core::ops::Range<usize>),
+    (bufs, stats): (&[Slot; 12], Slot),
+    w: &[f32],
+    acts: &mut [f32],
+    n: usize,
+) {
+    let ranges = [inp, out, stats.range()];
+    let all: [core::ops::Range<usize>; 15] =
+        core::array::from_fn(|i| if i < 3 { ranges[i].clone() } else { bufs[i - 3].range() });
+    let [x, y, st, rest @ ..] = disjoint(acts, all);
+    let mut b = moe::Buffers::from_slices(rest);
+    let experts = (&w[mp.expert0[0].offset..], mp.layout());
+    let s = moe::forward(y, &mut b, x, &w[mp.router.range()], experts, d, n);
+    st.copy_from_slice(&[s.assignments as f32, s.dropped as f32, s.aux]);
 }
 
 /// `buf[dst] += buf[src]` for two disjoint ranges.
