@@ -50,10 +50,10 @@ impl Attn {
         1.0 / libm::sqrtf(self.head_dim as f32)
     }
 
-    /// Floats of scratch [`forward`] and [`backward`] need for sequences of up to `seq` tokens:
-    /// a T × T tile (inference probabilities, or dPᵀ), a D × T transposed product, and two rows.
-    pub const fn scratch_len(&self, seq: usize) -> usize {
-        (seq + self.head_dim + 2) * seq
+    /// Floats of scratch [`forward`] and [`backward`] need for `tq` queries over `tk` keys: a
+    /// Tk × Tq tile (inference probabilities, or dPᵀ), a D × Tq transposed product, two rows.
+    pub const fn scratch_len(&self, tq: usize, tk: usize) -> usize {
+        tk * tq + (self.head_dim + 2) * tq
     }
 }
 
@@ -73,10 +73,27 @@ fn scatter_rows(rows: &mut [f32], ct: &[f32], ld: usize, hd: usize, t: usize, ac
     )
 }
 
-/// Attention over `batch` sequences of `seq` tokens. Overwrites `out` and `att`; `scratch` holds
-/// at least [`Attn::scratch_len`] floats.
+/// `C (D × Tq) = op(A)ᵀ · B`: A is one head's T rows of D columns (stride `lda`), B a Tk × Tq tile.
+fn transposed_product(c: &mut [f32], a: (&[f32], usize), b: &[f32], hd: usize, (tq, tk): (usize, usize)) {
+    let g = Gemm {
+        m: hd,
+        n: tq,
+        k: tk,
+        lda: a.1,
+        ldb: tq,
+        ldc: tq,
+        trans_a: true,
+        trans_b: false,
+        accumulate: false,
+    };
+    gemm(c, a.0, b, g);
+}
+
+/// Attention of `batch` sequences: `tq` queries per sequence over `tk` keys (self-attention:
+/// `tq == tk`; cross-attention: keys from another sequence). Overwrites `out` and `att`;
+/// `scratch` holds at least [`Attn::scratch_len`] floats. `causal` needs `tq == tk`.
 ///
-/// `att` holds `batch·H·T·T` probabilities, saved for backward (training); pass an empty slice
+/// `att` holds `batch·H·Tk·Tq` probabilities, saved for backward (training); pass an empty slice
 /// in inference and the probabilities live in scratch, one tile at a time.
 #[allow(clippy::too_many_arguments)] // outputs, saved, scratch, three inputs, dims, the batch shape
 pub fn forward(
@@ -86,36 +103,26 @@ pub fn forward(
     qkv: [&[f32]; 3],
     d: Attn,
     batch: usize,
-    seq: usize,
+    (tq, tk): (usize, usize),
 ) {
     let [q, k, v] = qkv;
-    let (qd, kvd, hd, t) = (d.q_dim(), d.kv_dim(), d.head_dim, seq);
+    let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
+    debug_assert!(!d.causal || tq == tk, "a causal mask needs as many keys as queries");
     let saving = !att.is_empty();
-    debug_assert!(!saving || att.len() >= batch * d.n_heads * t * t);
-    let (tile, rest) = scratch[..d.scratch_len(t)].split_at_mut(t * t);
-    let (ot, rows) = rest.split_at_mut(hd * t);
+    debug_assert!(!saving || att.len() >= batch * d.n_heads * tk * tq);
+    let (tile, rest) = scratch[..d.scratch_len(tq, tk)].split_at_mut(tk * tq);
+    let (ot, rows) = rest.split_at_mut(hd * tq);
     for b in 0..batch {
         for h in 0..d.n_heads {
             let g = d.group_of(h);
-            let (qo, ko) = (b * t * qd + h * hd, b * t * kvd + g * hd);
-            let pt = if saving { &mut att[(b * d.n_heads + h) * t * t..][..t * t] } else { &mut *tile };
-            // scoresᵀ (T keys, T queries) = K_g (T, D) · Q_hᵀ
-            gemm(pt, &k[ko..], &q[qo..], Gemm::nt(t, t, hd).strides(kvd, qd, t));
-            softmax_columns(pt, rows, t, d.scale(), d.causal);
-            // out_hᵀ (D, T) = V_gᵀ · Pᵀ
-            let g_out = Gemm {
-                m: hd,
-                n: t,
-                k: t,
-                lda: kvd,
-                ldb: t,
-                ldc: t,
-                trans_a: true,
-                trans_b: false,
-                accumulate: false,
-            };
-            gemm(ot, &v[ko..], pt, g_out);
-            scatter_rows(&mut out[qo..], ot, qd, hd, t, false);
+            let (qo, ko) = (b * tq * qd + h * hd, b * tk * kvd + g * hd);
+            let pt = if saving { &mut att[(b * d.n_heads + h) * tk * tq..][..tk * tq] } else { &mut *tile };
+            // scoresᵀ (Tk keys, Tq queries) = K_g (Tk, D) · Q_hᵀ
+            gemm(pt, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq));
+            softmax_columns(pt, rows, (tk, tq), d.scale(), d.causal);
+            // out_hᵀ (D, Tq) = V_gᵀ · Pᵀ
+            transposed_product(ot, (&v[ko..], kvd), pt, hd, (tq, tk));
+            scatter_rows(&mut out[qo..], ot, qd, hd, tq, false);
         }
     }
 }
@@ -131,39 +138,28 @@ pub fn backward(
     qkv: [&[f32]; 3],
     d: Attn,
     batch: usize,
-    seq: usize,
+    (tq, tk): (usize, usize),
 ) {
     let [dq, dk, dv] = dqkv;
     let [q, k, v] = qkv;
-    let (qd, kvd, hd, t) = (d.q_dim(), d.kv_dim(), d.head_dim, seq);
-    let (dpt, rest) = scratch[..d.scratch_len(t)].split_at_mut(t * t);
-    let (ct, rows) = rest.split_at_mut(hd * t);
+    let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
+    let (dpt, rest) = scratch[..d.scratch_len(tq, tk)].split_at_mut(tk * tq);
+    let (ct, rows) = rest.split_at_mut(hd * tq);
     for b in 0..batch {
         for h in 0..d.n_heads {
             let g = d.group_of(h);
-            let (qo, ko) = (b * t * qd + h * hd, b * t * kvd + g * hd);
-            let pt = &att[(b * d.n_heads + h) * t * t..][..t * t];
-            // dPᵀ (T, T) = V_g (T, D) · dout_hᵀ
-            gemm(dpt, &v[ko..], &dout[qo..], Gemm::nt(t, t, hd).strides(kvd, qd, t));
-            // dV_g (T, D) += Pᵀ · dout_h; every head of the group adds its share.
-            gemm(&mut dv[ko..], pt, &dout[qo..], Gemm::nn(t, hd, t).strides(t, qd, kvd).acc());
+            let (qo, ko) = (b * tq * qd + h * hd, b * tk * kvd + g * hd);
+            let pt = &att[(b * d.n_heads + h) * tk * tq..][..tk * tq];
+            // dPᵀ (Tk, Tq) = V_g (Tk, D) · dout_hᵀ
+            gemm(dpt, &v[ko..], &dout[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq));
+            // dV_g (Tk, D) += Pᵀ · dout_h; every head of the group adds its share.
+            gemm(&mut dv[ko..], pt, &dout[qo..], Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc());
             // dSᵀ = scale · Pᵀ ⊙ (dPᵀ − column sums of Pᵀ ⊙ dPᵀ), in place.
-            softmax_columns_backward(dpt, pt, &mut rows[..t], t, d.scale());
-            // dQ_hᵀ (D, T) = K_gᵀ · dSᵀ, added into dQ's rows;  dK_g (T, D) += dSᵀ · Q_h
-            let g_dq = Gemm {
-                m: hd,
-                n: t,
-                k: t,
-                lda: kvd,
-                ldb: t,
-                ldc: t,
-                trans_a: true,
-                trans_b: false,
-                accumulate: false,
-            };
-            gemm(ct, &k[ko..], dpt, g_dq);
-            scatter_rows(&mut dq[qo..], ct, qd, hd, t, true);
-            gemm(&mut dk[ko..], dpt, &q[qo..], Gemm::nn(t, hd, t).strides(t, qd, kvd).acc());
+            softmax_columns_backward(dpt, pt, &mut rows[..tq], (tk, tq), d.scale());
+            // dQ_hᵀ (D, Tq) = K_gᵀ · dSᵀ, added into dQ's rows;  dK_g (Tk, D) += dSᵀ · Q_h
+            transposed_product(ct, (&k[ko..], kvd), dpt, hd, (tq, tk));
+            scatter_rows(&mut dq[qo..], ct, qd, hd, tq, true);
+            gemm(&mut dk[ko..], dpt, &q[qo..], Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc());
         }
     }
 }
@@ -198,23 +194,24 @@ pub fn forward_one(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], scores: &mut [f3
     )
 }
 
-/// Columns of `pt` (T keys × T queries) ← softmax over keys of `scale ·` column, numerically
-/// stable. With `causal`, query i sees keys 0..=i; the rest become exactly 0. `rows` is scratch
-/// of 2·T floats (per-query maximum and sum).
-fn softmax_columns(pt: &mut [f32], rows: &mut [f32], t: usize, scale: f32, causal: bool) {
-    let (top, total) = rows[..2 * t].split_at_mut(t);
+/// Columns of `pt` (Tk keys × Tq queries) ← softmax over keys of `scale ·` column, numerically
+/// stable. With `causal` (Tk = Tq), query i sees keys 0..=i; the rest become exactly 0. `rows`
+/// is scratch of 2·Tq floats (per-query maximum and sum).
+fn softmax_columns(pt: &mut [f32], rows: &mut [f32], (tk, tq): (usize, usize), scale: f32, causal: bool) {
+    let (top, total) = rows[..2 * tq].split_at_mut(tq);
+    let pt = &mut pt[..tk * tq];
     vectorized(
         #[inline(always)]
         || {
             // Key j is visible to queries j.. (causal) or all of them.
-            let first = |j: usize| if causal { j } else { 0 };
+            let first = |j: usize| if causal { j.min(tq) } else { 0 };
             top.fill(f32::NEG_INFINITY);
-            for (j, row) in pt.chunks_exact(t).enumerate() {
+            for (j, row) in pt.chunks_exact(tq).enumerate() {
                 let from = first(j);
                 top[from..].iter_mut().zip(&row[from..]).for_each(|(m, &s)| *m = if s > *m { s } else { *m });
             }
             total.fill(0.0);
-            for (j, row) in pt.chunks_exact_mut(t).enumerate() {
+            for (j, row) in pt.chunks_exact_mut(tq).enumerate() {
                 let from = first(j);
                 row[..from].fill(0.0);
                 let live = row[from..].iter_mut().zip(&top[from..]).zip(&mut total[from..]);
@@ -224,7 +221,7 @@ fn softmax_columns(pt: &mut [f32], rows: &mut [f32], t: usize, scale: f32, causa
                 });
             }
             total.iter_mut().for_each(|z| *z = 1.0 / *z);
-            for row in pt.chunks_exact_mut(t) {
+            for row in pt.chunks_exact_mut(tq) {
                 row.iter_mut().zip(&*total).for_each(|(s, &inv)| *s *= inv);
             }
         },
@@ -232,16 +229,23 @@ fn softmax_columns(pt: &mut [f32], rows: &mut [f32], t: usize, scale: f32, causa
 }
 
 /// Softmax backward down the columns: `dpt ← scale · pt ⊙ (dpt − Σ_j pt_j·dpt_j)`, in place.
-/// Masked entries have p = 0 and come out 0. `dot` is scratch of T floats.
-fn softmax_columns_backward(dpt: &mut [f32], pt: &[f32], dot: &mut [f32], t: usize, scale: f32) {
+/// Masked entries have p = 0 and come out 0. `dot` is scratch of Tq floats.
+fn softmax_columns_backward(
+    dpt: &mut [f32],
+    pt: &[f32],
+    dot: &mut [f32],
+    (tk, tq): (usize, usize),
+    scale: f32,
+) {
+    let (dpt, pt) = (&mut dpt[..tk * tq], &pt[..tk * tq]);
     vectorized(
         #[inline(always)]
         || {
             dot.fill(0.0);
-            for (dp_row, p_row) in dpt.chunks_exact(t).zip(pt.chunks_exact(t)) {
+            for (dp_row, p_row) in dpt.chunks_exact(tq).zip(pt.chunks_exact(tq)) {
                 dot.iter_mut().zip(dp_row).zip(p_row).for_each(|((s, &g), &p)| *s += g * p);
             }
-            for (dp_row, p_row) in dpt.chunks_exact_mut(t).zip(pt.chunks_exact(t)) {
+            for (dp_row, p_row) in dpt.chunks_exact_mut(tq).zip(pt.chunks_exact(tq)) {
                 dp_row.iter_mut().zip(p_row).zip(&*dot).for_each(|((g, &p), &s)| *g = scale * p * (*g - s));
             }
         },
@@ -271,8 +275,8 @@ mod tests {
     fn run(q: &[f32], k: &[f32], v: &[f32], d: Attn) -> (Vec<f32>, Vec<f32>) {
         let mut out = vec![0.0; B * T * d.q_dim()];
         let mut att = vec![0.0; B * d.n_heads * T * T];
-        let mut scratch = vec![0.0; d.scratch_len(T)];
-        forward(&mut out, &mut att, &mut scratch, [q, k, v], d, B, T);
+        let mut scratch = vec![0.0; d.scratch_len(T, T)];
+        forward(&mut out, &mut att, &mut scratch, [q, k, v], d, B, (T, T));
         (out, att)
     }
 
@@ -338,8 +342,8 @@ mod tests {
                 let r = random(B * T * d.q_dim(), &mut seed);
                 let (_, att) = run(&q, &k, &v, d);
                 let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-                let mut scratch = vec![0.0; d.scratch_len(T)];
-                backward([&mut dq, &mut dk, &mut dv], &mut scratch, &r, &att, [&q, &k, &v], d, B, T);
+                let mut scratch = vec![0.0; d.scratch_len(T, T)];
+                backward([&mut dq, &mut dk, &mut dv], &mut scratch, &r, &att, [&q, &k, &v], d, B, (T, T));
                 let (q0, k0, v0) = (q.clone(), k.clone(), v.clone());
                 let loss = |q: &[f32], k: &[f32], v: &[f32]| weighted_sum(&run(q, k, v, d).0, &r);
                 let eq = grad_check(&mut q, &dq, |q| loss(q, &k0, &v0));
@@ -378,14 +382,78 @@ mod tests {
             let scale = 0.7;
             let run = |x: &[f32]| {
                 let (mut p, mut rows) = (x.to_vec(), vec![0.0; 2 * T]);
-                softmax_columns(&mut p, &mut rows, T, scale, causal);
+                softmax_columns(&mut p, &mut rows, (T, T), scale, causal);
                 p
             };
             let p = run(&x);
             let (mut dp, mut dot) = (r.clone(), vec![0.0; T]);
-            softmax_columns_backward(&mut dp, &p, &mut dot, T, scale);
+            softmax_columns_backward(&mut dp, &p, &mut dot, (T, T), scale);
             let err = grad_check(&mut x, &dp, |x| weighted_sum(&run(x), &r));
             assert!(err < 1e-3, "causal={causal}: relative error {err:e}");
+        }
+    }
+
+    /// Cross-attention: 3 queries of one sequence over 5 keys of another (the encoder's), MHA, MQA
+    /// and GQA: forward against the definition, backward against finite differences.
+    #[test]
+    fn cross_attention_over_a_different_length_matches_definition_and_finite_differences() {
+        let (tq, tk) = (3, 5);
+        for (h, g) in [(4, 4), (4, 1), (4, 2)] {
+            let d = dims(h, g, false);
+            let mut seed = 71 + h as u32 + g as u32;
+            let (mut q, mut k, mut v) = (
+                random(B * tq * d.q_dim(), &mut seed),
+                random(B * tk * d.kv_dim(), &mut seed),
+                random(B * tk * d.kv_dim(), &mut seed),
+            );
+            let r = random(B * tq * d.q_dim(), &mut seed);
+            let run = |q: &[f32], k: &[f32], v: &[f32]| {
+                let (mut out, mut att, mut scratch) = (
+                    vec![0.0; B * tq * d.q_dim()],
+                    vec![0.0; B * h * tq * tk],
+                    vec![0.0; d.scratch_len(tq, tk)],
+                );
+                forward(&mut out, &mut att, &mut scratch, [q, k, v], d, B, (tq, tk));
+                (out, att)
+            };
+            let (out, att) = run(&q, &k, &v);
+            // The definition, in f64.
+            let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
+            for b in 0..B {
+                for hh in 0..h {
+                    let gg = d.group_of(hh);
+                    for i in 0..tq {
+                        let qi = &q[(b * tq + i) * qd + hh * hd..][..hd];
+                        let s: Vec<f64> = (0..tk)
+                            .map(|j| {
+                                let kj = &k[(b * tk + j) * kvd + gg * hd..][..hd];
+                                qi.iter().zip(kj).map(|(&a, &c)| f64::from(a) * f64::from(c)).sum::<f64>()
+                                    / (hd as f64).sqrt()
+                            })
+                            .collect();
+                        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                        let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                        for dd in 0..hd {
+                            let want: f64 = (0..tk)
+                                .map(|j| {
+                                    (s[j] - m).exp() / z * f64::from(v[(b * tk + j) * kvd + gg * hd + dd])
+                                })
+                                .sum();
+                            let got = out[(b * tq + i) * qd + hh * hd + dd];
+                            assert!((f64::from(got) - want).abs() < 1e-6, "H={h} G={g}: {got} vs {want}");
+                        }
+                    }
+                }
+            }
+            let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+            let mut scratch = vec![0.0; d.scratch_len(tq, tk)];
+            backward([&mut dq, &mut dk, &mut dv], &mut scratch, &r, &att, [&q, &k, &v], d, B, (tq, tk));
+            let (q0, k0, v0) = (q.clone(), k.clone(), v.clone());
+            let loss = |q: &[f32], k: &[f32], v: &[f32]| weighted_sum(&run(q, k, v).0, &r);
+            let eq = grad_check(&mut q, &dq, |q| loss(q, &k0, &v0));
+            let ek = grad_check(&mut k, &dk, |k| loss(&q0, k, &v0));
+            let ev = grad_check(&mut v, &dv, |v| loss(&q0, &k0, v));
+            assert!(eq < 1e-3 && ek < 1e-3 && ev < 1e-3, "H={h} G={g}: {eq:e} {ek:e} {ev:e}");
         }
     }
 
@@ -435,8 +503,8 @@ mod tests {
             (random(B * T * 12, &mut seed), random(B * T * 6, &mut seed), random(B * T * 6, &mut seed));
         let (saved, _) = run(&q, &k, &v, d);
         let mut out = vec![0.0; saved.len()];
-        let mut scratch = vec![0.0; d.scratch_len(T)];
-        forward(&mut out, &mut [], &mut scratch, [&q, &k, &v], d, B, T);
+        let mut scratch = vec![0.0; d.scratch_len(T, T)];
+        forward(&mut out, &mut [], &mut scratch, [&q, &k, &v], d, B, (T, T));
         assert_eq!(out, saved);
     }
 }

@@ -581,7 +581,7 @@ impl Transformer {
         };
         // The layer says how much scratch it needs; t·t and e·t were checked above, which bounds
         // scratch_len = (t + head_dim + 2)·t.
-        let attn_scratch = p.take(Region::Scratch, d.scratch_len(t))?;
+        let attn_scratch = p.take(Region::Scratch, d.scratch_len(t, t))?;
         let decode = match cfg.kv_cache {
             Some(dtype) => Some(decode::Decode::plan(cfg, dtype, max_batch, p)?),
             None => None,
@@ -818,7 +818,15 @@ impl Transformer {
                 acts,
                 [a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv), a.ao.prefix(ne), a.att.prefix(att_len)],
             );
-            attention::forward(ao, att, &mut scratch[self.attn_scratch.range()], [q, k, v], d, batch, seq);
+            attention::forward(
+                ao,
+                att,
+                &mut scratch[self.attn_scratch.range()],
+                [q, k, v],
+                d,
+                batch,
+                (seq, seq),
+            );
         } else {
             let [q, k, v, ao] =
                 disjoint(acts, [a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv), a.ao.prefix(ne)]);
@@ -829,7 +837,7 @@ impl Transformer {
                 [q, k, v],
                 d,
                 batch,
-                seq,
+                (seq, seq),
             );
         }
         // Training writes o_proj into res_mid and adds res_in; inference adds tmp into the stream.
@@ -1020,7 +1028,7 @@ impl Transformer {
         let att = act(a.att, batch * d.n_heads * seq * seq);
         let qkv = [act(a.q, ne), act(a.k, nkv), act(a.v, nkv)];
         let work = &mut scratch[self.attn_scratch.range()];
-        attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, seq);
+        attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, (seq, seq));
         dh.fill(0.0);
         let h1 = act(a.h1, ne);
         for (j, (dy, width)) in [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())].into_iter().enumerate() {
