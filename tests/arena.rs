@@ -47,6 +47,14 @@ fn configs() -> Vec<(ModelConfig, Mode)> {
             autoregressive(transformer(AttentionType::Gqa, 4, 2, 7), Some(KvDtype::F32)),
             Capacity::Factor(0.5),
         ),
+        encdec(transformer(AttentionType::Gqa, 4, 2, 6), (2, 1), Some(KvDtype::F16)),
+        encdec(transformer(AttentionType::Mha, 2, 2, 3), (1, 2), None),
+        encdec(transformer(AttentionType::Mqa, 2, 1, 5), (1, 1), Some(KvDtype::Bf16)),
+        encdec(
+            with_moe(transformer(AttentionType::Gqa, 4, 2, 7), Capacity::Factor(1.0)),
+            (2, 2),
+            Some(KvDtype::F32),
+        ),
     ];
     let mut out = Vec::new();
     for (i, m) in models.iter().enumerate() {
@@ -97,6 +105,27 @@ fn with_moe(cfg: ModelConfig, capacity: Capacity) -> ModelConfig {
     ModelConfig::Transformer(TransformerConfig { moe: Some(moe), ..t })
 }
 
+/// The same stacks as an encoder-decoder of (encoder, decoder) blocks, 2 features in, 3 out,
+/// with caches of the given type for greedy decoding.
+fn encdec(cfg: ModelConfig, (enc, dec): (usize, usize), kv_cache: Option<KvDtype>) -> ModelConfig {
+    let ModelConfig::Transformer(t) = cfg else { unreachable!("built by transformer()") };
+    ModelConfig::EncoderDecoder(regkern_core::EncoderDecoderConfig {
+        input_dim: t.input_dim,
+        output_dim: t.output_dim,
+        embed_dim: t.embed_dim,
+        ffn_dim: t.ffn_dim,
+        num_encoder_layers: enc,
+        num_decoder_layers: dec,
+        num_heads: t.num_heads,
+        num_groups: t.num_groups,
+        attention: t.attention,
+        max_seq_len: t.max_seq_len,
+        ffn_act: t.ffn_act,
+        moe: t.moe,
+        kv_cache,
+    })
+}
+
 const CANARY: f32 = -1234.5;
 const GUARD: usize = 64;
 
@@ -132,6 +161,7 @@ fn plan_equals_bytes_used_for_many_configs() {
             }
             net = trainer.into_net();
         }
+        // An encoder-decoder decodes greedily here: max_seq_len steps fill its caches.
         let mut out = vec![0.0; n * model.out_len()];
         net.predict(&x, &mut out).unwrap();
         assert!(out.iter().all(|v| v.is_finite()));

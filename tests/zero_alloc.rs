@@ -7,6 +7,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use regkern_core::EncoderDecoderConfig;
+use regkern_core::layers::KvDtype;
 use regkern_core::{
     Activation, AttentionType, Capacity, DataLoader, LinearConfig, Mode, Model, ModelConfig, MoeConfig, Net,
     Optimizer, Schedule, Synthetic, Task, TrainConfig, Trainer, TransformerConfig,
@@ -52,6 +54,9 @@ fn check(label: &str, cfg: ModelConfig, task: Task, optimizer: Optimizer) {
     let mut arena = vec![0.0; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).unwrap();
     net.set_seq_len(task.seq_len()).unwrap();
+    if task.seq2seq() {
+        net.set_target_len(task.seq_len()).unwrap();
+    }
     net.init_params(0);
     let (train, val) = Synthetic::split(task, 0, 256, 64);
     let mut order = vec![0u32; 256];
@@ -62,8 +67,8 @@ fn check(label: &str, cfg: ModelConfig, task: Task, optimizer: Optimizer) {
         clip_grad_norm: Some(1.0),
     };
     let mut trainer = Trainer::new(net, optimizer, config).unwrap();
-    let (x, y) = (vec![0.5f32; 64 * task.in_len()], vec![0.1f32; 64]);
-    let mut out = vec![0.0f32; 64];
+    let (x, y) = (vec![0.5f32; 64 * task.in_len()], vec![0.1f32; 64 * task.out_len()]);
+    let mut out = vec![0.0f32; 64 * task.out_len()];
     let n = allocations(|| {
         for _ in 0..5 {
             trainer.train_step(&x, &y).unwrap();
@@ -81,7 +86,6 @@ fn check(label: &str, cfg: ModelConfig, task: Task, optimizer: Optimizer) {
 
 /// Greedy generation, with and without the KV cache, expanding and sliding: no allocation.
 fn check_generation() {
-    use regkern_core::layers::KvDtype;
     use regkern_core::models::{Context, Generate};
     for dtype in [KvDtype::F32, KvDtype::F16, KvDtype::Bf16] {
         let cfg =
@@ -126,6 +130,11 @@ fn main() {
     let moe = MoeConfig { num_experts: 4, top_k: 2, capacity: Capacity::Factor(1.0), alpha: 0.01 };
     let cfg = TransformerConfig { moe: Some(moe), max_seq_len: 40, ..TransformerConfig::default() };
     check("transformer gqa moe", ModelConfig::Transformer(cfg), Task::Seqsum, Optimizer::adam(1e-3));
+    for (kv_cache, moe) in [(Some(KvDtype::F32), None), (None, None), (Some(KvDtype::F16), Some(moe))] {
+        let cfg = EncoderDecoderConfig { max_seq_len: 40, kv_cache, moe, ..Default::default() };
+        let label = format!("encoder-decoder (cache {kv_cache:?}, moe {})", moe.is_some());
+        check(&label, ModelConfig::EncoderDecoder(cfg), Task::Reverse, Optimizer::adam(1e-3));
+    }
     check_generation();
     // The counter itself works: a Vec allocates.
     assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 10]))) > 0);

@@ -10,6 +10,7 @@
 //! | `nlinear` | x ~ U(−1,1)⁸, y = sin(3·x·a) + 0.5·(x·b)² + N(0, 0.05²), a, b ~ N(0,1)/√8 |
 //! | `seqsum`  | x ~ U(−1,1)^[32, 1], y = Σx / √32 (a sequence of 32 tokens, one feature each) |
 //! | `sine`    | x_t = A·sin(ωt + φ) + N(0, 0.01²), t = 0..33, A ~ U(0.5, 1.5), ω ~ U(0.1, 0.5), φ ~ U(0, 2π); input x[0..32], target x[1..33] |
+//! | `reverse` | x ~ U(−1,1)^[32, 1], target = x reversed (sequence to sequence) |
 
 use crate::error::{Error, Result, check_len, ensure};
 use crate::rng::Xoshiro256;
@@ -53,6 +54,8 @@ pub enum Task {
     Seqsum,
     /// Next value of a noisy sine wave (autoregressive), 32 steps.
     Sine,
+    /// A sequence of 32 values, reversed (encoder-decoder).
+    Reverse,
 }
 
 /// Input features of the `linear` and `nlinear` tasks.
@@ -63,6 +66,9 @@ pub const SEQSUM_LEN: usize = 32;
 
 /// Tokens per input sequence of the `sine` task (the wave has one more value: the last target).
 pub const SINE_LEN: usize = 32;
+
+/// Tokens per source and target sequence of the `reverse` task.
+pub const REVERSE_LEN: usize = 32;
 
 // Stream ids: task coefficients and per-sample draws never share a random stream.
 const STREAM_COEFS: u64 = 1;
@@ -76,6 +82,7 @@ impl Task {
             Task::Nlinear => "nlinear",
             Task::Seqsum => "seqsum",
             Task::Sine => "sine",
+            Task::Reverse => "reverse",
         }
     }
 
@@ -85,6 +92,7 @@ impl Task {
             Task::Linear | Task::Nlinear => 1,
             Task::Seqsum => SEQSUM_LEN,
             Task::Sine => SINE_LEN,
+            Task::Reverse => REVERSE_LEN,
         }
     }
 
@@ -92,13 +100,23 @@ impl Task {
     pub const fn in_dim(self) -> usize {
         match self {
             Task::Linear | Task::Nlinear => TASK_FEATURES,
-            Task::Seqsum | Task::Sine => 1,
+            Task::Seqsum | Task::Sine | Task::Reverse => 1,
         }
     }
 
     /// True for next-value prediction: one target per input token.
     pub const fn autoregressive(self) -> bool {
         matches!(self, Task::Sine)
+    }
+
+    /// True for sequence-to-sequence tasks (encoder-decoder models).
+    pub const fn seq2seq(self) -> bool {
+        matches!(self, Task::Reverse)
+    }
+
+    /// True when the target holds one value per token rather than one per sample.
+    pub const fn per_token(self) -> bool {
+        self.autoregressive() || self.seq2seq()
     }
 
     /// Floats per input sample.
@@ -108,7 +126,7 @@ impl Task {
 
     /// Floats per target sample.
     pub const fn out_len(self) -> usize {
-        if self.autoregressive() { self.seq_len() } else { 1 }
+        if self.per_token() { self.seq_len() } else { 1 }
     }
 }
 
@@ -131,7 +149,7 @@ impl Synthetic {
         match task {
             Task::Linear => rng.fill_normal(&mut coef[..=TASK_FEATURES], 0.0, 1.0),
             Task::Nlinear => rng.fill_normal(&mut coef, 0.0, 1.0 / libm::sqrtf(TASK_FEATURES as f32)),
-            Task::Seqsum | Task::Sine => {}
+            Task::Seqsum | Task::Sine | Task::Reverse => {}
         }
         Synthetic { task, seed, start, len, coef }
     }
@@ -189,6 +207,12 @@ impl Dataset for Synthetic {
                     x[t] = prev;
                     prev = wave(t + 1);
                     y[t] = prev;
+                }
+            }
+            Task::Reverse => {
+                rng.fill_uniform(x, -1.0, 1.0);
+                for (yt, xt) in y.iter_mut().zip(x.iter().rev()) {
+                    *yt = *xt;
                 }
             }
         }
@@ -364,6 +388,17 @@ mod tests {
         ds.get(7, &mut x, &mut y);
         assert_eq!(&x[1..], &y[..31], "target t is input t + 1");
         assert!(x.iter().chain(&y).all(|v| v.abs() < 1.6), "amplitude ≤ 1.5 plus noise");
+    }
+
+    #[test]
+    fn reverse_targets_are_the_inputs_backwards() {
+        let ds = Synthetic::new(Task::Reverse, 3, 0, 10);
+        assert_eq!((ds.in_len(), ds.out_len()), (32, 32));
+        let (mut x, mut y) = ([0.0f32; 32], [0.0f32; 32]);
+        ds.get(5, &mut x, &mut y);
+        assert!((0..32).all(|t| y[t] == x[31 - t]));
+        assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
+        assert_ne!(x[0], x[31]);
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub use layers::Activation;
 pub use layers::moe::{Capacity, MoeStats};
 pub use models::transformer::MoeConfig;
 pub use models::{
-    AttentionType, Init, LinearConfig, MlpConfig, Mode, Model, ModelConfig, Net, ParamInfo, TransformerConfig,
+    AttentionType, EncoderDecoderConfig, Init, LinearConfig, MlpConfig, Mode, Model, ModelConfig, Net,
+    ParamInfo, TransformerConfig,
 };
 pub use optim::Optimizer;
 pub use rng::Xoshiro256;

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use regkern_core::layers::moe::Capacity;
 use regkern_core::models::transformer::MoeConfig;
-use regkern_core::{Activation, AttentionType, LinearConfig, MlpConfig, ModelConfig, Net, TransformerConfig};
+use regkern_core::{
+    Activation, AttentionType, EncoderDecoderConfig, LinearConfig, MlpConfig, ModelConfig, Net,
+    TransformerConfig,
+};
 
 /// A fixture written by `fixtures/gen_fixtures.py`: named f32 tensors plus the model config.
 pub struct Fixture {
@@ -48,6 +51,11 @@ impl Fixture {
         &self.tensors.get(key).unwrap_or_else(|| panic!("{}: no tensor {key}", self.name)).1
     }
 
+    /// The names of every tensor.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
     /// A tensor's shape.
     pub fn shape(&self, key: &str) -> &[usize] {
         &self.tensors.get(key).unwrap_or_else(|| panic!("{}: no tensor {key}", self.name)).0
@@ -74,41 +82,71 @@ impl Fixture {
                     act,
                 })
             }
-            Some("transformer") => ModelConfig::Transformer(TransformerConfig {
-                input_dim: u("input_dim"),
-                output_dim: u("output_dim"),
-                embed_dim: u("embed_dim"),
-                ffn_dim: u("ffn_dim"),
-                num_layers: u("num_layers"),
-                num_heads: u("num_heads"),
-                num_groups: u("num_groups"),
-                attention: match c["attention_type"].as_str() {
-                    Some("mha") => AttentionType::Mha,
-                    Some("mqa") => AttentionType::Mqa,
-                    Some("gqa") => AttentionType::Gqa,
-                    other => panic!("unknown attention_type {other:?}"),
-                },
-                max_seq_len: u("max_seq_len"),
-                ffn_act: Activation::Gelu,
-                autoregressive: c["autoregressive"].as_bool().unwrap_or(false),
-                kv_cache: None,
-                moe: c["moe"].as_bool().unwrap_or(false).then(|| MoeConfig {
-                    num_experts: u("num_experts"),
-                    top_k: u("topk"),
-                    capacity: match c["capacity"].as_u64() {
-                        Some(cap) => Capacity::Absolute(cap as usize),
-                        None => Capacity::Factor(c["capacity_factor"].as_f64().unwrap() as f32),
-                    },
-                    alpha: c["alpha"].as_f64().unwrap() as f32,
-                }),
-            }),
+            Some("transformer") => ModelConfig::Transformer(self.transformer_config()),
+            Some("encoder_decoder") => {
+                let t = self.transformer_config();
+                ModelConfig::EncoderDecoder(EncoderDecoderConfig {
+                    input_dim: t.input_dim,
+                    output_dim: t.output_dim,
+                    embed_dim: t.embed_dim,
+                    ffn_dim: t.ffn_dim,
+                    num_encoder_layers: u("num_encoder_layers"),
+                    num_decoder_layers: u("num_decoder_layers"),
+                    num_heads: t.num_heads,
+                    num_groups: t.num_groups,
+                    attention: t.attention,
+                    max_seq_len: t.max_seq_len,
+                    ffn_act: t.ffn_act,
+                    moe: t.moe,
+                    kv_cache: None,
+                })
+            }
             other => panic!("unknown fixture type {other:?}"),
+        }
+    }
+
+    /// The transformer fields of the config (`num_layers` 0 when absent, as in encoder-decoders).
+    fn transformer_config(&self) -> TransformerConfig {
+        let c = &self.config;
+        let u = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("config.{k}")) as usize;
+        TransformerConfig {
+            input_dim: u("input_dim"),
+            output_dim: u("output_dim"),
+            embed_dim: u("embed_dim"),
+            ffn_dim: u("ffn_dim"),
+            num_layers: c["num_layers"].as_u64().unwrap_or(0) as usize,
+            num_heads: u("num_heads"),
+            num_groups: u("num_groups"),
+            attention: match c["attention_type"].as_str() {
+                Some("mha") => AttentionType::Mha,
+                Some("mqa") => AttentionType::Mqa,
+                Some("gqa") => AttentionType::Gqa,
+                other => panic!("unknown attention_type {other:?}"),
+            },
+            max_seq_len: u("max_seq_len"),
+            ffn_act: Activation::Gelu,
+            autoregressive: c["autoregressive"].as_bool().unwrap_or(false),
+            kv_cache: None,
+            moe: c["moe"].as_bool().unwrap_or(false).then(|| MoeConfig {
+                num_experts: u("num_experts"),
+                top_k: u("topk"),
+                capacity: match c["capacity"].as_u64() {
+                    Some(cap) => Capacity::Absolute(cap as usize),
+                    None => Capacity::Factor(c["capacity_factor"].as_f64().unwrap() as f32),
+                },
+                alpha: c["alpha"].as_f64().unwrap() as f32,
+            }),
         }
     }
 
     /// Tokens per sequence of a sequence fixture (1 for linear and MLP fixtures).
     pub fn seq_len(&self) -> usize {
         self.config["seq_len"].as_u64().map_or(1, |t| t as usize)
+    }
+
+    /// Target tokens per sequence of an encoder-decoder fixture.
+    pub fn target_len(&self) -> Option<usize> {
+        self.config["target_len"].as_u64().map(|t| t as usize)
     }
 
     /// Batch size of the fixture's input.

@@ -61,7 +61,7 @@ impl Decoder<'_, '_> {
             return Err(Error::BadConfig { field: "decoder", reason: "needs an autoregressive transformer" });
         };
         self.dec.token_mut(bufs, self.n).copy_from_slice(x);
-        t.decode_step(&self.dec, bufs, self.n, self.pos);
+        t.decode_step(&self.dec, bufs, self.n, self.pos, None);
         self.dec.copy_prediction(bufs, self.n, out, (1, 0));
         self.pos += 1;
         Ok(())
@@ -196,7 +196,7 @@ impl Net<'_> {
             for (b, v) in tok.chunks_exact_mut(dim).enumerate() {
                 v.copy_from_slice(&prompt[(b * prompt_len + pos) * dim..][..dim]);
             }
-            t.decode_step(dec, bufs, n, pos);
+            t.decode_step(dec, bufs, n, pos, None);
         }
         dec.copy_prediction(bufs, n, out, (steps, 0));
         for s in 1..steps {
@@ -209,7 +209,7 @@ impl Net<'_> {
             for (b, v) in tok.chunks_exact_mut(dim).enumerate() {
                 v.copy_from_slice(&out[(b * steps + s - 1) * dim..][..dim]);
             }
-            t.decode_step(dec, bufs, n, known - 1);
+            t.decode_step(dec, bufs, n, known - 1, None);
             dec.copy_prediction(bufs, n, out, (steps, s));
         }
         Ok(())

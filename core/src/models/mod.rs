@@ -4,6 +4,7 @@
 //! [`Mode`] and returns a `Copy`-free description (dims and slots) with its [`Report`]. A [`Net`]
 //! binds a planned model to the caller's arena; it is what callers train and run.
 
+pub mod encdec;
 mod generate;
 pub mod mlp;
 pub mod transformer;
@@ -16,6 +17,7 @@ use crate::layers::mse;
 use crate::optim::Optimizer;
 use crate::rng::Xoshiro256;
 
+pub use encdec::{EncoderDecoder, EncoderDecoderConfig};
 pub use generate::{Context, Decoder, Generate};
 pub use mlp::{LinearConfig, MAX_HIDDEN, Mlp, MlpConfig};
 pub use transformer::{AttentionType, Transformer, TransformerConfig};
@@ -29,6 +31,9 @@ pub enum ModelConfig {
     Mlp(MlpConfig),
     /// Transformer for sequence regression (`--type transformer`).
     Transformer(TransformerConfig),
+    /// Encoder-decoder transformer for sequence-to-sequence regression
+    /// (`--type transformer --encoderdecoder`).
+    EncoderDecoder(EncoderDecoderConfig),
 }
 
 impl ModelConfig {
@@ -37,7 +42,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Linear(_) => "linear",
             ModelConfig::Mlp(_) => "nlinear",
-            ModelConfig::Transformer(_) => "transformer",
+            ModelConfig::Transformer(_) | ModelConfig::EncoderDecoder(_) => "transformer",
         }
     }
 }
@@ -169,6 +174,7 @@ impl ParamInfo {
 enum Arch {
     Mlp(Mlp),
     Transformer(Transformer),
+    EncDec(EncoderDecoder),
 }
 
 /// A planned model: dims, slots and the byte report. Holds no memory.
@@ -179,7 +185,7 @@ pub struct Model {
     mode: Mode,
     /// Input batch (acts): `max_batch × max_seq × in_dim`.
     inp: Slot,
-    /// Target batch (acts, training only): `max_batch × out_dim`.
+    /// Target batch (acts, training only): `max_batch × out_len`.
     target: Slot,
     /// Features per token (per sample for linear and MLP models).
     in_dim: usize,
@@ -187,7 +193,7 @@ pub struct Model {
     out_dim: usize,
     /// Longest sequence (1 for linear and MLP models).
     max_seq: usize,
-    /// One output per token (autoregressive) rather than per sample.
+    /// One output per token (autoregressive, encoder-decoder) rather than per sample.
     per_token: bool,
     report: Report,
 }
@@ -210,6 +216,7 @@ impl Model {
             ModelConfig::Linear(c) => (c.n_in, c.n_out, 1, false),
             ModelConfig::Mlp(c) => (c.n_in, c.n_out, 1, false),
             ModelConfig::Transformer(c) => (c.input_dim, c.output_dim, c.max_seq_len, c.autoregressive),
+            ModelConfig::EncoderDecoder(c) => (c.input_dim, c.output_dim, c.max_seq_len, true),
         };
         let inp = p.take(Region::Acts, mul(mul(max_batch, max_seq)?, in_dim)?)?;
         let out_len = if per_token { mul(max_seq, out_dim)? } else { out_dim };
@@ -227,6 +234,9 @@ impl Model {
             ModelConfig::Mlp(c) => Arch::Mlp(Mlp::plan(c, false, max_batch, training, &mut p)?),
             ModelConfig::Transformer(c) => {
                 Arch::Transformer(Transformer::plan(c, max_batch, training, &mut p)?)
+            }
+            ModelConfig::EncoderDecoder(c) => {
+                Arch::EncDec(EncoderDecoder::plan(c, max_batch, training, &mut p)?)
             }
         };
         let report = p.report(training, opt_copies)?;
@@ -278,11 +288,12 @@ impl Model {
     pub fn kv_cache(&self) -> Option<crate::layers::KvDtype> {
         match &self.config {
             ModelConfig::Transformer(t) => t.kv_cache,
+            ModelConfig::EncoderDecoder(c) => c.kv_cache,
             _ => None,
         }
     }
 
-    /// True when the model predicts at every position (autoregressive).
+    /// True when the model predicts at every position (autoregressive, encoder-decoder).
     pub fn per_token(&self) -> bool {
         self.per_token
     }
@@ -302,6 +313,7 @@ impl Model {
         match &self.arch {
             Arch::Mlp(m) => m.param_count(),
             Arch::Transformer(t) => t.param_count(),
+            Arch::EncDec(e) => e.param_count(),
         }
     }
 
@@ -310,6 +322,7 @@ impl Model {
         match &self.arch {
             Arch::Mlp(m) => m.param(i),
             Arch::Transformer(t) => t.param(i),
+            Arch::EncDec(e) => e.param(i),
         }
     }
 
@@ -327,6 +340,7 @@ impl Model {
         match &self.arch {
             Arch::Mlp(m) => m.output(),
             Arch::Transformer(t) => t.output(),
+            Arch::EncDec(e) => e.output(),
         }
     }
 
@@ -334,6 +348,7 @@ impl Model {
         match &self.arch {
             Arch::Mlp(m) => m.doutput(),
             Arch::Transformer(t) => t.doutput(),
+            Arch::EncDec(e) => e.doutput(),
         }
     }
 
@@ -342,20 +357,27 @@ impl Model {
         match &self.arch {
             Arch::Mlp(_) => None,
             Arch::Transformer(t) => Some(t.dinput()),
+            Arch::EncDec(e) => Some(e.dinput()),
         }
     }
 
-    fn forward(&self, bufs: &mut Buffers<'_>, n: usize, seq: usize) {
+    /// Forward pass over the `n` samples in the input buffer. An encoder-decoder is
+    /// teacher-forced from the target buffer when `teacher` (training and validation) and
+    /// decodes greedily otherwise (prediction).
+    fn forward(&self, bufs: &mut Buffers<'_>, n: usize, lens: (usize, usize), teacher: bool) {
         match &self.arch {
             Arch::Mlp(m) => m.forward(bufs, self.inp, n),
-            Arch::Transformer(t) => t.forward(bufs, self.inp, n, seq),
+            Arch::Transformer(t) => t.forward(bufs, self.inp, (n, lens.0), None),
+            Arch::EncDec(e) if teacher => e.forward(bufs, (self.inp, self.target), n, lens),
+            Arch::EncDec(e) => e.greedy(bufs, self.inp, n, lens, self.kv_cache().is_some()),
         }
     }
 
-    fn backward(&self, bufs: &mut Buffers<'_>, n: usize, seq: usize) {
+    fn backward(&self, bufs: &mut Buffers<'_>, n: usize, lens: (usize, usize)) {
         match &self.arch {
             Arch::Mlp(m) => m.backward(bufs, self.inp, n),
-            Arch::Transformer(t) => t.backward(bufs, self.inp, n, seq),
+            Arch::Transformer(t) => t.backward(bufs, self.inp, (n, lens.0), None),
+            Arch::EncDec(e) => e.backward(bufs, self.inp, n, lens),
         }
     }
 }
@@ -365,8 +387,11 @@ impl Model {
 pub struct Net<'a> {
     model: Model,
     bufs: Buffers<'a>,
-    /// Tokens per sequence in the calls that follow (1 for linear and MLP models).
+    /// Tokens per sequence in the calls that follow (1 for linear and MLP models; the source
+    /// for an encoder-decoder).
     seq: usize,
+    /// Target tokens per sequence of an encoder-decoder (otherwise unused).
+    tgt: usize,
 }
 
 impl<'a> Net<'a> {
@@ -375,7 +400,7 @@ impl<'a> Net<'a> {
     pub fn new(model: Model, arena: &'a mut [f32]) -> Result<Self> {
         let bufs = carve(arena, model.report())?;
         let seq = model.max_seq;
-        Ok(Net { model, bufs, seq })
+        Ok(Net { model, bufs, seq, tgt: seq })
     }
 
     /// Use sequences of `seq` tokens from now on (default: the model's `max_seq_len`).
@@ -391,14 +416,29 @@ impl<'a> Net<'a> {
         self.seq
     }
 
+    /// Encoder-decoder models: use targets of `tgt` tokens from now on (default: the model's
+    /// `max_seq_len`); [`Net::set_seq_len`] sets the source length.
+    pub fn set_target_len(&mut self, tgt: usize) -> Result<()> {
+        ensure(matches!(self.model.arch, Arch::EncDec(_)), "target_len", "needs an encoder-decoder model")?;
+        ensure(tgt > 0, "target_len", "must be at least 1")?;
+        ensure(tgt <= self.model.max_seq, "target_len", "is longer than max_seq_len")?;
+        self.tgt = tgt;
+        Ok(())
+    }
+
+    /// Target tokens per sequence (encoder-decoder models; otherwise the sequence length).
+    pub fn target_len(&self) -> usize {
+        if matches!(self.model.arch, Arch::EncDec(_)) { self.tgt } else { self.seq }
+    }
+
     /// Floats of one input sample at the current sequence length.
     pub fn in_len(&self) -> usize {
         self.seq * self.model.in_dim
     }
 
-    /// Floats of one output (= target) sample at the current sequence length.
+    /// Floats of one output (= target) sample at the current sequence (target) length.
     pub fn out_len(&self) -> usize {
-        if self.model.per_token { self.seq * self.model.out_dim } else { self.model.out_dim }
+        if self.model.per_token { self.target_len() * self.model.out_dim } else { self.model.out_dim }
     }
 
     /// The planned model.
@@ -487,11 +527,24 @@ impl<'a> Net<'a> {
     }
 
     /// Run the model on the `n` samples already in the input buffer; returns their outputs.
+    /// An encoder-decoder decodes greedily (with its caches when they were planned).
     pub fn forward_in_place(&mut self, n: usize) -> Result<&[f32]> {
+        self.run(n, false)
+    }
+
+    fn run(&mut self, n: usize, teacher: bool) -> Result<&[f32]> {
         self.check_batch(n)?;
-        self.model.forward(&mut self.bufs, n, self.seq);
+        let lens = (self.seq, self.target_len());
+        self.model.forward(&mut self.bufs, n, lens, teacher);
         let len = n * self.out_len();
         Ok(&self.bufs.acts[self.model.output().prefix(len)])
+    }
+
+    /// The outputs of the last forward pass over `n` samples (for an encoder-decoder after
+    /// [`Net::loss_and_grads`] or [`Net::eval_loss`]: the teacher-forced predictions).
+    pub fn output(&self, n: usize) -> &[f32] {
+        let len = n.min(self.model.mode.max_batch()) * self.out_len();
+        &self.bufs.acts[self.model.output().prefix(len)]
     }
 
     /// Predict `out` (n × out_len) for `x` (n × in_len).
@@ -504,9 +557,13 @@ impl<'a> Net<'a> {
     }
 
     /// Loss (MSE) on the `n` samples in the batch buffers, without gradients; MoE models'
-    /// load-balancing loss is not included (see [`Net::moe_stats`]).
+    /// load-balancing loss is not included (see [`Net::moe_stats`]). Encoder-decoders are
+    /// teacher-forced, as in training.
     pub fn eval_loss_in_place(&mut self, n: usize) -> Result<f32> {
-        self.forward_in_place(n)?;
+        if !self.model.mode.is_training() {
+            return Err(Error::NotTrainable);
+        }
+        self.run(n, true)?;
         let len = n * self.out_len();
         let (m, acts) = (&self.model, &*self.bufs.acts);
         Ok(mse::forward(&acts[m.output().prefix(len)], &acts[m.target.prefix(len)]))
@@ -517,6 +574,7 @@ impl<'a> Net<'a> {
     pub fn moe_stats(&self) -> Option<crate::layers::moe::MoeStats> {
         match &self.model.arch {
             Arch::Transformer(t) => t.moe_stats(self.bufs.acts),
+            Arch::EncDec(e) => e.moe_stats(self.bufs.acts),
             Arch::Mlp(_) => None,
         }
     }
@@ -530,12 +588,13 @@ impl<'a> Net<'a> {
         }
         let loss = self.eval_loss_in_place(n)? + self.moe_stats().map_or(0.0, |s| s.aux);
         let len = n * self.out_len();
+        let lens = (self.seq, self.target_len());
         let (m, b) = (&self.model, &mut self.bufs);
         b.grads.fill(0.0);
         let dout = &mut b.act_grads[m.doutput().prefix(len)];
         dout.fill(0.0);
         mse::backward(dout, &b.acts[m.output().prefix(len)], &b.acts[m.target.prefix(len)], 1.0);
-        m.backward(b, n, self.seq);
+        m.backward(b, n, lens);
         Ok(loss)
     }
 

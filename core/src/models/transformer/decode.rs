@@ -5,7 +5,7 @@
 //! `0..=pos` — O(context) work per token instead of re-running the prefix. Buffers are one row
 //! per sequence (planned for `max_batch`), and the cache is sized for `max_seq_len` positions.
 
-use super::{Transformer, add_into, disjoint, lin, moe_forward};
+use super::{Memory, Transformer, add_into, disjoint, lin, moe_forward};
 use crate::arena::{Buffers, Planner, Region, Slot};
 use crate::error::{Error, Result, mul};
 use crate::layers::{KvCache, KvDtype, attention, ffn, layernorm, linear};
@@ -36,6 +36,11 @@ pub(crate) struct Decode {
     /// MoE routing buffers for one token per sequence, and the call's statistics (acts).
     moe: [Slot; 12],
     moe_stats: Slot,
+    /// Decoders: every block's cross-attention keys and values of the memory, computed once per
+    /// sequence (acts, f32): `[layer][k|v][sequence][source position][G·D]`.
+    cross_kv: Slot,
+    /// Longest memory (source sequence) the cross buffers hold.
+    max_src: usize,
 }
 
 impl Decode {
@@ -43,6 +48,7 @@ impl Decode {
         cfg: &super::TransformerConfig,
         dtype: KvDtype,
         max_batch: usize,
+        max_src: Option<usize>,
         p: &mut Planner,
     ) -> Result<Self> {
         let (e, kv, f, t) = (cfg.embed_dim, cfg.attn().kv_dim(), cfg.ffn_dim, cfg.max_seq_len);
@@ -55,7 +61,7 @@ impl Decode {
         let (q, k, v, ao, tmp, pre) = (acts(e)?, acts(kv)?, acts(kv)?, acts(e)?, acts(e)?, acts(f)?);
         // f32 caches are read in place; half-precision rows are widened into scratch.
         let widened = if dtype == KvDtype::F32 { 0 } else { mul(t, kv)? };
-        let scores = p.take(Region::Scratch, t)?;
+        let scores = p.take(Region::Scratch, t.max(max_src.unwrap_or(0)))?;
         let rows = [p.take(Region::Scratch, widened)?, p.take(Region::Scratch, widened)?];
         let dims = (cfg.input_dim, cfg.output_dim);
         let (mut moe, mut moe_stats) = ([Slot::default(); 12], Slot::default());
@@ -66,7 +72,15 @@ impl Decode {
             }
             moe_stats = p.take(Region::Acts, 3)?;
         }
+        let cross_len = match max_src {
+            Some(src) => mul(mul(mul(2 * cfg.num_layers, max_batch)?, src)?, kv)?,
+            None => 0,
+        };
+        let cross_kv = p.take(Region::Acts, cross_len)?;
+        let max_src = max_src.unwrap_or(0);
         Ok(Decode {
+            cross_kv,
+            max_src,
             cache,
             tok,
             pred,
@@ -92,6 +106,38 @@ impl Decode {
         &mut bufs.acts[self.tok.prefix(n * self.dims.0)]
     }
 
+    /// Feed each sequence's last prediction back as its next input (decoders: output_dim =
+    /// input_dim).
+    pub(crate) fn feed_back(&self, bufs: &mut Buffers<'_>, n: usize) {
+        let [tok, pred] =
+            disjoint(bufs.acts, [self.tok.prefix(n * self.dims.0), self.pred.prefix(n * self.dims.1)]);
+        tok.copy_from_slice(pred);
+    }
+
+    /// Copy the last step's predictions into rows `[b, step]` of an n × steps × output_dim slot.
+    pub(crate) fn store_prediction(
+        &self,
+        bufs: &mut Buffers<'_>,
+        n: usize,
+        dst: Slot,
+        (steps, step): (usize, usize),
+    ) {
+        let od = self.dims.1;
+        let [pred, out] = disjoint(bufs.acts, [self.pred.prefix(n * od), dst.prefix(n * steps * od)]);
+        for (b, y) in pred.chunks_exact(od).enumerate() {
+            out[(b * steps + step) * od..][..od].copy_from_slice(y);
+        }
+    }
+
+    /// Rows of the cross-attention keys (`kv` 0) or values (1) of `layer` for `n` sequences of
+    /// `src` memory positions, sequence-major.
+    fn cross_rows(&self, layer: usize, kv: usize, n: usize, src: usize) -> core::ops::Range<usize> {
+        let kvd = self.cache.kv_dim;
+        let block = self.cache.n_seq * self.max_src * kvd;
+        let start = self.cross_kv.offset + (2 * layer + kv) * block;
+        start..start + n * src * kvd
+    }
+
     /// Copy the last step's predictions into `out[b, step]` of n × steps × output_dim.
     pub(crate) fn copy_prediction(
         &self,
@@ -113,10 +159,34 @@ impl Transformer {
         self.decode.as_ref()
     }
 
+    /// Decoders: compute every block's cross-attention keys and values of the memory once, for
+    /// the decoding steps that follow.
+    pub(crate) fn prepare_cross(&self, dec: &Decode, bufs: &mut Buffers<'_>, n: usize, mem: Memory) {
+        let (e, kvd) = (self.cfg.embed_dim, self.cfg.attn().kv_dim());
+        let (w, acts) = (&*bufs.params, &mut *bufs.acts);
+        for layer in 0..self.cfg.num_layers {
+            let Some(xp) = self.block(layer).0.cross else { return };
+            for kv in [0, 1] {
+                let [m, dst] =
+                    disjoint(acts, [mem.acts.prefix(n * mem.len * e), dec.cross_rows(layer, kv, n, mem.len)]);
+                let [wt, bias] = xp.proj[1 + kv];
+                linear::forward(dst, m, &w[wt.range()], &w[bias.range()], lin(e, kvd));
+            }
+        }
+    }
+
     /// Decode position `pos` of `n` sequences: reads each sequence's input at `pos` from the
     /// token slot, writes each prediction to the prediction slot and the position's keys and
-    /// values into the cache. Positions `0..pos` must already be in the cache.
-    pub(crate) fn decode_step(&self, dec: &Decode, bufs: &mut Buffers<'_>, n: usize, pos: usize) {
+    /// values into the cache. Positions `0..pos` must already be in the cache; decoders also
+    /// attend over the `src` memory positions prepared by [`Transformer::prepare_cross`].
+    pub(crate) fn decode_step(
+        &self,
+        dec: &Decode,
+        bufs: &mut Buffers<'_>,
+        n: usize,
+        pos: usize,
+        src: Option<usize>,
+    ) {
         let c = &self.cfg;
         let (e, d) = (c.embed_dim, c.attn());
         let (kvd, ne) = (d.kv_dim(), n * e);
@@ -163,6 +233,36 @@ impl Transformer {
             let [ao, tmp] = disjoint(acts, [dec.ao.prefix(ne), dec.tmp.prefix(ne)]);
             linear::forward(tmp, ao, p(bp.proj[3][0]), p(bp.proj[3][1]), lin(e, e));
             add_into(acts, dec.x.prefix(ne), dec.tmp.prefix(ne));
+            if let (Some(xp), Some(src)) = (bp.cross, src) {
+                // x += o_proj(cross_attn(norm2(x), memory)), over the prepared keys and values.
+                let [x, h, mean, rstd] = disjoint(
+                    acts,
+                    [dec.x.prefix(ne), dec.h.prefix(ne), dec.stats[0].prefix(n), dec.stats[1].prefix(n)],
+                );
+                layernorm::forward(h, mean, rstd, x, p(xp.norm[0]), p(xp.norm[1]));
+                let [h, q] = disjoint(acts, [dec.h.prefix(ne), dec.q.prefix(ne)]);
+                linear::forward(q, h, p(xp.proj[0][0]), p(xp.proj[0][1]), lin(e, e));
+                let scores = &mut scratch[dec.scores.range()];
+                let dx = crate::layers::Attn { causal: false, ..d };
+                for b in 0..n {
+                    let (kr, vr) = (dec.cross_rows(layer, 0, n, src), dec.cross_rows(layer, 1, n, src));
+                    let rows =
+                        |r: core::ops::Range<usize>| r.start + b * src * kvd..r.start + (b + 1) * src * kvd;
+                    let [q, ao, keys, values] =
+                        disjoint(acts, [dec.q.prefix(ne), dec.ao.prefix(ne), rows(kr), rows(vr)]);
+                    attention::forward_one(
+                        &mut ao[b * e..][..e],
+                        &q[b * e..][..e],
+                        [keys, values],
+                        scores,
+                        dx,
+                        src,
+                    );
+                }
+                let [ao, tmp] = disjoint(acts, [dec.ao.prefix(ne), dec.tmp.prefix(ne)]);
+                linear::forward(tmp, ao, p(xp.proj[3][0]), p(xp.proj[3][1]), lin(e, e));
+                add_into(acts, dec.x.prefix(ne), dec.tmp.prefix(ne));
+            }
             let [x, h, mean, rstd] = disjoint(
                 acts,
                 [dec.x.prefix(ne), dec.h.prefix(ne), dec.stats[0].prefix(n), dec.stats[1].prefix(n)],

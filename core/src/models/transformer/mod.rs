@@ -180,11 +180,6 @@ impl TransformerConfig {
         })
     }
 
-    /// Parameter tensors of one block: norms and attention (12), then the FFN's.
-    fn block_tensors(&self) -> usize {
-        12 + self.moe.map_or(4, |m| 1 + 4 * m.num_experts)
-    }
-
     fn ffn(&self) -> Ffn {
         Ffn { n_embd: self.embed_dim, n_hidden: self.ffn_dim, act: self.ffn_act }
     }
@@ -202,6 +197,15 @@ struct BlockParams {
     fc2: [Slot; 2],
     /// The MoE FFN, when configured.
     moe: Option<MoeParams>,
+    /// Decoder blocks: cross-attention's norm (`norm2`) and q/k/v/o projections.
+    cross: Option<CrossParams>,
+}
+
+/// Cross-attention parameters of a decoder block.
+#[derive(Clone, Copy, Debug, Default)]
+struct CrossParams {
+    norm: [Slot; 2],
+    proj: [[Slot; 2]; 4],
 }
 
 /// Where an MoE FFN's tensors lie: the router, and expert 0's four tensors (fc1.weight,
@@ -249,9 +253,31 @@ struct BlockActs {
     /// statistics: assignments, dropped, aux loss.
     moe: [Slot; 12],
     moe_stats: Slot,
+    /// Decoder blocks: cross-attention's activations.
+    cross: Option<CrossActs>,
+}
+
+/// Cross-attention activations of a decoder block: the stream after it, its norm's output and
+/// statistics, q (from the decoder), k and v (from the memory), probabilities (Tsrc × T tiles),
+/// and its output before o_proj.
+#[derive(Clone, Copy, Debug, Default)]
+struct CrossActs {
+    res: Slot,
+    h: Slot,
+    stats: [Slot; 2],
+    q: Slot,
+    k: Slot,
+    v: Slot,
+    att: Slot,
+    ao: Slot,
 }
 
 impl BlockActs {
+    /// The stream the FFN sub-layer reads: after cross-attention in decoder blocks.
+    fn ffn_in(&self) -> Slot {
+        self.cross.map_or(self.res_mid, |x| x.res)
+    }
+
     /// Lay out one block's activations: every buffer per layer in training, one shared set with a
     /// `tmp` for the residual adds in inference. `(n, ne, nkv, nf)` are the token count and the
     /// widths times tokens; `att_len` the probabilities of one layer.
@@ -262,6 +288,7 @@ impl BlockActs {
         sizes: (usize, usize, usize, usize),
         att_len: usize,
         moe: Option<Moe>,
+        cross: Option<(usize, usize)>,
     ) -> Result<Self> {
         let (n, ne, nkv, nf) = sizes;
         // With MoE the experts' hidden layers live in the routing buffers, not in pre/hid.
@@ -286,6 +313,7 @@ impl BlockActs {
                 tmp: Slot::default(),
                 moe: [Slot::default(); 12],
                 moe_stats: Slot::default(),
+                cross: None,
             }
         } else {
             let h = acts(ne)?;
@@ -308,6 +336,7 @@ impl BlockActs {
                 tmp: acts(ne)?,
                 moe: [Slot::default(); 12],
                 moe_stats: Slot::default(),
+                cross: None,
             }
         };
         if let Some(d) = moe {
@@ -315,6 +344,33 @@ impl BlockActs {
                 *slot = acts(len)?;
             }
             a.moe_stats = acts(3)?;
+        }
+        // Decoder blocks: (memory tokens × kv width, probabilities of one layer).
+        if let Some((src_kv, cross_att)) = cross {
+            a.cross = Some(if training {
+                CrossActs {
+                    res: acts(ne)?,
+                    h: acts(ne)?,
+                    stats: [acts(n)?, acts(n)?],
+                    q: acts(ne)?,
+                    k: acts(src_kv)?,
+                    v: acts(src_kv)?,
+                    att: acts(cross_att)?,
+                    ao: acts(ne)?,
+                }
+            } else {
+                // Inference shares the self-attention's buffers; only k and v differ in length.
+                CrossActs {
+                    res: a.res_in,
+                    h: a.h1,
+                    stats: a.stats1,
+                    q: a.q,
+                    k: acts(src_kv)?,
+                    v: acts(src_kv)?,
+                    att: Slot::default(),
+                    ao: a.ao,
+                }
+            });
         }
         Ok(a)
     }
@@ -342,6 +398,16 @@ impl BlockActs {
             tmp: at(self.tmp),
             moe: self.moe.map(at),
             moe_stats: at(self.moe_stats),
+            cross: self.cross.map(|x| CrossActs {
+                res: at(x.res),
+                h: at(x.h),
+                stats: x.stats.map(at),
+                q: at(x.q),
+                k: at(x.k),
+                v: at(x.v),
+                att: at(x.att),
+                ao: at(x.ao),
+            }),
         }
     }
 }
@@ -362,6 +428,34 @@ struct Grads {
     dinp: Slot,
     /// MoE gradient buffers (`moe::grad_buffer_lens` order).
     dmoe: [Slot; 6],
+    /// Decoder: gradients of cross-attention's k and v (memory tokens × kv width).
+    dkx: Slot,
+    dvx: Slot,
+}
+
+/// What a stack of blocks is: a transformer with its own head, or one half of an
+/// encoder-decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A transformer with a head: pooled (regression) or at every token (autoregressive).
+    Plain,
+    /// An encoder (`encoder.*`): no head; its final norm's output is the decoder's memory.
+    Encoder,
+    /// A decoder (`decoder.*`, then `head`): causal self-attention, cross-attention over up to
+    /// `max_src` memory positions, the head at every token.
+    Decoder {
+        /// Longest memory (source sequence).
+        max_src: usize,
+    },
+}
+
+/// The encoder's output as a decoder reads it: memory (acts), its gradient (act_grads, training),
+/// and its length.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Memory {
+    pub(crate) acts: Slot,
+    pub(crate) grads: Slot,
+    pub(crate) len: usize,
 }
 
 /// A planned transformer: dims and slots, no memory.
@@ -372,6 +466,7 @@ struct Grads {
 #[derive(Clone, Debug)]
 pub struct Transformer {
     cfg: TransformerConfig,
+    role: Role,
     training: bool,
     input_proj: [Slot; 2],
     pos_embed: Slot,
@@ -393,28 +488,8 @@ pub struct Transformer {
     decode: Option<decode::Decode>,
 }
 
-/// Names of a block's parameters after `layers.{i}.`, in `state_dict` order.
-const BLOCK_NAMES: [&str; 16] = [
-    "norm1.weight",
-    "norm1.bias",
-    "attn.q_proj.weight",
-    "attn.q_proj.bias",
-    "attn.k_proj.weight",
-    "attn.k_proj.bias",
-    "attn.v_proj.weight",
-    "attn.v_proj.bias",
-    "attn.o_proj.weight",
-    "attn.o_proj.bias",
-    "norm2.weight",
-    "norm2.bias",
-    "ffn.fc1.weight",
-    "ffn.fc1.bias",
-    "ffn.fc2.weight",
-    "ffn.fc2.bias",
-];
-
 impl BlockParams {
-    fn plan(c: &TransformerConfig, p: &mut Planner) -> Result<Self> {
+    fn plan(c: &TransformerConfig, cross: bool, p: &mut Planner) -> Result<Self> {
         let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
         // A weight (rows × cols) and its bias (rows).
         let pair = |p: &mut Planner, rows: usize, cols: usize| -> Result<[Slot; 2]> {
@@ -422,6 +497,15 @@ impl BlockParams {
         };
         let norm1 = pair(p, e, 1)?;
         let proj = [pair(p, e, e)?, pair(p, kv, e)?, pair(p, kv, e)?, pair(p, e, e)?];
+        let cross = if cross {
+            let norm = pair(p, e, 1)?;
+            Some(CrossParams {
+                norm,
+                proj: [pair(p, e, e)?, pair(p, kv, e)?, pair(p, kv, e)?, pair(p, e, e)?],
+            })
+        } else {
+            None
+        };
         let norm2 = pair(p, e, 1)?;
         let (fc1, fc2, moe) = match c.moe {
             None => (pair(p, f, e)?, pair(p, e, f)?, None),
@@ -443,7 +527,7 @@ impl BlockParams {
                 ([Slot::default(); 2], [Slot::default(); 2], Some(MoeParams { router, expert0, stride }))
             }
         };
-        Ok(BlockParams { norm1, proj, norm2, fc1, fc2, moe })
+        Ok(BlockParams { norm1, proj, norm2, fc1, fc2, moe, cross })
     }
 
     fn shifted(&self, by: usize) -> Self {
@@ -459,36 +543,27 @@ impl BlockParams {
                 expert0: m.expert0.map(|s| s.shifted(by)),
                 stride: m.stride,
             }),
+            cross: self.cross.map(|c| CrossParams { norm: pair(c.norm), proj: c.proj.map(pair) }),
         }
-    }
-
-    /// The `j`-th tensor of the block, in `state_dict` order: `BLOCK_NAMES`, or for MoE the first
-    /// 12 of them, then the router and each expert's fc1.weight, fc1.bias, fc2.weight, fc2.bias.
-    fn slot(&self, j: usize) -> Slot {
-        if let (Some(m), true) = (self.moe, j >= 12) {
-            return match j - 12 {
-                0 => m.router,
-                r => m.expert0[(r - 1) % 4].shifted((r - 1) / 4 * m.stride),
-            };
-        }
-        let pairs = [
-            self.norm1,
-            self.proj[0],
-            self.proj[1],
-            self.proj[2],
-            self.proj[3],
-            self.norm2,
-            self.fc1,
-            self.fc2,
-        ];
-        pairs[j / 2][j % 2]
     }
 }
 
 impl Transformer {
-    /// Check the config and lay out every tensor for `max_batch` sequences of `max_seq_len`.
+    /// Check the config and lay out every tensor of a plain transformer for `max_batch` sequences
+    /// of `max_seq_len`.
     pub(crate) fn plan(
         cfg: &TransformerConfig,
+        max_batch: usize,
+        training: bool,
+        p: &mut Planner,
+    ) -> Result<Self> {
+        Self::plan_role(cfg, Role::Plain, max_batch, training, p)
+    }
+
+    /// [`Transformer::plan`] for a stack of a given role (encoder-decoder halves).
+    pub(crate) fn plan_role(
+        cfg: &TransformerConfig,
+        role: Role,
         max_batch: usize,
         training: bool,
         p: &mut Planner,
@@ -505,13 +580,24 @@ impl Transformer {
         let nkv = mul(n, d.kv_dim())?;
         let nf = mul(n, f)?;
         let tt = mul(t, t)?;
+        let max_src = match role {
+            Role::Decoder { max_src } => Some(max_src),
+            Role::Plain | Role::Encoder => None,
+        };
+        // Decoder blocks: (memory tokens × kv width, cross-attention probabilities of one layer).
+        let cross = match max_src {
+            Some(s) => {
+                Some((mul(mul(max_batch, s)?, d.kv_dim())?, mul(mul(max_batch, d.n_heads)?, mul(s, t)?)?))
+            }
+            None => None,
+        };
         let input_proj = [p.take(Region::Params, mul(e, cfg.input_dim)?)?, p.take(Region::Params, e)?];
         let pos_embed = p.take(Region::Params, mul(t, e)?)?;
         let res_in = p.take(Region::Acts, ne)?;
         let mut block0: Option<(BlockParams, BlockActs)> = None;
         let mut strides = (0, 0);
         for i in 0..cfg.num_layers {
-            let params = BlockParams::plan(cfg, p)?;
+            let params = BlockParams::plan(cfg, max_src.is_some(), p)?;
             // Inference shares one set of activation buffers between all blocks.
             let a = match block0 {
                 Some((_, a0)) if !training => a0,
@@ -522,6 +608,7 @@ impl Transformer {
                     (n, ne, nkv, nf),
                     mul(mul(max_batch, d.n_heads)?, tt)?,
                     cfg.moe_layer(),
+                    cross,
                 )?,
             };
             match block0 {
@@ -542,14 +629,27 @@ impl Transformer {
         }
         let block0 = block0.expect("validate() requires num_layers >= 1");
         let final_norm = [p.take(Region::Params, e)?, p.take(Region::Params, e)?];
-        let head =
-            [p.take(Region::Params, mul(cfg.output_dim, e)?)?, p.take(Region::Params, cfg.output_dim)?];
+        let has_head = role != Role::Encoder;
+        let head = if has_head {
+            [p.take(Region::Params, mul(cfg.output_dim, e)?)?, p.take(Region::Params, cfg.output_dim)?]
+        } else {
+            [Slot::default(); 2]
+        };
         let hf = p.take(Region::Acts, ne)?;
         let statsf = [p.take(Region::Acts, n)?, p.take(Region::Acts, n)?];
         // Regression pools each sequence to one row for the head; autoregressive heads every token.
-        let out_rows = if cfg.autoregressive { n } else { max_batch };
-        let pooled =
-            if cfg.autoregressive { Slot::default() } else { p.take(Region::Acts, mul(max_batch, e)?)? };
+        let out_rows = if !has_head {
+            0
+        } else if cfg.autoregressive {
+            n
+        } else {
+            max_batch
+        };
+        let pooled = if cfg.autoregressive || !has_head {
+            Slot::default()
+        } else {
+            p.take(Region::Acts, mul(max_batch, e)?)?
+        };
         let out = p.take(Region::Acts, mul(out_rows, cfg.output_dim)?)?;
         let g = if training {
             let mut ag = |len: usize| p.take(Region::ActGrads, len);
@@ -562,7 +662,11 @@ impl Transformer {
                 dv: ag(nkv)?,
                 dhid: ag(if cfg.moe.is_some() { 0 } else { nf })?,
                 dpre: ag(if cfg.moe.is_some() { 0 } else { nf })?,
-                dpooled: if cfg.autoregressive { Slot::default() } else { ag(mul(max_batch, e)?)? },
+                dpooled: if cfg.autoregressive || !has_head {
+                    Slot::default()
+                } else {
+                    ag(mul(max_batch, e)?)?
+                },
                 dout: ag(mul(out_rows, cfg.output_dim)?)?,
                 dinp: ag(mul(n, cfg.input_dim)?)?,
                 dmoe: match cfg.moe_layer() {
@@ -575,18 +679,22 @@ impl Transformer {
                     }
                     None => [Slot::default(); 6],
                 },
+                dkx: ag(cross.map_or(0, |c| c.0))?,
+                dvx: ag(cross.map_or(0, |c| c.0))?,
             }
         } else {
             Grads::default()
         };
         // The layer says how much scratch it needs; t·t and e·t were checked above, which bounds
         // scratch_len = (t + head_dim + 2)·t.
-        let attn_scratch = p.take(Region::Scratch, d.scratch_len(t, t))?;
+        let attn_scratch =
+            p.take(Region::Scratch, d.scratch_len(t, t).max(d.scratch_len(t, max_src.unwrap_or(0))))?;
         let decode = match cfg.kv_cache {
-            Some(dtype) => Some(decode::Decode::plan(cfg, dtype, max_batch, p)?),
+            Some(dtype) => Some(decode::Decode::plan(cfg, dtype, max_batch, max_src, p)?),
             None => None,
         };
         Ok(Transformer {
+            role,
             attn_scratch,
             decode,
             cfg: *cfg,
@@ -618,6 +726,11 @@ impl Transformer {
         Some(total)
     }
 
+    /// The final norm's output (acts): an encoder's memory.
+    pub(crate) fn memory_slot(&self) -> Slot {
+        self.hf
+    }
+
     /// Block `i`'s parameter and activation slots.
     fn block(&self, i: usize) -> (BlockParams, BlockActs) {
         let (p0, a0) = &self.block0;
@@ -641,109 +754,189 @@ impl Transformer {
 
     /// Number of parameter tensors.
     pub(crate) fn param_count(&self) -> usize {
-        3 + self.cfg.block_tensors() * self.cfg.num_layers + 4
+        let head = if self.role == Role::Encoder { 0 } else { 2 };
+        3 + self.block_tensors() * self.cfg.num_layers + 2 + head
+    }
+
+    /// Parameter tensors of one block: norms and attention (12; 22 with cross-attention), then
+    /// the FFN's (4, or the router and 4 per expert).
+    fn block_tensors(&self) -> usize {
+        let attn = if self.is_decoder() { 22 } else { 12 };
+        attn + self.cfg.moe.map_or(4, |m| 1 + 4 * m.num_experts)
+    }
+
+    fn is_decoder(&self) -> bool {
+        matches!(self.role, Role::Decoder { .. })
+    }
+
+    /// Name prefix of this stack's tensors (`encoder.`, `decoder.`); the head is never prefixed.
+    fn prefixed(&self, name: &mut ParamName) {
+        match self.role {
+            Role::Plain => {}
+            Role::Encoder => {
+                name.push("encoder");
+            }
+            Role::Decoder { .. } => {
+                name.push("decoder");
+            }
+        }
     }
 
     /// The `i`-th parameter tensor, in PyTorch `state_dict` order.
     pub(crate) fn param(&self, i: usize) -> Option<ParamInfo> {
         let c = &self.cfg;
-        let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
+        let e = c.embed_dim;
         let uniform = |fan_in: usize| Init::Uniform(1.0 / libm::sqrtf(fan_in as f32));
         let mut name = ParamName::new();
-        let bt = c.block_tensors();
-        let n_blocks = bt * self.cfg.num_layers;
-        Some(match i {
-            0 => ParamInfo::matrix(
-                name.push("input_proj").field("weight").clone(),
-                self.input_proj[0],
-                e,
-                c.input_dim,
-                uniform(c.input_dim),
-            ),
-            1 => ParamInfo::vector(
-                name.push("input_proj").field("bias").clone(),
-                self.input_proj[1],
-                e,
-                uniform(c.input_dim),
-            ),
-            2 => ParamInfo::matrix(
-                name.push("pos_embed").field("weight").clone(),
-                self.pos_embed,
-                c.max_seq_len,
-                e,
-                Init::Normal(0.02),
-            ),
-            i if i < 3 + n_blocks => {
-                let (layer, j) = ((i - 3) / bt, (i - 3) % bt);
-                let slot = self.block(layer).0.slot(j);
-                name.push("layers").index(layer);
-                if let (Some(m), true) = (c.moe, j >= 12) {
-                    name.push("ffn");
-                    if j == 12 {
-                        let name = name.push("router").field("weight").clone();
-                        return Some(ParamInfo::matrix(name, slot, m.num_experts, e, uniform(e)));
-                    }
-                    let (expert, part) = ((j - 13) / 4, (j - 13) % 4);
-                    name.push("experts").index(expert).push(["fc1", "fc1", "fc2", "fc2"][part]);
-                    let name = name.field(["weight", "bias"][part % 2]).clone();
-                    let (rows, cols) = if part < 2 { (f, e) } else { (e, f) };
-                    return Some(if part % 2 == 0 {
-                        ParamInfo::matrix(name, slot, rows, cols, uniform(cols))
-                    } else {
-                        ParamInfo::vector(name, slot, rows, uniform(cols))
-                    });
-                }
-                name.push(BLOCK_NAMES[j]);
-                let name = name.clone();
-                // (rows, cols, fan_in) of the pair j/2 belongs to; norms are vectors.
-                let (rows, cols) = match j / 2 {
-                    0 | 5 => (e, 0),
-                    1 | 4 => (e, e),
-                    2 | 3 => (kv, e),
-                    6 => (f, e),
-                    _ => (e, f),
-                };
-                match (cols, j % 2) {
-                    (0, 0) => ParamInfo::vector(name, slot, rows, Init::Const(1.0)),
-                    (0, _) => ParamInfo::vector(name, slot, rows, Init::Const(0.0)),
-                    (_, 0) => ParamInfo::matrix(name, slot, rows, cols, uniform(cols)),
-                    _ => ParamInfo::vector(name, slot, rows, uniform(cols)),
-                }
-            }
-            i if i < 3 + n_blocks + 4 => match i - 3 - n_blocks {
-                0 => ParamInfo::vector(
-                    name.push("final_norm").field("weight").clone(),
-                    self.final_norm[0],
+        let (bt, layers) = (self.block_tensors(), c.num_layers);
+        let n_blocks = bt * layers;
+        if i < 3 {
+            self.prefixed(&mut name);
+            return Some(match i {
+                0 => ParamInfo::matrix(
+                    name.push("input_proj").field("weight").clone(),
+                    self.input_proj[0],
                     e,
-                    Init::Const(1.0),
+                    c.input_dim,
+                    uniform(c.input_dim),
                 ),
                 1 => ParamInfo::vector(
-                    name.push("final_norm").field("bias").clone(),
-                    self.final_norm[1],
+                    name.push("input_proj").field("bias").clone(),
+                    self.input_proj[1],
                     e,
-                    Init::Const(0.0),
+                    uniform(c.input_dim),
                 ),
-                2 => ParamInfo::matrix(
-                    name.push("head").field("weight").clone(),
-                    self.head[0],
-                    c.output_dim,
+                _ => ParamInfo::matrix(
+                    name.push("pos_embed").field("weight").clone(),
+                    self.pos_embed,
+                    c.max_seq_len,
+                    e,
+                    Init::Normal(0.02),
+                ),
+            });
+        }
+        if i < 3 + n_blocks {
+            let (layer, j) = ((i - 3) / bt, (i - 3) % bt);
+            self.prefixed(&mut name);
+            name.push("layers").index(layer);
+            return Some(self.block_param(&self.block(layer).0, j, name));
+        }
+        let rest = i - 3 - n_blocks;
+        match (rest, self.role) {
+            (0 | 1, _) => {
+                self.prefixed(&mut name);
+                let field = ["weight", "bias"][rest];
+                let init = Init::Const(if rest == 0 { 1.0 } else { 0.0 });
+                Some(ParamInfo::vector(
+                    name.push("final_norm").field(field).clone(),
+                    self.final_norm[rest],
+                    e,
+                    init,
+                ))
+            }
+            (2, Role::Plain | Role::Decoder { .. }) => Some(ParamInfo::matrix(
+                name.push("head").field("weight").clone(),
+                self.head[0],
+                c.output_dim,
+                e,
+                uniform(e),
+            )),
+            (3, Role::Plain | Role::Decoder { .. }) => Some(ParamInfo::vector(
+                name.push("head").field("bias").clone(),
+                self.head[1],
+                c.output_dim,
+                uniform(e),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Tensor `j` of a block (in `state_dict` order) under `name` (`…layers.{i}`).
+    ///
+    /// Encoder and plain blocks: `norm1`, `attn.{q,k,v,o}_proj`, `norm2`, `ffn`. Decoder blocks:
+    /// `norm1`, `self_attn.*`, `norm2` (before cross-attention), `cross_attn.*`, `norm3`, `ffn`.
+    fn block_param(&self, bp: &BlockParams, j: usize, mut name: ParamName) -> ParamInfo {
+        let c = &self.cfg;
+        let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
+        let uniform = |fan_in: usize| Init::Uniform(1.0 / libm::sqrtf(fan_in as f32));
+        let proj_dims = [(e, e), (kv, e), (kv, e), (e, e)];
+        let proj_names = ["q_proj", "k_proj", "v_proj", "o_proj"];
+        // (path, [weight, bias] slots, rows, cols; cols 0 for a norm) of every pair before the FFN.
+        let mut pairs: heapless::Vec<(&str, &str, [Slot; 2], usize, usize), 11> = heapless::Vec::new();
+        let self_attn = if self.is_decoder() { "self_attn" } else { "attn" };
+        let mut add =
+            |group: &'static str, part: &'static str, slots: [Slot; 2], rows: usize, cols: usize| {
+                // 11 pairs at most: two norms and four projections per attention, three norms.
+                pairs.push((group, part, slots, rows, cols)).expect("at most 11 pairs before the FFN");
+            };
+        add("norm1", "", bp.norm1, e, 0);
+        for (k, (rows, cols)) in proj_dims.iter().enumerate() {
+            add(self_attn, proj_names[k], bp.proj[k], *rows, *cols);
+        }
+        if let Some(x) = bp.cross {
+            add("norm2", "", x.norm, e, 0);
+            for (k, (rows, cols)) in proj_dims.iter().enumerate() {
+                add("cross_attn", proj_names[k], x.proj[k], *rows, *cols);
+            }
+            add("norm3", "", bp.norm2, e, 0);
+        } else {
+            add("norm2", "", bp.norm2, e, 0);
+        }
+        let field = ["weight", "bias"];
+        if let Some(&(group, part, slots, rows, cols)) = pairs.get(j / 2) {
+            name.push(group);
+            if !part.is_empty() {
+                name.push(part);
+            }
+            let (name, slot) = (name.field(field[j % 2]).clone(), slots[j % 2]);
+            return match (cols, j % 2) {
+                (0, 0) => ParamInfo::vector(name, slot, rows, Init::Const(1.0)),
+                (0, _) => ParamInfo::vector(name, slot, rows, Init::Const(0.0)),
+                (_, 0) => ParamInfo::matrix(name, slot, rows, cols, uniform(cols)),
+                _ => ParamInfo::vector(name, slot, rows, uniform(cols)),
+            };
+        }
+        // The FFN: dense fc1/fc2, or the router then each expert's fc1/fc2.
+        let k = j - 2 * pairs.len();
+        name.push("ffn");
+        let (slot, fc) = match bp.moe {
+            None => ([bp.fc1, bp.fc2][k / 2][k % 2], k),
+            Some(m) if k == 0 => {
+                let n_exp = c.moe.map_or(0, |x| x.num_experts);
+                return ParamInfo::matrix(
+                    name.push("router").field("weight").clone(),
+                    m.router,
+                    n_exp,
                     e,
                     uniform(e),
-                ),
-                _ => ParamInfo::vector(
-                    name.push("head").field("bias").clone(),
-                    self.head[1],
-                    c.output_dim,
-                    uniform(e),
-                ),
-            },
-            _ => return None,
-        })
+                );
+            }
+            Some(m) => {
+                let (expert, part) = ((k - 1) / 4, (k - 1) % 4);
+                name.push("experts").index(expert);
+                (m.expert0[part].shifted(expert * m.stride), part)
+            }
+        };
+        let name = name.push(["fc1", "fc1", "fc2", "fc2"][fc]).field(field[fc % 2]).clone();
+        let (rows, cols) = if fc < 2 { (f, e) } else { (e, f) };
+        if fc % 2 == 0 {
+            ParamInfo::matrix(name, slot, rows, cols, uniform(cols))
+        } else {
+            ParamInfo::vector(name, slot, rows, uniform(cols))
+        }
     }
 
     /// Forward pass over `batch` sequences of `seq` tokens read from `acts[inp]`; leaves in acts
     /// everything backward reads.
-    pub(crate) fn forward(&self, bufs: &mut Buffers<'_>, inp: Slot, batch: usize, seq: usize) {
+    ///
+    /// `memory`: the encoder's output, which a decoder's cross-attention reads.
+    pub(crate) fn forward(
+        &self,
+        bufs: &mut Buffers<'_>,
+        inp: Slot,
+        (batch, seq): (usize, usize),
+        memory: Option<Memory>,
+    ) {
         let c = &self.cfg;
         let (e, n) = (c.embed_dim, batch * seq);
         let ne = n * e;
@@ -759,10 +952,14 @@ impl Transformer {
         position::forward_inplace(res, &w[self.pos_embed.range()], e, seq);
         for i in 0..c.num_layers {
             let (bp, a) = self.block(i);
-            self.block_forward(&bp, &a, w, acts, scratch, (batch, seq));
+            self.block_forward(&bp, &a, w, acts, scratch, (batch, seq), memory);
         }
         let last = self.block(c.num_layers - 1).1.res_out;
-        let out_rows = if c.autoregressive { n } else { batch };
+        let out_rows = match self.role {
+            Role::Encoder => 0,
+            _ if c.autoregressive => n,
+            _ => batch,
+        };
         let [res, hf, mean, rstd, out] = disjoint(
             acts,
             [
@@ -776,7 +973,9 @@ impl Transformer {
         let (nw, nb) = (&w[self.final_norm[0].range()], &w[self.final_norm[1].range()]);
         layernorm::forward(hf, mean, rstd, res, nw, nb);
         let (hw, hb) = (&w[self.head[0].range()], &w[self.head[1].range()]);
-        if c.autoregressive {
+        if self.role == Role::Encoder {
+            // The final norm's output is the memory; no head.
+        } else if c.autoregressive {
             linear::forward(out, hf, hw, hb, lin(e, c.output_dim));
         } else {
             let [hf, pooled] = disjoint(acts, [self.hf.prefix(ne), self.pooled.prefix(batch * e)]);
@@ -788,6 +987,7 @@ impl Transformer {
     }
 
     /// One block: `x += o_proj(attn(norm1(x)))`, then `x += ffn(norm2(x))`.
+    #[allow(clippy::too_many_arguments)] // the block, the carved regions, the shape, the memory
     fn block_forward(
         &self,
         bp: &BlockParams,
@@ -796,6 +996,7 @@ impl Transformer {
         acts: &mut [f32],
         scratch: &mut [f32],
         (batch, seq): (usize, usize),
+        memory: Option<Memory>,
     ) {
         let c = &self.cfg;
         let (e, d) = (c.embed_dim, c.attn());
@@ -847,14 +1048,20 @@ impl Transformer {
         linear::forward(y, ao, p(bp.proj[3][0]), p(bp.proj[3][1]), lin(e, e));
         add_into(acts, sum.prefix(ne), other.prefix(ne));
 
+        // Decoder blocks: x += o_proj(cross_attn(norm2(x), memory)).
+        if let (Some(xp), Some(xa), Some(mem)) = (bp.cross, a.cross, memory) {
+            self.cross_forward(&xp, a, &xa, w, acts, scratch, (batch, seq), mem);
+        }
+
+        let ffn_in = a.ffn_in();
         let [res, h, mean, rstd] = disjoint(
             acts,
-            [a.res_mid.prefix(ne), a.h2.prefix(ne), a.stats2[0].prefix(n), a.stats2[1].prefix(n)],
+            [ffn_in.prefix(ne), a.h2.prefix(ne), a.stats2[0].prefix(n), a.stats2[1].prefix(n)],
         );
         layernorm::forward(h, mean, rstd, res, p(bp.norm2[0]), p(bp.norm2[1]));
         let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
         let (y, sum, other) =
-            if self.training { (a.res_out, a.res_out, a.res_mid) } else { (a.tmp, a.res_in, a.tmp) };
+            if self.training { (a.res_out, a.res_out, ffn_in) } else { (a.tmp, a.res_in, a.tmp) };
         if let (Some(d), Some(mp)) = (c.moe_layer(), bp.moe) {
             moe_forward(d, &mp, (a.h2.prefix(ne), y.prefix(ne)), (&a.moe, a.moe_stats), w, acts, n);
         } else if self.training {
@@ -868,25 +1075,184 @@ impl Transformer {
         add_into(acts, sum.prefix(ne), other.prefix(ne));
     }
 
+    /// A decoder block's cross-attention sub-layer: queries from `norm2(x)`, keys and values
+    /// projected from the memory (the encoder's output, `mem.len` tokens per sequence).
+    #[allow(clippy::too_many_arguments)] // the sub-layer, the carved regions, the shape, the memory
+    fn cross_forward(
+        &self,
+        xp: &CrossParams,
+        a: &BlockActs,
+        xa: &CrossActs,
+        w: &[f32],
+        acts: &mut [f32],
+        scratch: &mut [f32],
+        (batch, seq): (usize, usize),
+        mem: Memory,
+    ) {
+        let c = &self.cfg;
+        let (e, d) = (c.embed_dim, Attn { causal: false, ..c.attn() });
+        let (n, src) = (batch * seq, batch * mem.len);
+        let (ne, skv) = (n * e, src * d.kv_dim());
+        let p = |s: Slot| &w[s.range()];
+        let [res, h, mean, rstd] = disjoint(
+            acts,
+            [a.res_mid.prefix(ne), xa.h.prefix(ne), xa.stats[0].prefix(n), xa.stats[1].prefix(n)],
+        );
+        layernorm::forward(h, mean, rstd, res, p(xp.norm[0]), p(xp.norm[1]));
+        let [h, q, m, k, v] = disjoint(
+            acts,
+            [xa.h.prefix(ne), xa.q.prefix(ne), mem.acts.prefix(src * e), xa.k.prefix(skv), xa.v.prefix(skv)],
+        );
+        linear::forward(q, h, p(xp.proj[0][0]), p(xp.proj[0][1]), lin(e, e));
+        linear::forward(k, m, p(xp.proj[1][0]), p(xp.proj[1][1]), lin(e, d.kv_dim()));
+        linear::forward(v, m, p(xp.proj[2][0]), p(xp.proj[2][1]), lin(e, d.kv_dim()));
+        let work = &mut scratch[self.attn_scratch.range()];
+        if self.training {
+            let att_len = batch * d.n_heads * mem.len * seq;
+            let [q, k, v, ao, att] = disjoint(
+                acts,
+                [
+                    xa.q.prefix(ne),
+                    xa.k.prefix(skv),
+                    xa.v.prefix(skv),
+                    xa.ao.prefix(ne),
+                    xa.att.prefix(att_len),
+                ],
+            );
+            attention::forward(ao, att, work, [q, k, v], d, batch, (seq, mem.len));
+        } else {
+            let [q, k, v, ao] =
+                disjoint(acts, [xa.q.prefix(ne), xa.k.prefix(skv), xa.v.prefix(skv), xa.ao.prefix(ne)]);
+            attention::forward(ao, &mut [], work, [q, k, v], d, batch, (seq, mem.len));
+        }
+        // Training writes o_proj into the cross stream and adds the self-attention stream;
+        // inference adds tmp into the one stream.
+        let (y, sum, other) =
+            if self.training { (xa.res, xa.res, a.res_mid) } else { (a.tmp, a.res_in, a.tmp) };
+        let [ao, y] = disjoint(acts, [xa.ao.prefix(ne), y.prefix(ne)]);
+        linear::forward(y, ao, p(xp.proj[3][0]), p(xp.proj[3][1]), lin(e, e));
+        add_into(acts, sum.prefix(ne), other.prefix(ne));
+    }
+
     /// Backward pass: the forward, mirrored. Reads dL/d(output) from `act_grads[doutput]`;
     /// accumulates into `grads`; leaves dL/d(input) in `act_grads[dinput]`. Training plans only.
-    pub(crate) fn backward(&self, bufs: &mut Buffers<'_>, inp: Slot, batch: usize, seq: usize) {
+    ///
+    /// `memory`: a decoder's cross-attention adds the gradient of the encoder's output into
+    /// `memory.grads`; an encoder (no head) starts from that gradient instead of a head's.
+    pub(crate) fn backward(
+        &self,
+        bufs: &mut Buffers<'_>,
+        inp: Slot,
+        (batch, seq): (usize, usize),
+        memory: Option<Memory>,
+    ) {
         debug_assert!(self.training);
         let c = &self.cfg;
         let (e, n, g) = (c.embed_dim, batch * seq, &self.g);
         let ne = n * e;
         let (w, acts, grads, ag, scratch) =
             (&*bufs.params, &*bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads, &mut *bufs.scratch);
-        // head (and mean-pool), final norm: dres ← d(stream leaving the last block)
-        let (out_rows, pooled_len) = if c.autoregressive { (n, 0) } else { (batch, batch * e) };
-        let [dout, dpooled, dhf, dres] = disjoint(
+        // head (and mean-pool): dhf ← d(final norm's output); an encoder's comes from its decoder.
+        let dhf_slot = match (self.role, memory) {
+            (Role::Encoder, Some(mem)) => mem.grads,
+            _ => {
+                self.head_backward(w, acts, grads, ag, (batch, seq));
+                g.dh
+            }
+        };
+        let [dhf, dres] = disjoint(ag, [dhf_slot.prefix(ne), g.dres.prefix(ne)]);
+        dres.fill(0.0);
+        let last = self.block(c.num_layers - 1).1.res_out;
+        let [dw, db] = disjoint(grads, [self.final_norm[0].range(), self.final_norm[1].range()]);
+        let stats = [&acts[self.statsf[0].prefix(n)], &acts[self.statsf[1].prefix(n)]];
+        let x = &acts[last.prefix(ne)];
+        layernorm::backward(dres, dw, db, dhf, x, stats[0], stats[1], &w[self.final_norm[0].range()]);
+        for i in (0..c.num_layers).rev() {
+            let (bp, a) = self.block(i);
+            self.block_backward(&bp, &a, (w, acts, grads), ag, scratch, (batch, seq), memory);
+        }
+        // positions and input projection
+        let [dres, dinp] = disjoint(ag, [g.dres.prefix(ne), g.dinp.prefix(n * c.input_dim)]);
+        position::backward(&mut grads[self.pos_embed.range()], dres, e, seq);
+        let [dw, db] = disjoint(grads, [self.input_proj[0].range(), self.input_proj[1].range()]);
+        dinp.fill(0.0);
+        let x = &acts[inp.prefix(n * c.input_dim)];
+        linear::backward(Some(dinp), dw, db, dres, x, &w[self.input_proj[0].range()], lin(c.input_dim, e));
+    }
+
+    /// Backward of [`Transformer::cross_forward`]. On entry `act_grads[dres]` holds d(stream after
+    /// cross-attention); on exit d(stream after self-attention). Adds d(memory) into `mem.grads`.
+    #[allow(clippy::too_many_arguments)] // the sub-layer, the carved regions, the shape, the memory
+    fn cross_backward(
+        &self,
+        xp: &CrossParams,
+        a: &BlockActs,
+        xa: &CrossActs,
+        (w, acts, grads): (&[f32], &[f32], &mut [f32]),
+        ag: &mut [f32],
+        scratch: &mut [f32],
+        (batch, seq): (usize, usize),
+        mem: Memory,
+    ) {
+        let c = &self.cfg;
+        let (e, d, g) = (c.embed_dim, Attn { causal: false, ..c.attn() }, &self.g);
+        let (n, src) = (batch * seq, batch * mem.len);
+        let (ne, skv) = (n * e, src * d.kv_dim());
+        let p = |s: Slot| &w[s.range()];
+        let act = |s: Slot, len: usize| &acts[s.prefix(len)];
+        let [dres, dao, dq, dk, dv, dh, dmem] = disjoint(
             ag,
             [
-                g.dout.prefix(out_rows * c.output_dim),
-                g.dpooled.prefix(pooled_len),
-                g.dh.prefix(ne),
                 g.dres.prefix(ne),
+                g.dao.prefix(ne),
+                g.dq.prefix(ne),
+                g.dkx.prefix(skv),
+                g.dvx.prefix(skv),
+                g.dh.prefix(ne),
+                mem.grads.prefix(src * e),
             ],
+        );
+        let [dw, db] = disjoint(grads, [xp.proj[3][0].range(), xp.proj[3][1].range()]);
+        dao.fill(0.0);
+        linear::backward(Some(&mut *dao), dw, db, dres, act(xa.ao, ne), p(xp.proj[3][0]), lin(e, e));
+        dq.fill(0.0);
+        dk.fill(0.0);
+        dv.fill(0.0);
+        let att = act(xa.att, batch * d.n_heads * mem.len * seq);
+        let qkv = [act(xa.q, ne), act(xa.k, skv), act(xa.v, skv)];
+        let work = &mut scratch[self.attn_scratch.range()];
+        attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, (seq, mem.len));
+        // q came from the decoder's norm; k and v from the memory, whose gradient accumulates over
+        // every decoder block.
+        dh.fill(0.0);
+        let [dw, db] = disjoint(grads, [xp.proj[0][0].range(), xp.proj[0][1].range()]);
+        linear::backward(Some(&mut *dh), dw, db, dq, act(xa.h, ne), p(xp.proj[0][0]), lin(e, e));
+        let m = act(mem.acts, src * e);
+        for (j, dy) in [(1, &*dk), (2, &*dv)] {
+            let [dw, db] = disjoint(grads, [xp.proj[j][0].range(), xp.proj[j][1].range()]);
+            linear::backward(Some(&mut *dmem), dw, db, dy, m, p(xp.proj[j][0]), lin(e, d.kv_dim()));
+        }
+        let [dln_w, dln_b] = disjoint(grads, [xp.norm[0].range(), xp.norm[1].range()]);
+        let stats = [act(xa.stats[0], n), act(xa.stats[1], n)];
+        layernorm::backward(dres, dln_w, dln_b, dh, act(a.res_mid, ne), stats[0], stats[1], p(xp.norm[0]));
+    }
+
+    /// The head's backward (and the mean-pool's): leaves d(final norm's output) in `dh`.
+    fn head_backward(
+        &self,
+        w: &[f32],
+        acts: &[f32],
+        grads: &mut [f32],
+        ag: &mut [f32],
+        (batch, seq): (usize, usize),
+    ) {
+        let c = &self.cfg;
+        let (e, n, g) = (c.embed_dim, batch * seq, &self.g);
+        let ne = n * e;
+        let (out_rows, pooled_len) = if c.autoregressive { (n, 0) } else { (batch, batch * e) };
+        let [dout, dpooled, dhf] = disjoint(
+            ag,
+            [g.dout.prefix(out_rows * c.output_dim), g.dpooled.prefix(pooled_len), g.dh.prefix(ne)],
         );
         let [dw, db] = disjoint(grads, [self.head[0].range(), self.head[1].range()]);
         let hw = &w[self.head[0].range()];
@@ -907,45 +1273,19 @@ impl Transformer {
             linear::backward(Some(&mut *dpooled), dw, db, dout, pooled, hw, lin(e, c.output_dim));
             pool::backward(dhf, dpooled, e, seq);
         }
-        dres.fill(0.0);
-        let last = self.block(c.num_layers - 1).1.res_out;
-        let [dw, db] = disjoint(grads, [self.final_norm[0].range(), self.final_norm[1].range()]);
-        let stats = [&acts[self.statsf[0].prefix(n)], &acts[self.statsf[1].prefix(n)]];
-        layernorm::backward(
-            dres,
-            dw,
-            db,
-            dhf,
-            &acts[last.prefix(ne)],
-            stats[0],
-            stats[1],
-            &w[self.final_norm[0].range()],
-        );
-        for i in (0..c.num_layers).rev() {
-            let (bp, a) = self.block(i);
-            self.block_backward(&bp, &a, w, acts, grads, ag, scratch, (batch, seq));
-        }
-        // positions and input projection
-        let [dres, dinp] = disjoint(ag, [g.dres.prefix(ne), g.dinp.prefix(n * c.input_dim)]);
-        position::backward(&mut grads[self.pos_embed.range()], dres, e, seq);
-        let [dw, db] = disjoint(grads, [self.input_proj[0].range(), self.input_proj[1].range()]);
-        dinp.fill(0.0);
-        let x = &acts[inp.prefix(n * c.input_dim)];
-        linear::backward(Some(dinp), dw, db, dres, x, &w[self.input_proj[0].range()], lin(c.input_dim, e));
     }
 
     /// One block's backward. On entry `act_grads[dres]` holds d(res_out); on exit d(res_in).
-    #[allow(clippy::too_many_arguments)] // the carved regions, one by one, and the batch shape
+    #[allow(clippy::too_many_arguments)] // the block, the carved regions, the shape, the memory
     fn block_backward(
         &self,
         bp: &BlockParams,
         a: &BlockActs,
-        w: &[f32],
-        acts: &[f32],
-        grads: &mut [f32],
+        (w, acts, grads): (&[f32], &[f32], &mut [f32]),
         ag: &mut [f32],
         scratch: &mut [f32],
         (batch, seq): (usize, usize),
+        memory: Option<Memory>,
     ) {
         let c = &self.cfg;
         let (e, d, g) = (c.embed_dim, c.attn(), &self.g);
@@ -996,16 +1336,13 @@ impl Transformer {
         }
         let [dres, dh] = disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne)]);
         let [dln_w, dln_b] = disjoint(grads, [bp.norm2[0].range(), bp.norm2[1].range()]);
-        layernorm::backward(
-            dres,
-            dln_w,
-            dln_b,
-            dh,
-            act(a.res_mid, ne),
-            act(a.stats2[0], n),
-            act(a.stats2[1], n),
-            p(bp.norm2[0]),
-        );
+        let (x, stats) = (act(a.ffn_in(), ne), [act(a.stats2[0], n), act(a.stats2[1], n)]);
+        layernorm::backward(dres, dln_w, dln_b, dh, x, stats[0], stats[1], p(bp.norm2[0]));
+
+        // Decoder blocks: cross-attention, then its norm; dres becomes d(stream after self-attention).
+        if let (Some(xp), Some(xa), Some(mem)) = (bp.cross, a.cross, memory) {
+            self.cross_backward(&xp, a, &xa, (w, acts, grads), ag, scratch, (batch, seq), mem);
+        }
 
         // Attention: o_proj, attention, q/k/v projections, norm1.
         let [dres, dao, dq, dk, dv, dh] = disjoint(
