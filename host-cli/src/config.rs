@@ -7,8 +7,8 @@ use clap::{Args, ValueEnum};
 use regkern_core::layers::KvDtype;
 use regkern_core::models::MAX_HIDDEN;
 use regkern_core::{
-    Activation, AttentionType, Capacity, LinearConfig, MlpConfig, ModelConfig, MoeConfig, Optimizer,
-    Schedule, Task, TransformerConfig,
+    Activation, AttentionType, Capacity, EncoderDecoderConfig, LinearConfig, MlpConfig, ModelConfig,
+    MoeConfig, Optimizer, Schedule, Task, TransformerConfig,
 };
 
 /// `--type`.
@@ -102,12 +102,22 @@ pub struct ModelArgs {
     #[command(flatten)]
     pub transformer: TransformerArgs,
     /// Autoregressive transformer: predict the next value at every position (task `sine`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "encoderdecoder")]
     pub autoregressive: bool,
+    /// Encoder-decoder transformer for sequence-to-sequence regression (task `reverse`); greedy
+    /// decoding uses an f32 KV cache unless --kv_cache says otherwise.
+    #[arg(long)]
+    pub encoderdecoder: bool,
+    /// Encoder blocks (--encoderdecoder).
+    #[arg(long = "num_encoder_layers", alias = "num-encoder-layers", default_value_t = 2)]
+    pub num_encoder_layers: usize,
+    /// Decoder blocks (--encoderdecoder).
+    #[arg(long = "num_decoder_layers", alias = "num-decoder-layers", default_value_t = 2)]
+    pub num_decoder_layers: usize,
     /// Generate through a KV cache (autoregressive models): an f32 cache unless --kv_cache says.
     #[arg(long = "use_kv_cache", alias = "use-kv-cache")]
     pub use_kv_cache: bool,
-    /// KV cache storage for generation: f32, f16, bf16 or off.
+    /// KV cache storage for generation and greedy decoding: f32, f16, bf16 or off.
     #[arg(long = "kv_cache", alias = "kv-cache", value_enum)]
     pub kv_cache: Option<KvArg>,
 }
@@ -226,6 +236,7 @@ impl ModelArgs {
             ModelType::Linear => Task::Linear,
             ModelType::Nlinear => Task::Nlinear,
             ModelType::Transformer if self.autoregressive => Task::Sine,
+            ModelType::Transformer if self.encoderdecoder => Task::Reverse,
             ModelType::Transformer => Task::Seqsum,
         }
     }
@@ -261,10 +272,28 @@ impl ModelArgs {
         if self.model_type != ModelType::Transformer && self.transformer.moe {
             return Err("--moe needs --type transformer".into());
         }
-        let kv_cache = if task.autoregressive() { self.kv_cache_dtype(cache_by_default) } else { None };
-        if !task.autoregressive() && (self.use_kv_cache || self.kv_cache.is_some_and(|k| k != KvArg::Off)) {
-            return Err("--use_kv_cache and --kv_cache need --type transformer --autoregressive".into());
+        if self.model_type != ModelType::Transformer && self.encoderdecoder {
+            return Err("--encoderdecoder needs --type transformer".into());
         }
+        // Greedy decoding is an encoder-decoder's inference, so it gets its caches by default.
+        let kv_cache =
+            if task.per_token() { self.kv_cache_dtype(cache_by_default || task.seq2seq()) } else { None };
+        if !task.per_token() && (self.use_kv_cache || self.kv_cache.is_some_and(|k| k != KvArg::Off)) {
+            return Err(
+                "--use_kv_cache and --kv_cache need --type transformer with --autoregressive or --encoderdecoder"
+                    .into(),
+            );
+        }
+        let fits = |max_seq_len: usize| {
+            if task.seq_len() > max_seq_len {
+                return Err(format!(
+                    "the {} task's sequences have {} tokens, more than --max_seq_len {max_seq_len}",
+                    task.name(),
+                    task.seq_len(),
+                ));
+            }
+            Ok(())
+        };
         Ok(match self.model_type {
             ModelType::Linear => {
                 ModelConfig::Linear(LinearConfig { n_in: task.in_len(), n_out: task.out_len() })
@@ -283,19 +312,33 @@ impl ModelArgs {
                     act,
                 })
             }
+            ModelType::Transformer if task.seq2seq() => {
+                let t = self.transformer.config(task.in_dim(), task.out_len() / task.seq_len(), false, None);
+                let cfg = EncoderDecoderConfig {
+                    input_dim: t.input_dim,
+                    output_dim: t.output_dim,
+                    embed_dim: t.embed_dim,
+                    ffn_dim: t.ffn_dim,
+                    num_encoder_layers: self.num_encoder_layers,
+                    num_decoder_layers: self.num_decoder_layers,
+                    num_heads: t.num_heads,
+                    num_groups: t.num_groups,
+                    attention: t.attention,
+                    max_seq_len: t.max_seq_len,
+                    ffn_act: t.ffn_act,
+                    moe: t.moe,
+                    kv_cache,
+                };
+                cfg.validate().map_err(|e| e.to_string())?;
+                fits(cfg.max_seq_len)?;
+                ModelConfig::EncoderDecoder(cfg)
+            }
             ModelType::Transformer => {
                 let out_dim =
                     if task.autoregressive() { task.out_len() / task.seq_len() } else { task.out_len() };
                 let cfg = self.transformer.config(task.in_dim(), out_dim, task.autoregressive(), kv_cache);
                 cfg.validate().map_err(|e| e.to_string())?;
-                if task.seq_len() > cfg.max_seq_len {
-                    return Err(format!(
-                        "the {} task's sequences have {} tokens, more than --max_seq_len {}",
-                        task.name(),
-                        task.seq_len(),
-                        cfg.max_seq_len
-                    ));
-                }
+                fits(cfg.max_seq_len)?;
                 ModelConfig::Transformer(cfg)
             }
         })

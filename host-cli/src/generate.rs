@@ -71,6 +71,54 @@ pub fn free_running_mse(net: &mut Net<'_>, val: &Synthetic, use_cache: bool) -> 
     })
 }
 
+/// Greedy decoding of an encoder-decoder over a validation set.
+#[derive(Clone, Debug)]
+pub struct Greedy {
+    /// Mean squared error of the decoded sequences against the targets.
+    pub mse: f32,
+    /// KV cache type used, if any.
+    pub kv_cache: Option<&'static str>,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Validation sequence 0: source, target and the decoded sequence.
+    pub example: [Vec<f32>; 3],
+}
+
+/// Decode every validation source greedily (the encoder once, then one target value per step
+/// fed back; through the caches when the model planned them) and return the MSE against the
+/// targets, with validation sequence 0 as an example.
+pub fn greedy_mse(net: &mut Net<'_>, val: &Synthetic) -> Result<Greedy, String> {
+    let start = Instant::now();
+    let (in_len, out_len) = (val.in_len(), val.out_len());
+    let batch = net.model().mode().max_batch();
+    let (mut x, mut y) = (vec![0.0f32; batch * in_len], vec![0.0f32; batch * out_len]);
+    let mut out = vec![0.0f32; batch * out_len];
+    let (mut sum_sq, mut first) = (0.0f64, 0);
+    let mut example = [Vec::new(), Vec::new(), Vec::new()];
+    while first < val.len() {
+        let n = batch.min(val.len() - first);
+        let indices: Vec<u32> = (first..first + n).map(|i| i as u32).collect();
+        val.fill(&indices, &mut x[..n * in_len], &mut y[..n * out_len]);
+        net.predict(&x[..n * in_len], &mut out[..n * out_len]).map_err(|e| e.to_string())?;
+        sum_sq += out[..n * out_len].iter().zip(&y).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
+        if first == 0 {
+            example = [x[..in_len].to_vec(), y[..out_len].to_vec(), out[..out_len].to_vec()];
+        }
+        first += n;
+    }
+    Ok(Greedy {
+        mse: (sum_sq / (val.len() * out_len) as f64) as f32,
+        kv_cache: net.model().kv_cache().map(|d| d.name()),
+        seconds: start.elapsed().as_secs_f64(),
+        example,
+    })
+}
+
+/// Values to two decimals, comma-separated.
+pub fn fmt_values(v: &[f32]) -> String {
+    v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
+}
+
 /// Arguments of `regkern generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {

@@ -140,6 +140,9 @@ pub fn train_then<R>(
     let mut arena = vec![0.0f32; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
     net.set_seq_len(args.model.task().seq_len()).map_err(|e| e.to_string())?;
+    if args.model.task().seq2seq() {
+        net.set_target_len(args.model.task().seq_len()).map_err(|e| e.to_string())?;
+    }
     net.init_params(args.seed);
     let (train, val) = Synthetic::split(args.model.task(), args.seed, args.train_size, args.val_size);
     let mut order = vec![0u32; args.train_size];
@@ -181,21 +184,29 @@ pub fn train_then<R>(
 }
 
 /// Train the configured model on its task and print the summary (or JSON); autoregressive
-/// models also report free-running generation on the validation set.
+/// models also report free-running generation on the validation set, encoder-decoders greedy
+/// decoding.
 pub fn run(args: &TrainArgs) -> Result<(), String> {
     train_then(args, false, |net, val, outcome| {
-        let free = if args.model.task().autoregressive() {
+        let task = args.model.task();
+        let free = if task.autoregressive() {
             Some(crate::generate::free_running_mse(net, val, args.model.kv_cache_dtype(false).is_some())?)
         } else {
             None
         };
-        report(args, outcome, free);
+        let greedy = if task.seq2seq() { Some(crate::generate::greedy_mse(net, val)?) } else { None };
+        report(args, outcome, free, greedy);
         Ok(())
     })
 }
 
 /// Print the summary line, or the JSON object.
-fn report(args: &TrainArgs, o: &Outcome, free: Option<crate::generate::FreeRunning>) {
+fn report(
+    args: &TrainArgs,
+    o: &Outcome,
+    free: Option<crate::generate::FreeRunning>,
+    greedy: Option<crate::generate::Greedy>,
+) {
     let (cfg, optimizer, schedule, batch, summary, wall) =
         (&o.cfg, &o.optimizer, &o.schedule, o.batch, &o.summary, o.wall);
     let (param_count, arena_bytes) = (o.param_count, o.arena_bytes);
@@ -234,6 +245,26 @@ fn report(args: &TrainArgs, o: &Outcome, free: Option<crate::generate::FreeRunni
                     }),
                     _ => json!(null),
                 },
+                "encoder_decoder": match &cfg {
+                    regkern_core::ModelConfig::EncoderDecoder(t) => json!({
+                        "moe": t.moe.map(|m| json!({
+                            "num_experts": m.num_experts,
+                            "topk": m.top_k,
+                            "capacity": match m.capacity { regkern_core::Capacity::Absolute(c) => json!(c), _ => json!(null) },
+                            "capacity_factor": match m.capacity { regkern_core::Capacity::Factor(f) => json!(f), _ => json!(null) },
+                            "alpha": m.alpha,
+                        })),
+                        "attention_type": t.attention.name(),
+                        "num_heads": t.num_heads,
+                        "num_groups": t.kv_heads(),
+                        "embed_dim": t.embed_dim,
+                        "ffn_dim": t.ffn_dim,
+                        "num_encoder_layers": t.num_encoder_layers,
+                        "num_decoder_layers": t.num_decoder_layers,
+                        "max_seq_len": t.max_seq_len,
+                    }),
+                    _ => json!(null),
+                },
                 "epochs": args.epochs,
                 "lr": optimizer.lr(),
                 "optimizer": optimizer.name(),
@@ -266,6 +297,12 @@ fn report(args: &TrainArgs, o: &Outcome, free: Option<crate::generate::FreeRunni
                 "kv_cache": f.kv_cache,
                 "seconds": f.seconds,
             })),
+            "greedy_decode": greedy.as_ref().map(|g| json!({
+                "mse": g.mse,
+                "kv_cache": g.kv_cache,
+                "seconds": g.seconds,
+                "example": {"source": g.example[0], "target": g.example[1], "decoded": g.example[2]},
+            })),
         });
         println!("{out}");
     } else {
@@ -283,6 +320,19 @@ fn report(args: &TrainArgs, o: &Outcome, free: Option<crate::generate::FreeRunni
                 f.kv_cache.map_or_else(|| "no KV cache".to_string(), |d| format!("{d} KV cache")),
                 f.mse
             );
+        }
+        if let Some(g) = greedy {
+            let fmt = crate::generate::fmt_values;
+            println!(
+                "greedy decoding of the validation set ({}): MSE {:.4e} in {:.2} s",
+                g.kv_cache.map_or_else(|| "no caches".to_string(), |d| format!("{d} KV cache")),
+                g.mse,
+                g.seconds
+            );
+            println!("validation sequence 0:");
+            println!("  source  {}", fmt(&g.example[0]));
+            println!("  target  {}", fmt(&g.example[1]));
+            println!("  decoded {}", fmt(&g.example[2]));
         }
     }
 }

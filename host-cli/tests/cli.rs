@@ -151,6 +151,82 @@ fn autoregressive_training_reports_free_running_generation() {
     assert!((mse[3] - mse[0]).abs() <= 5e-2 * mse[0], "bf16 cache {} vs uncached {}", mse[3], mse[0]);
 }
 
+/// A small encoder-decoder run on `reverse`: `args` after the common flags.
+fn small_encdec(args: &[&str]) -> Output {
+    let mut full = vec![
+        "train",
+        "--type",
+        "transformer",
+        "--encoderdecoder",
+        "--epochs",
+        "1",
+        "--train_size",
+        "64",
+        "--val_size",
+        "32",
+        "--embed_dim",
+        "16",
+        "--num_heads",
+        "4",
+        "--num_groups",
+        "2",
+        "--ffn_dim",
+        "32",
+    ];
+    full.extend_from_slice(args);
+    regkern(&full)
+}
+
+#[test]
+fn encoder_decoder_training_reports_greedy_decoding() {
+    let mut mse = Vec::new();
+    for cache in ["off", "f32"] {
+        let o = small_encdec(&[
+            "--num_encoder_layers",
+            "1",
+            "--num_decoder_layers",
+            "2",
+            "--kv_cache",
+            cache,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{cache}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["config"]["task"], "reverse");
+        assert_eq!(v["config"]["encoder_decoder"]["num_encoder_layers"], 1);
+        assert_eq!(v["config"]["encoder_decoder"]["num_decoder_layers"], 2);
+        let g = &v["greedy_decode"];
+        let expected_cache = if cache == "off" { serde_json::Value::Null } else { serde_json::json!(cache) };
+        assert_eq!(g["kv_cache"], expected_cache);
+        let source: Vec<f64> = serde_json::from_value(g["example"]["source"].clone()).unwrap();
+        let target: Vec<f64> = serde_json::from_value(g["example"]["target"].clone()).unwrap();
+        assert_eq!(g["example"]["decoded"].as_array().unwrap().len(), 32);
+        assert!(source.iter().rev().eq(target.iter()), "the example's target is its source reversed");
+        mse.push(g["mse"].as_f64().unwrap());
+    }
+    // The same trained model decoded through the caches and by recomputation.
+    assert!((mse[1] - mse[0]).abs() <= 1e-5 * mse[0], "cached {} vs uncached {}", mse[1], mse[0]);
+    // Defaults: two blocks each, greedy decoding through an f32 cache; the text shows the example.
+    let o = small_encdec(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("training transformer on task reverse"), "{out}");
+    assert!(out.contains("greedy decoding of the validation set (f32 KV cache)"), "{out}");
+    for row in ["  source ", "  target ", "  decoded "] {
+        assert!(out.contains(row), "{row:?} in:\n{out}");
+    }
+    let o = regkern(&["plan", "--type", "transformer", "--encoderdecoder", "--params", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> =
+        v["params"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names[0], "encoder.input_proj.weight");
+    assert!(names.contains(&"decoder.layers.1.cross_attn.k_proj.weight"));
+    assert!(names.contains(&"decoder.layers.0.norm3.bias"));
+    assert_eq!(names.last(), Some(&"head.bias"));
+    assert!(v["inference"]["kv_cache"].as_u64().unwrap() > 0, "greedy decoding's caches are planned");
+}
+
 #[test]
 fn generate_prints_values_and_rejects_bad_requests() {
     let o = small_ar("generate", &["--steps", "20", "--json"]);
@@ -312,8 +388,19 @@ fn bad_flags_are_clear_errors() {
         (&["--type", "transformer", "--max_seq_len", "16"], "more than --max_seq_len 16"),
         (&["--type", "transformer", "--attention_type", "sparse"], "invalid value 'sparse'"),
         (&["--type", "nlinear", "--autoregressive"], "--autoregressive needs --type transformer"),
-        (&["--type", "transformer", "--use_kv_cache"], "need --type transformer --autoregressive"),
-        (&["--type", "transformer", "--kv_cache", "f16"], "need --type transformer --autoregressive"),
+        (&["--type", "transformer", "--use_kv_cache"], "need --type transformer with --autoregressive or"),
+        (&["--type", "transformer", "--kv_cache", "f16"], "need --type transformer with --autoregressive or"),
+        (&["--type", "nlinear", "--encoderdecoder"], "--encoderdecoder needs --type transformer"),
+        (&["--type", "transformer", "--encoderdecoder", "--autoregressive"], "cannot be used with"),
+        (
+            &["--type", "transformer", "--encoderdecoder", "--num_encoder_layers", "0"],
+            "num_encoder_layers must be",
+        ),
+        (
+            &["--type", "transformer", "--encoderdecoder", "--num_decoder_layers", "0"],
+            "num_decoder_layers must be",
+        ),
+        (&["--type", "transformer", "--encoderdecoder", "--max_seq_len", "31"], "more than --max_seq_len 31"),
         (&["--type", "transformer", "--autoregressive", "--kv_cache", "f8"], "invalid value 'f8'"),
         (&["--type", "nlinear", "--moe"], "--moe needs --type transformer"),
         (&["--type", "transformer", "--moe", "--topk", "0"], "topk must be at least 1"),
