@@ -74,5 +74,11 @@ fn p3_tfm_moe_train(c: &mut Criterion) {
     bench_train_step(c, "P3/tfm-moe-train", &workloads::p3_transformer(), batch, &data);
 }
 
-criterion::criterion_group!(benches, p1_mlp_train, p2_tfm_reg_train, p3_tfm_moe_train);
+fn p5_encdec_train(c: &mut Criterion) {
+    let batch = workloads::P2_BATCH;
+    let data = Synthetic::new(Task::Reverse, 0, 0, batch);
+    bench_train_step(c, "P5/encdec-train", &workloads::p5_encdec(), batch, &data);
+}
+
+criterion::criterion_group!(benches, p1_mlp_train, p2_tfm_reg_train, p3_tfm_moe_train, p5_encdec_train);
 criterion::criterion_main!(benches);

@@ -4,11 +4,13 @@
     bench_torch.py p2 [--steps 100] [--warmup 20] [--threads 1]
     bench_torch.py p3 [--steps 100] [--warmup 20] [--threads 1]
     bench_torch.py p4 [--repeats 20] [--warmup 3] [--step-repeats 200] [--threads 1]
+    bench_torch.py p5 [--steps 100] [--warmup 20] [--threads 1]
     bench_torch.py e3 [--seed 0] [--epochs 20] [--threads 1]
     bench_torch.py e4 [--seed 0] [--epochs 20] [--threads 1]
+    bench_torch.py e5 [--seed 0] [--epochs 60] [--threads 1]
     bench_torch.py e6 [--seed 0] [--epochs 20] [--threads 1]
 
-Each prints one JSON line. The model is tests/fixtures/reference_transformer.py (SPEC §3.3-3.5),
+Each prints one JSON line. The model is tests/fixtures/reference_transformer.py (SPEC §3.3-3.6),
 in f32 on the CPU, one thread unless --threads says otherwise.
 """
 import argparse
@@ -23,11 +25,15 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures"))
-from reference_transformer import KVCache, Transformer, generate  # noqa: E402
+from reference_transformer import EncoderDecoder, KVCache, Transformer, generate, greedy_decode  # noqa: E402
 
 # CLI defaults of `regkern train --type transformer` (SPEC §3.3), shared by P2, P4, E3 and E4.
 TFM = dict(input_dim=1, output_dim=1, embed_dim=64, ffn_dim=128, num_layers=2, num_heads=8, num_groups=4,
            max_seq_len=128, attention_type="gqa")
+# `regkern train --type transformer --encoderdecoder` (SPEC §3.6) with the same CLI defaults: num_layers
+# encoder and num_layers decoder layers (P5, E5).
+ENCDEC = dict(input_dim=1, output_dim=1, embed_dim=64, ffn_dim=128, num_encoder_layers=2, num_decoder_layers=2,
+              num_heads=8, num_groups=4, max_seq_len=128, attention_type="gqa")
 # MoE defaults of `regkern train --type transformer --moe` (SPEC §3.3, §3.5): 8 experts, top-2,
 # capacity factor 1.25 unless an absolute capacity is given, alpha 0.01.
 MOE = dict(use_moe=True, num_experts=8, topk=2, capacity=None, capacity_factor=1.25, alpha=0.01)
@@ -38,6 +44,18 @@ def train_step(model, opt, x, y):
     load-balancing loss, SPEC §3.5), backward, Adam. Returns the MSE alone."""
     opt.zero_grad()
     mse = nn.functional.mse_loss(model(x), y)
+    loss = mse + model.aux_loss() if model.use_moe else mse
+    loss.backward()
+    opt.step()
+    return mse
+
+
+def encdec_train_step(model, opt, src, tgt):
+    """An encoder-decoder training step (SPEC §3.6, teacher forcing: the decoder reads tgt shifted
+    right, 0.0 first): zero grad, forward, MSE over all [B, T, output_dim] (+ aux with MoE),
+    backward, Adam. Returns the MSE alone."""
+    opt.zero_grad()
+    mse = nn.functional.mse_loss(model(src, tgt), tgt)
     loss = mse + model.aux_loss() if model.use_moe else mse
     loss.backward()
     opt.step()
@@ -170,6 +188,31 @@ def p4(args):
         "kv_cache_per_token": per_token(t_cached), "kv_cache_step_at_context": step,
         "no_cache_per_token": per_token(t_uncached), "cached_vs_uncached_max_abs_diff": diff,
         "repeats": args.repeats, "step_repeats": args.step_repeats, "warmup": args.warmup,
+    }
+
+
+def p5(args):
+    """P5 encdec-train: src 32, tgt 32, input_dim = output_dim = 1, E 64, F 128, 2 encoder + 2
+    decoder layers, H 8, G 4 (GQA), batch 32, on a batch of the reverse task (tgt = src reversed).
+    A step = zero grad, teacher-forced forward, MSE, backward, Adam."""
+    torch.manual_seed(0)
+    model = EncoderDecoder(**ENCDEC)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    src = torch.rand(32, 32, 1) * 2 - 1
+    tgt = src.flip(1)
+    for _ in range(args.warmup):
+        encdec_train_step(model, opt, src, tgt)
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        loss = encdec_train_step(model, opt, src, tgt)
+        times.append((time.perf_counter() - t0) * 1e3)
+    if not math.isfinite(loss.item()):
+        raise SystemExit("P5: non-finite loss")
+    return {
+        "workload": "P5", "median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4),
+        "max_ms": round(max(times), 4), "mean_ms": round(statistics.fmean(times), 4), "steps": args.steps,
+        "warmup": args.warmup,
     }
 
 
@@ -328,12 +371,65 @@ def e4(args):
     }
 
 
+def reverse(n, gen, seq_len=32):
+    """SPEC §5 reverse: x ~ U(-1,1)^[seq_len, 1], target = x reversed along the sequence."""
+    x = torch.rand(n, seq_len, 1, generator=gen) * 2 - 1
+    return x, x.flip(1)
+
+
+def e5(args):
+    """E5: `regkern train --type transformer --encoderdecoder --epochs 60 --lr 0.001` on reverse, seeded.
+
+    Teacher forcing (decoder input = target shifted right, 0.0 first); validation is teacher-forced
+    too, after every epoch. Then greedy decoding of the whole validation set (encoder once, decoder
+    re-run on the growing prefix, 32 steps), MSE against the targets, timed separately from wall_s
+    (which covers data generation, training and the per-epoch validation). plateau_end_epoch: the
+    first epoch whose validation MSE is below half of epoch 1's (the loss sits near 0.28 before)."""
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(args.seed)  # data and shuffling
+    x_train, y_train = reverse(2048, gen)
+    x_val, y_val = reverse(512, gen)
+    torch.manual_seed(args.seed)  # model initialisation
+    model = EncoderDecoder(**ENCDEC)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    batch = 32
+    train_losses, val_losses, epoch_s = [], [], []
+    for _ in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(x_train), generator=gen)
+        total = 0.0
+        for i in range(0, len(perm), batch):
+            idx = perm[i:i + batch]
+            loss = encdec_train_step(model, opt, x_train[idx], y_train[idx])
+            if not math.isfinite(loss.item()):
+                raise SystemExit(f"E5: non-finite loss at epoch {len(val_losses) + 1}, step {i // batch}")
+            total += loss.item() * len(idx)
+        train_losses.append(total / len(x_train))
+        model.eval()
+        with torch.no_grad():  # one pass over all 512: the same mean as over batches of 32
+            val_losses.append(nn.functional.mse_loss(model(x_val, y_val), y_val).item())
+        epoch_s.append(round(time.perf_counter() - t0, 3))
+    wall = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    greedy = greedy_decode(model, x_val, y_val.shape[1])
+    greedy_mse = nn.functional.mse_loss(greedy, y_val).item()
+    greedy_s = time.perf_counter() - t1
+    plateau_end = next((i + 1 for i, v in enumerate(val_losses) if v < 0.5 * val_losses[0]), None)
+    return {
+        "experiment": "E5", "seed": args.seed, "epochs": args.epochs, "lr": args.lr, "wall_s": round(wall, 3),
+        "final_val_mse": val_losses[-1], "best_val_mse": min(val_losses), "final_train_mse": train_losses[-1],
+        "greedy_mse": greedy_mse, "greedy_steps": y_val.shape[1], "greedy_s": round(greedy_s, 3),
+        "plateau_end_epoch": plateau_end, "val_mse": val_losses, "train_mse": train_losses,
+        "elapsed_s_after_epoch": epoch_s,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("p2", "p3"):
+    for name in ("p2", "p3", "p5"):
         a = sub.add_parser(name, parents=[common], help=f"{name.upper()} training-step time, ms/step")
         a.add_argument("--steps", type=int, default=100, help="timed steps (>= 50)")
         a.add_argument("--warmup", type=int, default=20)
@@ -343,14 +439,15 @@ def main():
     d.add_argument("--step-repeats", type=int, default=200, help="timed single decode steps per context")
     for name, help_ in (("e3", "E3 full run: wall time and final validation MSE"),
                         ("e4", "E4 full run: wall time, validation MSE and free-running MSE"),
+                        ("e5", "E5 full run (encoder-decoder): wall time, validation MSE and greedy MSE"),
                         ("e6", "E6 full run (MoE): wall time, validation MSE and drop rate")):
         b = sub.add_parser(name, parents=[common], help=help_)
         b.add_argument("--seed", type=int, default=0)
-        b.add_argument("--epochs", type=int, default=20)
+        b.add_argument("--epochs", type=int, default=60 if name == "e5" else 20)
         b.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"p2": p2, "p3": p3, "p4": p4, "e3": e3, "e4": e4, "e6": e6}[args.cmd](args)
+    result = {"p2": p2, "p3": p3, "p4": p4, "p5": p5, "e3": e3, "e4": e4, "e5": e5, "e6": e6}[args.cmd](args)
     result.update(torch=torch.__version__, threads=torch.get_num_threads())
     print(json.dumps(result))
 

@@ -125,6 +125,28 @@ pub mod workloads {
         })
     }
 
+    /// P5 encdec-train: source 32, target 32, input_dim = output_dim = 1, E 64, F 128, 2 encoder +
+    /// 2 decoder layers, H 8, G 4 (GQA); teacher-forced. `max_seq_len` is the sequence length.
+    /// Batch [`P2_BATCH`].
+    pub fn p5_encdec() -> ModelConfig {
+        let ModelConfig::Transformer(t) = p2_transformer() else { unreachable!("P2 is a transformer") };
+        ModelConfig::EncoderDecoder(regkern_core::EncoderDecoderConfig {
+            input_dim: t.input_dim,
+            output_dim: t.output_dim,
+            embed_dim: t.embed_dim,
+            ffn_dim: t.ffn_dim,
+            num_encoder_layers: 2,
+            num_decoder_layers: 2,
+            num_heads: t.num_heads,
+            num_groups: t.num_groups,
+            attention: t.attention,
+            max_seq_len: t.max_seq_len,
+            ffn_act: t.ffn_act,
+            moe: None,
+            kv_cache: None,
+        })
+    }
+
     /// P3 tfm-moe-train: P2 with MoE FFNs: 8 experts, top-2, capacity 320 (= 1.25·B·T·k/E),
     /// alpha 0.01.
     pub fn p3_transformer() -> ModelConfig {
