@@ -67,6 +67,13 @@ pub enum Error {
         /// `max_seq_len`.
         max: usize,
     },
+    /// A checkpoint is malformed or does not match the model; nothing was loaded.
+    BadCheckpoint {
+        /// What is wrong.
+        reason: &'static str,
+        /// Byte offset in the file where the problem lies (e.g. the offending tensor's name).
+        offset: usize,
+    },
 }
 
 /// `core::result::Result` with [`Error`].
@@ -86,6 +93,7 @@ impl Error {
             Error::NotTrainable => -8,
             Error::OptimizerMismatch { .. } => -9,
             Error::ContextTooLong { .. } => -10,
+            Error::BadCheckpoint { .. } => -11,
         }
     }
 
@@ -103,6 +111,7 @@ impl Error {
             -8 => "model was planned for inference only",
             -9 => "optimizer needs more state than planned",
             -10 => "sequence longer than max_seq_len",
+            -11 => "invalid checkpoint",
             _ => "unknown status code",
         }
     }
@@ -133,6 +142,9 @@ impl fmt::Display for Error {
                 f,
                 "the context would need {needed} positions, more than max_seq_len {max}; use a sliding window"
             ),
+            Error::BadCheckpoint { reason, offset } => {
+                write!(f, "invalid checkpoint: {reason} (at byte {offset})")
+            }
         }
     }
 }
@@ -158,7 +170,7 @@ pub(crate) fn mul(a: usize, b: usize) -> Result<usize> {
 mod tests {
     use super::*;
 
-    const ALL: [Error; 10] = [
+    const ALL: [Error; 11] = [
         Error::BadConfig { field: "f", reason: "r" },
         Error::BadLen { what: "x", expected: 1, got: 2 },
         Error::ArenaTooSmall { needed: 8, got: 4 },
@@ -169,6 +181,7 @@ mod tests {
         Error::NotTrainable,
         Error::OptimizerMismatch { needed: 2, planned: 0 },
         Error::ContextTooLong { needed: 129, max: 128 },
+        Error::BadCheckpoint { reason: "r", offset: 8 },
     ];
 
     #[test]
@@ -186,7 +199,7 @@ mod tests {
     #[test]
     fn codes_are_pinned() {
         // The C ABI publishes these numbers; changing one breaks compiled callers.
-        let codes: [i32; 10] = ALL.map(|e| e.code());
-        assert_eq!(codes, [-1, -2, -3, -4, -5, -6, -7, -8, -9, -10]);
+        let codes: [i32; 11] = ALL.map(|e| e.code());
+        assert_eq!(codes, [-1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11]);
     }
 }

@@ -64,6 +64,7 @@
 #![deny(missing_docs)]
 
 pub mod arena;
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod layers;

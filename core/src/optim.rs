@@ -147,6 +147,20 @@ impl Optimizer {
         }
     }
 
+    /// PyTorch's name of state copy `k` (`0..state_copies()`), as in `optimizer.state_dict()`:
+    /// Adam `exp_avg`, `exp_avg_sq`; SGD `momentum_buffer`; RMSprop `square_avg`, then
+    /// `momentum_buffer` (with momentum), then `grad_avg` (centered).
+    pub const fn state_name(&self, k: usize) -> &'static str {
+        match (self, k) {
+            (Optimizer::Adam(_), 0) => "exp_avg",
+            (Optimizer::Adam(_), _) => "exp_avg_sq",
+            (Optimizer::Sgd(_), _) => "momentum_buffer",
+            (Optimizer::RmsProp(_), 0) => "square_avg",
+            (Optimizer::RmsProp(o), 1) if o.momentum != 0.0 => "momentum_buffer",
+            (Optimizer::RmsProp(_), _) => "grad_avg",
+        }
+    }
+
     /// Reject hyperparameters PyTorch would reject (`Invalid learning rate`, …).
     pub fn validate(&self) -> Result<()> {
         let nonneg = |v: f32| v.is_finite() && v >= 0.0;

@@ -8,6 +8,7 @@
 
 use core::ops::ControlFlow;
 
+use crate::checkpoint;
 use crate::data::{DataLoader, Dataset};
 use crate::error::{Error, Result, ensure};
 use crate::layers::moe::MoeStats;
@@ -84,8 +85,9 @@ pub trait Observer {
     /// After each optimizer step.
     fn on_step(&mut self, _info: &StepInfo) {}
 
-    /// After each epoch's validation. Return `ControlFlow::Break(())` to stop early.
-    fn on_epoch(&mut self, _info: &EpochInfo) -> ControlFlow<()> {
+    /// After each epoch's validation, with the trainer (to predict, or save a checkpoint).
+    /// Return `ControlFlow::Break(())` to stop early.
+    fn on_epoch(&mut self, _info: &EpochInfo, _trainer: &mut Trainer<'_>) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
 }
@@ -110,13 +112,15 @@ pub struct Summary {
     pub final_moe: Option<(f32, f32)>,
 }
 
-/// A net, an optimizer and the step counter: everything that changes during training.
+/// A net, an optimizer and the step and epoch counters: everything that changes during training.
 #[derive(Debug)]
 pub struct Trainer<'a> {
     net: Net<'a>,
     optimizer: Optimizer,
     config: TrainConfig,
     steps: u64,
+    /// Epochs [`Trainer::fit`] has completed (restored by [`Trainer::load_checkpoint`]).
+    epochs_done: usize,
 }
 
 impl<'a> Trainer<'a> {
@@ -132,7 +136,7 @@ impl<'a> Trainer<'a> {
         if needed > planned {
             return Err(Error::OptimizerMismatch { needed, planned });
         }
-        Ok(Trainer { net, optimizer, config, steps: 0 })
+        Ok(Trainer { net, optimizer, config, steps: 0, epochs_done: 0 })
     }
 
     /// The net being trained.
@@ -148,6 +152,49 @@ impl<'a> Trainer<'a> {
     /// Optimizer steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Epochs completed by [`Trainer::fit`] so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// Bytes [`Trainer::save_checkpoint`] needs (an upper bound; see [`checkpoint::saved_len`]).
+    pub fn checkpoint_len(&self) -> Result<usize> {
+        checkpoint::saved_len(self.net.model(), Some(&self.optimizer))
+    }
+
+    /// Write a training checkpoint — parameters, optimizer state, epochs and steps done — into
+    /// `out`; returns its length. Resuming from it with [`Trainer::load_checkpoint`] continues
+    /// the run exactly as if it had not stopped.
+    pub fn save_checkpoint(&mut self, out: &mut [u8]) -> Result<usize> {
+        let progress = checkpoint::Progress { epochs: self.epochs_done as u64, steps: self.steps };
+        let model = self.net.model().clone();
+        let bufs = self.net.buffers();
+        let copies = self.optimizer.state_copies();
+        let state = checkpoint::TrainingState {
+            optimizer: &self.optimizer,
+            opt_state: &bufs.opt_state[..bufs.params.len() * copies],
+            progress,
+        };
+        checkpoint::save(&model, bufs.params, Some(state), out)
+    }
+
+    /// Restore a training checkpoint written by [`Trainer::save_checkpoint`] with the same model
+    /// and optimizer: parameters, optimizer state, steps and epochs done. On error nothing
+    /// changes.
+    pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<checkpoint::Progress> {
+        let model = self.net.model().clone();
+        let bufs = self.net.buffers();
+        let n = bufs.params.len() * self.optimizer.state_copies();
+        let header =
+            checkpoint::load(bytes, &model, bufs.params, Some((&self.optimizer, &mut bufs.opt_state[..n])))?;
+        let progress = header
+            .progress()
+            .ok_or(Error::BadCheckpoint { reason: "no training progress in the metadata", offset: 8 })?;
+        self.steps = progress.steps;
+        self.epochs_done = usize::try_from(progress.epochs).map_err(|_| Error::SizeOverflow)?;
+        Ok(progress)
     }
 
     /// One optimizer step on the `n` samples already in the net's batch buffers, at `lr`.
@@ -187,8 +234,9 @@ impl<'a> Trainer<'a> {
         evaluate(&mut self.net, ds)
     }
 
-    /// Train for the configured epochs: batches from `loader` over `train`, validation on `val`
-    /// after each epoch, progress to `observer`.
+    /// Train for the configured epochs not yet done (all of them, unless resumed from a
+    /// checkpoint): batches from `loader` over `train`, validation on `val` after each epoch,
+    /// progress to `observer`.
     pub fn fit(
         &mut self,
         train: &dyn Dataset,
@@ -205,7 +253,8 @@ impl<'a> Trainer<'a> {
             return Err(Error::BadLen { what: "loader indices", expected: train.len(), got: loader.len() });
         }
         let epochs = self.config.epochs;
-        let total_steps = self.steps + (epochs * loader.batches_per_epoch()) as u64;
+        let left = epochs.saturating_sub(self.epochs_done);
+        let total_steps = self.steps + (left * loader.batches_per_epoch()) as u64;
         let mut summary = Summary {
             epochs: 0,
             steps: self.steps,
@@ -214,7 +263,7 @@ impl<'a> Trainer<'a> {
             best_val: None,
             final_moe: None,
         };
-        for epoch in 0..epochs {
+        for epoch in self.epochs_done..epochs {
             loader.start_epoch(epoch as u64);
             let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, self.optimizer.lr());
             let (mut dropped, mut assigned, mut aux_sum, mut steps) = (0usize, 0usize, 0.0f64, 0usize);
@@ -258,8 +307,9 @@ impl<'a> Trainer<'a> {
             let moe = (steps > 0)
                 .then(|| (dropped as f32 / assigned.max(1) as f32, (aux_sum / steps as f64) as f32));
             summary.final_moe = moe;
+            self.epochs_done = epoch + 1;
             let info = EpochInfo { epoch, epochs, steps: self.steps, train_loss, val_loss, lr, moe };
-            if observer.on_epoch(&info).is_break() {
+            if observer.on_epoch(&info, self).is_break() {
                 break;
             }
         }

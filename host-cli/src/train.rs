@@ -73,7 +73,7 @@ impl Observer for Progress {
         self.bar.inc(1);
     }
 
-    fn on_epoch(&mut self, e: &EpochInfo) -> ControlFlow<()> {
+    fn on_epoch(&mut self, e: &EpochInfo, _trainer: &mut Trainer<'_>) -> ControlFlow<()> {
         let val = e.val_loss.map_or_else(|| "-".into(), |v| format!("{v:.4e}"));
         self.bar.set_message(format!("train {:.4e}  val {val}", e.train_loss));
         let last = e.epoch + 1 == e.epochs;

@@ -466,6 +466,23 @@ impl<'a> Net<'a> {
         self.bufs.grads
     }
 
+    /// Bytes of this model's checkpoint (parameters only; see [`crate::checkpoint`]).
+    pub fn checkpoint_len(&self) -> Result<usize> {
+        crate::checkpoint::saved_len(&self.model, None)
+    }
+
+    /// Write the parameters as a safetensors checkpoint (PyTorch names, the config in the
+    /// metadata) into `out`; returns its length.
+    pub fn save_checkpoint(&self, out: &mut [u8]) -> Result<usize> {
+        crate::checkpoint::save(&self.model, self.bufs.params, None, out)
+    }
+
+    /// Load the parameters from a safetensors checkpoint of this model (regkern's, or a
+    /// PyTorch `state_dict` saved with `safetensors.torch.save_file`). On error nothing changes.
+    pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
+        crate::checkpoint::load(bytes, &self.model, self.bufs.params, None).map(|_| ())
+    }
+
     /// PyTorch's default initialisation, drawn from `seed` in `state_dict` order.
     pub fn init_params(&mut self, seed: u64) {
         let mut rng = Xoshiro256::seed_from(seed);

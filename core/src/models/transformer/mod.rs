@@ -51,6 +51,11 @@ impl AttentionType {
             AttentionType::Gqa => "gqa",
         }
     }
+
+    /// Parse the CLI spelling.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [AttentionType::Mha, AttentionType::Mqa, AttentionType::Gqa].into_iter().find(|a| a.name() == s)
+    }
 }
 
 /// User hyperparameters of a transformer (`--type transformer`). Defaults: the seed's
