@@ -4,6 +4,8 @@
 //! any memory exists.
 
 use clap::{Args, ValueEnum};
+
+use crate::data::{Layout, Shape};
 use regkern_core::layers::KvDtype;
 use regkern_core::models::MAX_HIDDEN;
 use regkern_core::{
@@ -120,6 +122,15 @@ pub struct ModelArgs {
     /// KV cache storage for generation and greedy decoding: f32, f16, bf16 or off.
     #[arg(long = "kv_cache", alias = "kv-cache", value_enum)]
     pub kv_cache: Option<KvArg>,
+    /// User data (`train --data`): features (or sequence values) per token.
+    #[arg(long = "input_dim", alias = "input-dim", default_value_t = 1)]
+    pub input_dim: usize,
+    /// User data: targets per sample (or per token, for sequence outputs).
+    #[arg(long = "output_dim", alias = "output-dim", default_value_t = 1)]
+    pub output_dim: usize,
+    /// User data for an encoder-decoder: target positions per row [default: the source's].
+    #[arg(long = "target_len", alias = "target-len")]
+    pub target_len: Option<usize>,
 }
 
 /// Transformer flags (SPEC §3.3 defaults: the seed's `TransformerModelConfig` example).
@@ -262,9 +273,15 @@ impl ModelArgs {
         })
     }
 
-    /// The core model config, or a message saying which flag is wrong. `cache_by_default`: plan a
-    /// KV cache unless `--kv_cache off` (the `generate` command).
-    pub fn model_config_with(&self, cache_by_default: bool) -> Result<ModelConfig, String> {
+    /// The core model config for data of `shape` (a synthetic task's, or a CSV file's), or a
+    /// message saying which flag is wrong. `cache_by_default`: plan a KV cache unless
+    /// `--kv_cache off` (the `generate` command). `source`: what the data is, for messages.
+    pub fn model_config_for(
+        &self,
+        shape: &Shape,
+        source: &str,
+        cache_by_default: bool,
+    ) -> Result<ModelConfig, String> {
         let task = self.task();
         if self.model_type != ModelType::Transformer && self.autoregressive {
             return Err("--autoregressive needs --type transformer".into());
@@ -285,18 +302,17 @@ impl ModelArgs {
             );
         }
         let fits = |max_seq_len: usize| {
-            if task.seq_len() > max_seq_len {
+            let longest = shape.seq_len.max(if task.seq2seq() { shape.target_len } else { 0 });
+            if longest > max_seq_len {
                 return Err(format!(
-                    "the {} task's sequences have {} tokens, more than --max_seq_len {max_seq_len}",
-                    task.name(),
-                    task.seq_len(),
+                    "{source}'s sequences have {longest} tokens, more than --max_seq_len {max_seq_len}"
                 ));
             }
             Ok(())
         };
         Ok(match self.model_type {
             ModelType::Linear => {
-                ModelConfig::Linear(LinearConfig { n_in: task.in_len(), n_out: task.out_len() })
+                ModelConfig::Linear(LinearConfig { n_in: shape.in_dim, n_out: shape.out_dim })
             }
             ModelType::Nlinear => {
                 let dims = parse_dims(&self.latent_dims)?;
@@ -306,14 +322,14 @@ impl ModelArgs {
                     ActName::Gelu => Activation::Gelu,
                 };
                 ModelConfig::Mlp(MlpConfig {
-                    n_in: task.in_len(),
+                    n_in: shape.in_dim,
                     latent_dims: dims,
-                    n_out: task.out_len(),
+                    n_out: shape.out_dim,
                     act,
                 })
             }
             ModelType::Transformer if task.seq2seq() => {
-                let t = self.transformer.config(task.in_dim(), task.out_len() / task.seq_len(), false, None);
+                let t = self.transformer.config(shape.in_dim, shape.out_dim, false, None);
                 let cfg = EncoderDecoderConfig {
                     input_dim: t.input_dim,
                     output_dim: t.output_dim,
@@ -334,9 +350,8 @@ impl ModelArgs {
                 ModelConfig::EncoderDecoder(cfg)
             }
             ModelType::Transformer => {
-                let out_dim =
-                    if task.autoregressive() { task.out_len() / task.seq_len() } else { task.out_len() };
-                let cfg = self.transformer.config(task.in_dim(), out_dim, task.autoregressive(), kv_cache);
+                let cfg =
+                    self.transformer.config(shape.in_dim, shape.out_dim, task.autoregressive(), kv_cache);
                 cfg.validate().map_err(|e| e.to_string())?;
                 fits(cfg.max_seq_len)?;
                 ModelConfig::Transformer(cfg)
@@ -344,9 +359,23 @@ impl ModelArgs {
         })
     }
 
-    /// [`ModelArgs::model_config_with`] for `train` and `plan`: a KV cache only when asked for.
+    /// The config on the synthetic task, for `plan`: a KV cache only when asked for.
     pub fn model_config(&self) -> Result<ModelConfig, String> {
-        self.model_config_with(false)
+        let task = self.task();
+        self.model_config_for(&Shape::of_task(task), &format!("the {} task", task.name()), false)
+    }
+
+    /// How CSV rows map to samples for this model (`train --data`).
+    pub fn layout(&self) -> Layout {
+        let task = self.task();
+        let (in_dim, out_dim) = (self.input_dim, self.output_dim);
+        if task.seq2seq() {
+            Layout::Seq2Seq { in_dim, out_dim, target_len: self.target_len }
+        } else if task.autoregressive() {
+            Layout::Autoregressive { dim: in_dim }
+        } else {
+            Layout::PerSample { sequence: self.model_type == ModelType::Transformer, in_dim, out_dim }
+        }
     }
 }
 
@@ -367,6 +396,15 @@ impl OptArgs {
         let opt = opt.with_weight_decay(self.weight_decay);
         opt.validate().map_err(|e| e.to_string())?;
         Ok(opt)
+    }
+}
+
+/// True for models with Mixture-of-Experts FFNs.
+pub fn is_moe(cfg: &ModelConfig) -> bool {
+    match cfg {
+        ModelConfig::Transformer(t) => t.moe.is_some(),
+        ModelConfig::EncoderDecoder(t) => t.moe.is_some(),
+        ModelConfig::Linear(_) | ModelConfig::Mlp(_) => false,
     }
 }
 

@@ -1,13 +1,13 @@
 //! `regkern generate`, and free-running evaluation of autoregressive models.
 //!
-//! Until checkpoints exist (the experiments issue), `generate` trains a model with the same
-//! flags as `train` and then generates from it, in one command.
+//! `generate` trains a model with the same flags as `train` and then generates from it, in one
+//! command.
 
 use std::time::Instant;
 
 use clap::Args;
 use regkern_core::models::{Context, Generate};
-use regkern_core::{Dataset, Net, Synthetic};
+use regkern_core::{Dataset, Net};
 use serde_json::json;
 
 use crate::train::{TrainArgs, train_then};
@@ -33,39 +33,49 @@ pub struct FreeRunning {
     pub seconds: f64,
 }
 
-/// For every validation sequence, prompt with its first [`PROMPT`] values, generate [`STEPS`]
-/// (expanding context), and return the MSE against the truth.
-pub fn free_running_mse(net: &mut Net<'_>, val: &Synthetic, use_cache: bool) -> Result<FreeRunning, String> {
+/// For every validation sequence, prompt with its first [`PROMPT`] positions and generate the
+/// remaining [`STEPS`] (expanding context) — for shorter series (user data), the first half and
+/// the rest — and return the MSE against the truth.
+pub fn free_running_mse(
+    net: &mut Net<'_>,
+    val: &dyn Dataset,
+    use_cache: bool,
+) -> Result<FreeRunning, String> {
     let start = Instant::now();
-    let (in_len, out_len) = (val.in_len(), val.out_len());
-    if in_len < PROMPT || in_len + 1 < PROMPT + STEPS || out_len != in_len {
-        return Err(format!("free-running evaluation needs sequences of at least {} values", PROMPT + STEPS));
+    let (in_len, out_len, dim) = (val.in_len(), val.out_len(), net.model().in_dim());
+    // The series is x's T positions then y's last: T + 1 positions.
+    let series = in_len / dim + 1;
+    if out_len != in_len || series < 3 {
+        return Err("free-running evaluation needs series of at least 3 positions".into());
     }
+    let prompt_len = PROMPT.min(series / 2);
+    let steps = series - prompt_len;
+    let (p, s) = (prompt_len * dim, steps * dim);
     let batch = net.model().mode().max_batch();
     let (mut x, mut y) = (vec![0.0f32; in_len], vec![0.0f32; out_len]);
     let (mut prompt, mut truth, mut out) =
-        (vec![0.0f32; batch * PROMPT], vec![0.0f32; batch * STEPS], vec![0.0f32; batch * STEPS]);
+        (vec![0.0f32; batch * p], vec![0.0f32; batch * s], vec![0.0f32; batch * s]);
     let (mut sum_sq, mut count) = (0.0f64, 0usize);
     let mut first = 0;
     while first < val.len() {
         let n = batch.min(val.len() - first);
         for b in 0..n {
             val.get(first + b, &mut x, &mut y);
-            // The series is x[0], then y: value t + 1 is y[t].
-            prompt[b * PROMPT..][..PROMPT].copy_from_slice(&x[..PROMPT]);
-            truth[b * STEPS..][..STEPS].copy_from_slice(&y[PROMPT - 1..PROMPT - 1 + STEPS]);
+            // Position t + 1 of the series is y's position t.
+            prompt[b * p..][..p].copy_from_slice(&x[..p]);
+            truth[b * s..][..s].copy_from_slice(&y[p - dim..p - dim + s]);
         }
-        let g = Generate { steps: STEPS, context: Context::Expanding, use_cache };
-        net.generate(&prompt[..n * PROMPT], PROMPT, &mut out[..n * STEPS], g).map_err(|e| e.to_string())?;
-        sum_sq += out[..n * STEPS].iter().zip(&truth).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
-        count += n * STEPS;
+        let g = Generate { steps, context: Context::Expanding, use_cache };
+        net.generate(&prompt[..n * p], prompt_len, &mut out[..n * s], g).map_err(|e| e.to_string())?;
+        sum_sq += out[..n * s].iter().zip(&truth).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
+        count += n * s;
         first += n;
     }
     let kv_cache = if use_cache { net.model().kv_cache().map(|d| d.name()) } else { None };
     Ok(FreeRunning {
         mse: (sum_sq / count as f64) as f32,
-        prompt: PROMPT,
-        steps: STEPS,
+        prompt: prompt_len,
+        steps,
         kv_cache,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -87,7 +97,7 @@ pub struct Greedy {
 /// Decode every validation source greedily (the encoder once, then one target value per step
 /// fed back; through the caches when the model planned them) and return the MSE against the
 /// targets, with validation sequence 0 as an example.
-pub fn greedy_mse(net: &mut Net<'_>, val: &Synthetic) -> Result<Greedy, String> {
+pub fn greedy_mse(net: &mut Net<'_>, val: &dyn Dataset) -> Result<Greedy, String> {
     let start = Instant::now();
     let (in_len, out_len) = (val.in_len(), val.out_len());
     let batch = net.model().mode().max_batch();

@@ -1,20 +1,26 @@
 //! `regkern`: train and inspect regkern models from the command line, the way the seed's
 //! `python main.py ...` is used.
 //!
-//! Subcommands: `train` (a synthetic task end to end, progress bar, per-epoch losses, `--json`),
-//! `generate` (autoregressive generation after training) and `plan` (the memory plan of a config,
-//! for inference and for training).
+//! Subcommands: `train` (a synthetic task or a CSV file end to end: progress bar, per-epoch
+//! losses, a run directory with TensorBoard events, plots and checkpoints, `--json`), `predict`
+//! (a checkpoint over CSV rows), `generate` (autoregressive generation after training) and `plan`
+//! (the memory plan of a config, for inference and for training).
 
 mod config;
+mod data;
 mod generate;
+mod logdir;
 mod plan;
+mod plot;
+mod predict;
+mod tensorboard;
 mod train;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Train and run small regression models (linear, MLP) with regkern.
+/// Train and run small regression models (linear, MLP, transformers) with regkern.
 #[derive(Parser, Debug)]
 #[command(name = "regkern", version, about, propagate_version = true)]
 struct Cli {
@@ -30,6 +36,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Print the memory plan (bytes per region) of a model, for inference and training.
     Plan(plan::PlanArgs),
+    /// Run a trained model from its checkpoint over CSV rows, one output row per input row.
+    Predict(predict::PredictArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +46,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Predict(args) => predict::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

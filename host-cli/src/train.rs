@@ -1,19 +1,27 @@
-//! `regkern train`: a synthetic task end to end, as the seed's `python main.py --type ...` runs it.
+//! `regkern train`: a synthetic task (or the user's CSV) end to end, as the seed's
+//! `python main.py --type ...` runs it, with a run directory of logs, plots and checkpoints
+//! (see [`crate::logdir`]).
 
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use regkern_core::checkpoint::Header;
 use regkern_core::{
-    DataLoader, EpochInfo, Mode, Model, ModelConfig, Net, Observer, Optimizer, Schedule, StepInfo, Summary,
-    Synthetic, TrainConfig, Trainer,
+    DataLoader, Dataset, EpochInfo, Mode, Model, ModelConfig, Net, Observer, Optimizer, Schedule, StepInfo,
+    Summary, TrainConfig, Trainer,
 };
 use serde_json::json;
 
 use crate::config::{ModelArgs, OptArgs, SchedArgs};
+use crate::data::{self, Shape};
+use crate::logdir::{MetricsRow, RunDir};
 use crate::plan::group;
+use crate::plot;
+use crate::tensorboard::EventWriter;
 
 /// Arguments of `regkern train`.
 #[derive(Args, Debug)]
@@ -30,15 +38,35 @@ pub struct TrainArgs {
     /// Seed of the data, the initial weights and the shuffling.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// Training samples.
+    /// Training samples (synthetic tasks).
     #[arg(long = "train_size", alias = "train-size", default_value_t = 2048)]
     train_size: usize,
-    /// Validation samples.
+    /// Validation samples (synthetic tasks).
     #[arg(long = "val_size", alias = "val-size", default_value_t = 512)]
     val_size: usize,
+    /// Train on this CSV file instead of the synthetic task: one sample per row (see `--input_dim`,
+    /// `--output_dim`, `--target_len`; README "Your own data").
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// With --data: the fraction of rows (the last ones) kept for validation.
+    #[arg(long = "val_fraction", alias = "val-fraction", default_value_t = 0.2)]
+    val_fraction: f32,
     /// Clip gradients to this global L2 norm.
     #[arg(long = "clip_grad_norm", alias = "clip-grad-norm")]
     clip_grad_norm: Option<f32>,
+    /// Run directory: TensorBoard events, metrics.csv, plots, checkpoints, config and summary
+    /// [default: runs/<type>-<UTC time>].
+    #[arg(long)]
+    pub(crate) logdir: Option<PathBuf>,
+    /// Write no run directory.
+    #[arg(long = "no_logdir", alias = "no-logdir", conflicts_with_all = ["logdir", "resume"])]
+    no_logdir: bool,
+    /// Continue the run in --logdir from its last checkpoint (same flags; --epochs may grow).
+    #[arg(long, requires = "logdir")]
+    resume: bool,
+    /// Plot predictions every N epochs (and after the last) [default: about 5 plots per run].
+    #[arg(long = "plot_every", alias = "plot-every")]
+    plot_every: Option<usize>,
     /// Print a loss line every N epochs [default: about 20 lines per run].
     #[arg(long = "log_every", alias = "log-every")]
     log_every: Option<usize>,
@@ -51,15 +79,31 @@ pub struct TrainArgs {
     pub(crate) json: bool,
 }
 
-/// Prints progress: a bar on a terminal, and a loss line every `log_every` epochs.
-struct Progress {
+/// Prints progress (a bar on a terminal, a loss line every `log_every` epochs) and, with a run
+/// directory, logs every epoch there.
+struct Progress<'d> {
     bar: ProgressBar,
     log_every: usize,
     quiet: bool,
     json: bool,
+    run: Option<RunLog<'d>>,
+    /// The first error writing the run directory; training stops on it.
+    error: Option<String>,
 }
 
-impl Progress {
+/// What the run directory gets each step and epoch.
+struct RunLog<'d> {
+    dir: RunDir,
+    events: EventWriter,
+    val: &'d dyn Dataset,
+    plot_every: usize,
+    /// Lowest validation loss so far (including before a resume) and its 1-based epoch.
+    best: Option<(f32, usize)>,
+    grad_sum: f64,
+    grad_steps: usize,
+}
+
+impl Progress<'_> {
     fn line(&self, s: &str) {
         if self.quiet {
             return;
@@ -68,12 +112,24 @@ impl Progress {
     }
 }
 
-impl Observer for Progress {
-    fn on_step(&mut self, _info: &StepInfo) {
+impl Observer for Progress<'_> {
+    fn on_step(&mut self, info: &StepInfo) {
         self.bar.inc(1);
+        if let Some(run) = &mut self.run {
+            run.grad_sum += f64::from(info.grad_norm);
+            run.grad_steps += 1;
+            let step = info.step as i64 + 1;
+            let logged = run.events.scalar("step/loss", step, info.loss).and_then(|()| {
+                run.events.scalar("step/lr", step, info.lr)?;
+                run.events.scalar("step/grad_norm", step, info.grad_norm)
+            });
+            if let Err(e) = logged {
+                self.error.get_or_insert(format!("cannot write TensorBoard events: {e}"));
+            }
+        }
     }
 
-    fn on_epoch(&mut self, e: &EpochInfo, _trainer: &mut Trainer<'_>) -> ControlFlow<()> {
+    fn on_epoch(&mut self, e: &EpochInfo, trainer: &mut Trainer<'_>) -> ControlFlow<()> {
         let val = e.val_loss.map_or_else(|| "-".into(), |v| format!("{v:.4e}"));
         self.bar.set_message(format!("train {:.4e}  val {val}", e.train_loss));
         let last = e.epoch + 1 == e.epochs;
@@ -90,8 +146,110 @@ impl Observer for Progress {
                 e.lr
             ));
         }
-        ControlFlow::Continue(())
+        if let Some(run) = &mut self.run
+            && let Err(err) = run.epoch(e, trainer)
+        {
+            self.error = Some(err);
+        }
+        if self.error.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     }
+}
+
+impl RunLog<'_> {
+    /// Log epoch `e`: the training checkpoint first (so metrics never run ahead of it), the
+    /// best model, metrics, TensorBoard scalars and, every few epochs, a prediction plot.
+    fn epoch(&mut self, e: &EpochInfo, trainer: &mut Trainer<'_>) -> Result<(), String> {
+        let epoch = e.epoch + 1;
+        let mut buf = vec![0u8; trainer.checkpoint_len().map_err(|e| e.to_string())?];
+        let n = trainer.save_checkpoint(&mut buf).map_err(|e| e.to_string())?;
+        self.dir.write_atomic("checkpoint.safetensors", &buf[..n])?;
+        if let Some(v) = e.val_loss
+            && self.best.is_none_or(|(b, _)| v < b)
+        {
+            self.best = Some((v, epoch));
+            let net = trainer.net();
+            let mut buf = vec![0u8; net.checkpoint_len().map_err(|e| e.to_string())?];
+            let n = net.save_checkpoint(&mut buf).map_err(|e| e.to_string())?;
+            self.dir.write_atomic("best.safetensors", &buf[..n])?;
+        }
+        let grad_norm = (self.grad_sum / self.grad_steps.max(1) as f64) as f32;
+        (self.grad_sum, self.grad_steps) = (0.0, 0);
+        self.dir.metrics_row(&MetricsRow {
+            epoch,
+            step: e.steps,
+            train_loss: e.train_loss,
+            val_loss: e.val_loss,
+            lr: e.lr,
+            grad_norm,
+            moe: e.moe,
+        })?;
+        let tb = |r: std::io::Result<()>| r.map_err(|e| format!("cannot write TensorBoard events: {e}"));
+        let step = epoch as i64;
+        tb(self.events.scalar("loss/train", step, e.train_loss))?;
+        if let Some(v) = e.val_loss {
+            tb(self.events.scalar("loss/val", step, v))?;
+        }
+        tb(self.events.scalar("lr", step, e.lr))?;
+        tb(self.events.scalar("grad_norm", step, grad_norm))?;
+        if let Some((drop, aux)) = e.moe {
+            tb(self.events.scalar("moe/drop_rate", step, drop))?;
+            tb(self.events.scalar("moe/aux_loss", step, aux))?;
+        }
+        if epoch.is_multiple_of(self.plot_every) || epoch == e.epochs {
+            let fig = predictions_figure(trainer.net(), self.val, epoch)?;
+            let png = fig.to_png();
+            let (w, h) = fig.size();
+            tb(self.events.image("predictions", step, &png, w, h))?;
+            self.dir.write_atomic(&format!("predictions/epoch_{epoch:04}.png"), &png)?;
+            self.dir.write_atomic(&format!("predictions/epoch_{epoch:04}.svg"), fig.to_svg().as_bytes())?;
+        }
+        tb(self.events.flush())
+    }
+}
+
+/// Predictions of `net` on validation data: prediction against target for models with one
+/// output per sample; for sequence models, three validation sequences, target solid and
+/// prediction dashed (teacher-forced next values for autoregressive models, greedy decoding for
+/// encoder-decoders).
+pub fn predictions_figure(
+    net: &mut Net<'_>,
+    val: &dyn Dataset,
+    epoch: usize,
+) -> Result<plot::Figure, String> {
+    let per_token = net.model().per_token();
+    let n = val.len().min(if per_token { 3 } else { 512 });
+    let (il, ol) = (val.in_len(), val.out_len());
+    let (mut x, mut y) = (vec![0.0f32; n * il], vec![0.0f32; n * ol]);
+    let indices: Vec<u32> = (0..n as u32).collect();
+    val.fill(&indices, &mut x, &mut y);
+    let mut out = vec![0.0f32; n * ol];
+    let batch = net.model().mode().max_batch();
+    for (xs, os) in x.chunks(batch * il).zip(out.chunks_mut(batch * ol)) {
+        net.predict(xs, os).map_err(|e| e.to_string())?;
+    }
+    if !per_token {
+        return Ok(plot::scatter(&out, &y, &format!("validation, epoch {epoch}: prediction vs target")));
+    }
+    // First output channel of each position.
+    let od = net.model().out_dim();
+    let channel = |v: &[f32]| v.iter().step_by(od).copied().collect::<Vec<f32>>();
+    let mut series = Vec::new();
+    for (i, (ys, os)) in y.chunks(ol).zip(out.chunks(ol)).enumerate() {
+        let color = plot::PALETTE[i % plot::PALETTE.len()];
+        series.push(plot::Series { label: format!("target {i}"), values: channel(ys), color, dashed: false });
+        series.push(plot::Series {
+            label: format!("prediction {i}"),
+            values: channel(os),
+            color,
+            dashed: true,
+        });
+    }
+    let what = if matches!(net.model().config(), ModelConfig::EncoderDecoder(_)) {
+        "greedy decoding"
+    } else {
+        "next-value prediction"
+    };
+    Ok(plot::curves(&format!("validation, epoch {epoch}: {what}"), &series))
 }
 
 /// What a finished training run reports, besides the trained net.
@@ -104,52 +262,103 @@ pub struct Outcome {
     batch: usize,
     param_count: usize,
     arena_bytes: usize,
-    /// Epochs, steps, losses.
+    /// Epochs, steps, losses (of this invocation).
     pub summary: Summary,
+    /// Lowest validation loss of the whole run (resumes included) and its 1-based epoch.
+    best: Option<(f32, usize)>,
+    /// What the data was (task name or file).
+    data: String,
+    /// Train and validation samples.
+    sizes: (usize, usize),
+    /// The run directory, if any.
+    pub logdir: Option<PathBuf>,
+    /// Its TensorBoard event file.
+    events: Option<PathBuf>,
     /// Seconds from the start to the end of the last validation.
     pub wall: f64,
 }
 
 /// Train per `args`, then hand the trained net, the validation set and the outcome to `then`
-/// (the arena lives only for that call).
-/// `cache_by_default`: plan a KV cache unless `--kv_cache off` (for `generate`).
+/// (the arena lives only for that call). `cache_by_default`: plan a KV cache unless
+/// `--kv_cache off` (for `generate`).
 pub fn train_then<R>(
     args: &TrainArgs,
     cache_by_default: bool,
-    then: impl FnOnce(&mut Net<'_>, &Synthetic, &Outcome) -> Result<R, String>,
+    then: impl FnOnce(&mut Net<'_>, &dyn Dataset, &Outcome) -> Result<R, String>,
 ) -> Result<R, String> {
     let start = Instant::now();
-    let cfg = args.model.model_config_with(cache_by_default)?;
+    let task = args.model.task();
+    let (data, shape, source) = match &args.data {
+        Some(path) => {
+            if args.model.input_dim == 0 || args.model.output_dim == 0 {
+                return Err("--input_dim and --output_dim must be at least 1".into());
+            }
+            let (d, s) = data::read_training_csv(path, args.model.layout(), args.val_fraction)?;
+            (d, s, path.display().to_string())
+        }
+        None => {
+            if args.train_size == 0 || args.val_size == 0 {
+                return Err("--train_size and --val_size must be at least 1".into());
+            }
+            let d = data::synthetic(task, args.seed, args.train_size, args.val_size);
+            (d, Shape::of_task(task), format!("the {} task", task.name()))
+        }
+    };
+    let cfg = args.model.model_config_for(&shape, &source, cache_by_default)?;
     let optimizer = args.opt.optimizer()?;
     let batch = args.model.batch();
     if args.epochs == 0 {
         return Err("--epochs must be at least 1".into());
     }
-    if args.train_size == 0 || args.val_size == 0 {
-        return Err("--train_size and --val_size must be at least 1".into());
+    if args.plot_every == Some(0) {
+        return Err("--plot_every must be at least 1".into());
     }
     let model =
         Model::plan(&cfg, Mode::Training { max_batch: batch, optimizer }).map_err(|e| e.to_string())?;
     let arena_bytes = model.report().total_bytes().map_err(|e| e.to_string())?;
     let param_count = model.param_floats();
-    let steps_per_epoch = args.train_size.div_ceil(batch);
+    let (train, val) = (data.train(), data.val());
+    let steps_per_epoch = train.len().div_ceil(batch);
     let schedule = args.sched.schedule(args.epochs, steps_per_epoch);
     let config = TrainConfig { epochs: args.epochs, schedule, clip_grad_norm: args.clip_grad_norm };
     config.validate().map_err(|e| e.to_string())?;
 
     let mut arena = vec![0.0f32; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
-    net.set_seq_len(args.model.task().seq_len()).map_err(|e| e.to_string())?;
-    if args.model.task().seq2seq() {
-        net.set_target_len(args.model.task().seq_len()).map_err(|e| e.to_string())?;
+    net.set_seq_len(shape.seq_len).map_err(|e| e.to_string())?;
+    if matches!(cfg, ModelConfig::EncoderDecoder(_)) {
+        net.set_target_len(shape.target_len).map_err(|e| e.to_string())?;
     }
     net.init_params(args.seed);
-    let (train, val) = Synthetic::split(args.model.task(), args.seed, args.train_size, args.val_size);
-    let mut order = vec![0u32; args.train_size];
+    let mut order = vec![0u32; train.len()];
     let mut loader = DataLoader::new(&mut order, batch, true, args.seed).map_err(|e| e.to_string())?;
     let mut trainer = Trainer::new(net, optimizer, config).map_err(|e| e.to_string())?;
 
-    let total_steps = (args.epochs * steps_per_epoch) as u64;
+    let logdir = match (&args.logdir, args.no_logdir) {
+        (_, true) => None,
+        (Some(dir), false) => Some(dir.clone()),
+        (None, false) => Some(crate::logdir::default_dir(cfg.type_name())?),
+    };
+    let is_moe = crate::config::is_moe(&cfg);
+    let run = match &logdir {
+        Some(dir) => {
+            // Resuming restores the checkpoint and cuts metrics.csv back to it before it reopens.
+            let best = if args.resume { resume(&mut trainer, dir, &cfg, args.epochs)? } else { None };
+            let run_dir = RunDir::open(dir, args.resume, is_moe)?;
+            if !args.resume {
+                let config = config_json(args, &cfg, &optimizer, &schedule, batch, &source);
+                run_dir.write_json("config.json", &config)?;
+            }
+            let plot_every = args.plot_every.unwrap_or(args.epochs.div_ceil(5)).max(1);
+            let events = EventWriter::create(dir)
+                .map_err(|e| format!("cannot create TensorBoard events in {}: {e}", dir.display()))?;
+            Some(RunLog { dir: run_dir, events, val, plot_every, best, grad_sum: 0.0, grad_steps: 0 })
+        }
+        None => None,
+    };
+
+    let done = trainer.epochs_done();
+    let total_steps = ((args.epochs - done) * steps_per_epoch) as u64;
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
@@ -161,31 +370,98 @@ pub fn train_then<R>(
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let log_every = args.log_every.unwrap_or(args.epochs.div_ceil(20)).max(1);
-    let mut progress = Progress { bar, log_every, quiet: args.quiet, json: args.json };
+    let mut progress = Progress { bar, log_every, quiet: args.quiet, json: args.json, run, error: None };
     if !args.json && !args.quiet {
         println!(
-            "training {} on task {}: {} parameters, arena {} bytes, {} train / {} val samples, batch {batch}, {} lr {:e}",
+            "training {} on {source}: {} parameters, arena {} bytes, {} train / {} val samples, batch {batch}, {} lr {:e}{}",
             cfg.type_name(),
-            args.model.task().name(),
             group(param_count),
             group(arena_bytes),
-            args.train_size,
-            args.val_size,
+            train.len(),
+            val.len(),
             optimizer.name(),
-            optimizer.lr()
+            optimizer.lr(),
+            match &logdir {
+                Some(d) if done > 0 => format!("; resuming {} after epoch {done}", d.display()),
+                Some(d) => format!("; logging to {}", d.display()),
+                None => String::new(),
+            }
         );
     }
-    let result = trainer.fit(&train, Some(&val), &mut loader, &mut progress);
+    let result = trainer.fit(train, Some(val), &mut loader, &mut progress);
     progress.bar.finish_and_clear();
-    let summary = result.map_err(|e| e.to_string())?;
+    let summary = result.map_err(|e| match (&logdir, progress.run.as_ref().and_then(|r| r.best)) {
+        (Some(d), Some((val, epoch))) => format!(
+            "{e}. Nothing was saved from the diverged epoch: {} holds the model of epoch {} and its optimizer state, \
+             {} the best model (epoch {epoch}, val {val:.4e})",
+            d.join("checkpoint.safetensors").display(),
+            trainer.epochs_done(),
+            d.join("best.safetensors").display(),
+        ),
+        _ => e.to_string(),
+    })?;
+    if let Some(err) = progress.error {
+        return Err(err);
+    }
+    let best = progress.run.as_ref().map_or(summary.best_val.map(|(v, e)| (v, e + 1)), |r| r.best);
     let wall = start.elapsed().as_secs_f64();
-    let outcome = Outcome { cfg, optimizer, schedule, batch, param_count, arena_bytes, summary, wall };
-    then(trainer.net(), &val, &outcome)
+    let outcome = Outcome {
+        cfg,
+        optimizer,
+        schedule,
+        batch,
+        param_count,
+        arena_bytes,
+        summary,
+        best,
+        data: source,
+        sizes: (train.len(), val.len()),
+        logdir: logdir.clone(),
+        events: progress.run.as_ref().map(|r| r.events.path().to_path_buf()),
+        wall,
+    };
+    if let Some(run) = &progress.run {
+        let net = trainer.net();
+        let mut buf = vec![0u8; net.checkpoint_len().map_err(|e| e.to_string())?];
+        let n = net.save_checkpoint(&mut buf).map_err(|e| e.to_string())?;
+        run.dir.write_atomic("model.safetensors", &buf[..n])?;
+    }
+    then(trainer.net(), val, &outcome)
 }
 
-/// Train the configured model on its task and print the summary (or JSON); autoregressive
-/// models also report free-running generation on the validation set, encoder-decoders greedy
-/// decoding.
+/// Restore the training checkpoint of run directory `dir` into `trainer`, after checking it is of the same
+/// model and that epochs remain; keep `metrics.csv` up to the checkpoint. Returns the best
+/// validation loss so far.
+fn resume(
+    trainer: &mut Trainer<'_>,
+    dir: &std::path::Path,
+    cfg: &ModelConfig,
+    epochs: usize,
+) -> Result<Option<(f32, usize)>, String> {
+    let path = dir.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&path).map_err(|e| format!("--resume: cannot read {}: {e}", path.display()))?;
+    let header = Header::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let saved = header.config().map_err(|e| format!("{}: {e}", path.display()))?;
+    if &saved != cfg {
+        return Err(format!(
+            "--resume: {} holds a different model ({saved:?}); resume with the flags of the original run",
+            path.display()
+        ));
+    }
+    let progress = trainer.load_checkpoint(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    if progress.epochs as usize >= epochs {
+        return Err(format!(
+            "--resume: {} already trained {} epochs; pass a larger --epochs to continue",
+            dir.display(),
+            progress.epochs
+        ));
+    }
+    crate::logdir::truncate_metrics(dir, progress.epochs as usize)
+}
+
+/// Train the configured model and print the summary (or JSON); autoregressive models also
+/// report free-running generation on the validation set, encoder-decoders greedy decoding. With
+/// a run directory, the summary is also written to `summary.json`.
 pub fn run(args: &TrainArgs) -> Result<(), String> {
     train_then(args, false, |net, val, outcome| {
         let task = args.model.task();
@@ -195,144 +471,185 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
             None
         };
         let greedy = if task.seq2seq() { Some(crate::generate::greedy_mse(net, val)?) } else { None };
-        report(args, outcome, free, greedy);
+        let summary = summary_json(args, outcome, free, greedy.as_ref());
+        if let Some(dir) = &outcome.logdir {
+            crate::logdir::write_atomic(
+                &dir.join("summary.json"),
+                format!("{}\n", serde_json::to_string_pretty(&summary).expect("a Value serialises"))
+                    .as_bytes(),
+            )?;
+        }
+        if args.json {
+            println!("{summary}");
+        } else {
+            print_summary(outcome, free, greedy.as_ref());
+        }
         Ok(())
     })
 }
 
-/// Print the summary line, or the JSON object.
-fn report(
+/// The resolved config, as `config.json` and the summary's `config` hold it.
+fn config_json(
+    args: &TrainArgs,
+    cfg: &ModelConfig,
+    optimizer: &Optimizer,
+    schedule: &Schedule,
+    batch: usize,
+    data: &str,
+) -> serde_json::Value {
+    let moe = |m: Option<regkern_core::MoeConfig>| {
+        m.map(|m| {
+            json!({
+                "num_experts": m.num_experts,
+                "topk": m.top_k,
+                "capacity": match m.capacity { regkern_core::Capacity::Absolute(c) => json!(c), _ => json!(null) },
+                "capacity_factor": match m.capacity { regkern_core::Capacity::Factor(f) => json!(f), _ => json!(null) },
+                "alpha": m.alpha,
+            })
+        })
+    };
+    json!({
+        "type": cfg.type_name(),
+        "task": if args.data.is_some() { json!(null) } else { json!(args.model.task().name()) },
+        "data": data,
+        "latent_dims": match cfg {
+            ModelConfig::Mlp(m) => json!(m.latent_dims.as_slice()),
+            _ => json!(null),
+        },
+        "custom_act": match cfg {
+            ModelConfig::Mlp(m) => json!(m.act.name()),
+            _ => json!(null),
+        },
+        "transformer": match cfg {
+            ModelConfig::Transformer(t) => json!({
+                "autoregressive": t.autoregressive,
+                "moe": moe(t.moe),
+                "attention_type": t.attention.name(),
+                "num_heads": t.num_heads,
+                "num_groups": t.kv_heads(),
+                "embed_dim": t.embed_dim,
+                "ffn_dim": t.ffn_dim,
+                "num_layers": t.num_layers,
+                "max_seq_len": t.max_seq_len,
+                "input_dim": t.input_dim,
+                "output_dim": t.output_dim,
+            }),
+            _ => json!(null),
+        },
+        "encoder_decoder": match cfg {
+            ModelConfig::EncoderDecoder(t) => json!({
+                "moe": moe(t.moe),
+                "attention_type": t.attention.name(),
+                "num_heads": t.num_heads,
+                "num_groups": t.kv_heads(),
+                "embed_dim": t.embed_dim,
+                "ffn_dim": t.ffn_dim,
+                "num_encoder_layers": t.num_encoder_layers,
+                "num_decoder_layers": t.num_decoder_layers,
+                "max_seq_len": t.max_seq_len,
+                "input_dim": t.input_dim,
+                "output_dim": t.output_dim,
+            }),
+            _ => json!(null),
+        },
+        "epochs": args.epochs,
+        "lr": optimizer.lr(),
+        "optimizer": optimizer.name(),
+        "momentum": args.opt.momentum,
+        "weight_decay": args.opt.weight_decay,
+        "scheduler": schedule.name(),
+        "batch_size": batch,
+        "seed": args.seed,
+        "train_size": args.train_size,
+        "val_size": args.val_size,
+        "clip_grad_norm": args.clip_grad_norm,
+        "command": std::env::args().collect::<Vec<_>>(),
+    })
+}
+
+/// The summary: what `--json` prints and `summary.json` holds.
+fn summary_json(
     args: &TrainArgs,
     o: &Outcome,
     free: Option<crate::generate::FreeRunning>,
-    greedy: Option<crate::generate::Greedy>,
+    greedy: Option<&crate::generate::Greedy>,
+) -> serde_json::Value {
+    let (best, best_epoch) = o.best.unwrap_or((f32::NAN, 0));
+    let s = &o.summary;
+    json!({
+        "config": config_json(args, &o.cfg, &o.optimizer, &o.schedule, o.batch, &o.data),
+        "param_count": o.param_count,
+        "arena_bytes": o.arena_bytes,
+        "train_samples": o.sizes.0,
+        "val_samples": o.sizes.1,
+        "final_train_loss": s.final_train_loss,
+        "final_val_loss": s.final_val_loss.unwrap_or(f32::NAN),
+        "best_val_loss": best,
+        "best_epoch": best_epoch,
+        "epochs": s.epochs,
+        "steps": s.steps,
+        "wall_seconds": o.wall,
+        "logdir": o.logdir.as_ref().map(|d| d.display().to_string()),
+        "tensorboard_events": o.events.as_ref().map(|d| d.display().to_string()),
+        "moe": s.final_moe.map(|(drop_rate, aux)| json!({
+            "drop_rate_last_epoch": drop_rate,
+            "aux_loss_last_epoch": aux,
+        })),
+        "free_running": free.map(|f| json!({
+            "mse": f.mse,
+            "prompt": f.prompt,
+            "steps": f.steps,
+            "kv_cache": f.kv_cache,
+            "seconds": f.seconds,
+        })),
+        "greedy_decode": greedy.map(|g| json!({
+            "mse": g.mse,
+            "kv_cache": g.kv_cache,
+            "seconds": g.seconds,
+            "example": {"source": g.example[0], "target": g.example[1], "decoded": g.example[2]},
+        })),
+    })
+}
+
+/// The human-readable summary.
+fn print_summary(
+    o: &Outcome,
+    free: Option<crate::generate::FreeRunning>,
+    greedy: Option<&crate::generate::Greedy>,
 ) {
-    let (cfg, optimizer, schedule, batch, summary, wall) =
-        (&o.cfg, &o.optimizer, &o.schedule, o.batch, &o.summary, o.wall);
-    let (param_count, arena_bytes) = (o.param_count, o.arena_bytes);
-    let (best, best_epoch) = summary.best_val.map_or((f32::NAN, 0), |(v, e)| (v, e + 1));
-    let final_val = summary.final_val_loss.unwrap_or(f32::NAN);
-    if args.json {
-        let out = json!({
-            "config": {
-                "type": cfg.type_name(),
-                "task": args.model.task().name(),
-                "latent_dims": match &cfg {
-                    regkern_core::ModelConfig::Mlp(m) => json!(m.latent_dims.as_slice()),
-                    _ => json!(null),
-                },
-                "custom_act": match &cfg {
-                    regkern_core::ModelConfig::Mlp(m) => json!(m.act.name()),
-                    _ => json!(null),
-                },
-                "transformer": match &cfg {
-                    regkern_core::ModelConfig::Transformer(t) => json!({
-                        "autoregressive": t.autoregressive,
-                        "moe": t.moe.map(|m| json!({
-                            "num_experts": m.num_experts,
-                            "topk": m.top_k,
-                            "capacity": match m.capacity { regkern_core::Capacity::Absolute(c) => json!(c), _ => json!(null) },
-                            "capacity_factor": match m.capacity { regkern_core::Capacity::Factor(f) => json!(f), _ => json!(null) },
-                            "alpha": m.alpha,
-                        })),
-                        "attention_type": t.attention.name(),
-                        "num_heads": t.num_heads,
-                        "num_groups": t.kv_heads(),
-                        "embed_dim": t.embed_dim,
-                        "ffn_dim": t.ffn_dim,
-                        "num_layers": t.num_layers,
-                        "max_seq_len": t.max_seq_len,
-                    }),
-                    _ => json!(null),
-                },
-                "encoder_decoder": match &cfg {
-                    regkern_core::ModelConfig::EncoderDecoder(t) => json!({
-                        "moe": t.moe.map(|m| json!({
-                            "num_experts": m.num_experts,
-                            "topk": m.top_k,
-                            "capacity": match m.capacity { regkern_core::Capacity::Absolute(c) => json!(c), _ => json!(null) },
-                            "capacity_factor": match m.capacity { regkern_core::Capacity::Factor(f) => json!(f), _ => json!(null) },
-                            "alpha": m.alpha,
-                        })),
-                        "attention_type": t.attention.name(),
-                        "num_heads": t.num_heads,
-                        "num_groups": t.kv_heads(),
-                        "embed_dim": t.embed_dim,
-                        "ffn_dim": t.ffn_dim,
-                        "num_encoder_layers": t.num_encoder_layers,
-                        "num_decoder_layers": t.num_decoder_layers,
-                        "max_seq_len": t.max_seq_len,
-                    }),
-                    _ => json!(null),
-                },
-                "epochs": args.epochs,
-                "lr": optimizer.lr(),
-                "optimizer": optimizer.name(),
-                "momentum": args.opt.momentum,
-                "weight_decay": args.opt.weight_decay,
-                "scheduler": schedule.name(),
-                "batch_size": batch,
-                "seed": args.seed,
-                "train_size": args.train_size,
-                "val_size": args.val_size,
-                "clip_grad_norm": args.clip_grad_norm,
-            },
-            "param_count": param_count,
-            "arena_bytes": arena_bytes,
-            "final_train_loss": summary.final_train_loss,
-            "final_val_loss": final_val,
-            "best_val_loss": best,
-            "best_epoch": best_epoch,
-            "epochs": summary.epochs,
-            "steps": summary.steps,
-            "wall_seconds": wall,
-            "moe": summary.final_moe.map(|(drop_rate, aux)| json!({
-                "drop_rate_last_epoch": drop_rate,
-                "aux_loss_last_epoch": aux,
-            })),
-            "free_running": free.map(|f| json!({
-                "mse": f.mse,
-                "prompt": f.prompt,
-                "steps": f.steps,
-                "kv_cache": f.kv_cache,
-                "seconds": f.seconds,
-            })),
-            "greedy_decode": greedy.as_ref().map(|g| json!({
-                "mse": g.mse,
-                "kv_cache": g.kv_cache,
-                "seconds": g.seconds,
-                "example": {"source": g.example[0], "target": g.example[1], "decoded": g.example[2]},
-            })),
-        });
-        println!("{out}");
-    } else {
+    let s = &o.summary;
+    let (best, best_epoch) = o.best.unwrap_or((f32::NAN, 0));
+    println!(
+        "done: {} epochs, {} steps in {:.2} s — final train {:.4e}, final val {:.4e}, best val {best:.4e} (epoch {best_epoch})",
+        s.epochs,
+        group(s.steps as usize),
+        o.wall,
+        s.final_train_loss,
+        s.final_val_loss.unwrap_or(f32::NAN),
+    );
+    if let Some(f) = free {
         println!(
-            "done: {} epochs, {} steps in {wall:.2} s — final train {:.4e}, final val {final_val:.4e}, best val {best:.4e} (epoch {best_epoch})",
-            summary.epochs,
-            group(summary.steps as usize),
-            summary.final_train_loss
+            "free-running generation on the validation set (prompt {}, generate {}, {}): MSE {:.4e}",
+            f.prompt,
+            f.steps,
+            f.kv_cache.map_or_else(|| "no KV cache".to_string(), |d| format!("{d} KV cache")),
+            f.mse
         );
-        if let Some(f) = free {
-            println!(
-                "free-running generation on the validation set (prompt {}, generate {}, {}): MSE {:.4e}",
-                f.prompt,
-                f.steps,
-                f.kv_cache.map_or_else(|| "no KV cache".to_string(), |d| format!("{d} KV cache")),
-                f.mse
-            );
-        }
-        if let Some(g) = greedy {
-            let fmt = crate::generate::fmt_values;
-            println!(
-                "greedy decoding of the validation set ({}): MSE {:.4e} in {:.2} s",
-                g.kv_cache.map_or_else(|| "no caches".to_string(), |d| format!("{d} KV cache")),
-                g.mse,
-                g.seconds
-            );
-            println!("validation sequence 0:");
-            println!("  source  {}", fmt(&g.example[0]));
-            println!("  target  {}", fmt(&g.example[1]));
-            println!("  decoded {}", fmt(&g.example[2]));
-        }
+    }
+    if let Some(g) = greedy {
+        let fmt = crate::generate::fmt_values;
+        println!(
+            "greedy decoding of the validation set ({}): MSE {:.4e} in {:.2} s",
+            g.kv_cache.map_or_else(|| "no caches".to_string(), |d| format!("{d} KV cache")),
+            g.mse,
+            g.seconds
+        );
+        println!("validation sequence 0:");
+        println!("  source  {}", fmt(&g.example[0]));
+        println!("  target  {}", fmt(&g.example[1]));
+        println!("  decoded {}", fmt(&g.example[2]));
+    }
+    if let Some(d) = &o.logdir {
+        println!("run directory: {} (tensorboard --logdir {})", d.display(), d.display());
     }
 }

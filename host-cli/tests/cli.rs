@@ -1,9 +1,13 @@
-//! The `regkern` binary end to end: JSON output, plans, and clear errors for bad flags.
+//! The `regkern` binary end to end: JSON output, plans, run directories, checkpoints and
+//! `predict`, user data, resuming, and clear errors for bad flags.
 
 use std::process::{Command, Output};
 
+/// Run the binary in a scratch directory, where default run directories (`runs/...`) go.
 fn regkern(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_regkern")).args(args).output().expect("regkern runs")
+    let cwd = std::env::temp_dir().join("regkern-cli-tests");
+    std::fs::create_dir_all(&cwd).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_regkern")).args(args).current_dir(cwd).output().expect("regkern runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -210,7 +214,7 @@ fn encoder_decoder_training_reports_greedy_decoding() {
     let o = small_encdec(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("training transformer on task reverse"), "{out}");
+    assert!(out.contains("training transformer on the reverse task"), "{out}");
     assert!(out.contains("greedy decoding of the validation set (f32 KV cache)"), "{out}");
     for row in ["  source ", "  target ", "  decoded "] {
         assert!(out.contains(row), "{row:?} in:\n{out}");
@@ -422,4 +426,272 @@ fn bad_flags_are_clear_errors() {
         assert!(err.contains(msg), "{full:?}: expected {msg:?} in stderr:\n{err}");
         assert!(!err.contains("panicked"), "{full:?} panicked:\n{err}");
     }
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("regkern-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn small_mlp(logdir: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args =
+        vec!["train", "--type", "nlinear", "--latent_dims", "16,8", "--train_size", "256", "--val_size"];
+    args.extend(["64", "--logdir", logdir.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    regkern(&args)
+}
+
+#[test]
+fn a_run_directory_holds_metrics_plots_events_and_checkpoints() {
+    let dir = scratch("rundir").join("run");
+    let o = small_mlp(&dir, &["--epochs", "4", "--plot_every", "2", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(printed, saved, "summary.json is what --json prints");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config, printed["config"]);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "epoch,step,train_loss,val_loss,lr,grad_norm");
+    assert_eq!(lines.len(), 5);
+    assert!(lines[4].starts_with("4,16,"), "{}", lines[4]);
+    let last_val: f64 = lines[4].split(',').nth(3).unwrap().parse().unwrap();
+    assert_eq!(last_val as f32, printed["final_val_loss"].as_f64().unwrap() as f32);
+    for f in ["model.safetensors", "best.safetensors", "checkpoint.safetensors", "predictions/epoch_0002.png"]
+    {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    assert!(dir.join("predictions/epoch_0004.svg").is_file());
+    assert!(!dir.join("predictions/epoch_0003.png").exists(), "plots every 2 epochs");
+    let png = std::fs::read(dir.join("predictions/epoch_0004.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let events = printed["tensorboard_events"].as_str().unwrap();
+    assert!(std::fs::metadata(events).unwrap().len() > 1000);
+    // A second run into the same directory is refused; --no_logdir writes nothing.
+    let o = small_mlp(&dir, &["--epochs", "1"]);
+    assert!(stderr(&o).contains("already holds a run"), "{}", stderr(&o));
+    let o = regkern(&["train", "--type", "linear", "--epochs", "1", "--no_logdir", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["logdir"].is_null());
+}
+
+#[test]
+fn resuming_a_run_gives_the_uninterrupted_result() {
+    let dir = scratch("resume");
+    let (a, b) = (dir.join("straight"), dir.join("resumed"));
+    let run = |d: &std::path::Path, extra: &[&str]| {
+        // A constant rate: cosine schedules follow each invocation's --epochs, so a run resumed
+        // with a larger --epochs than it was started with takes another path (see README).
+        let o = small_mlp(d, &[&["--optimizer", "rmsprop", "--json"], extra].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let straight = run(&a, &["--epochs", "6"]);
+    run(&b, &["--epochs", "3"]);
+    let resumed = run(&b, &["--epochs", "6", "--resume"]);
+    assert_eq!(resumed["final_val_loss"], straight["final_val_loss"]);
+    assert_eq!(resumed["best_val_loss"], straight["best_val_loss"]);
+    assert_eq!(resumed["steps"], straight["steps"]);
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap()
+    );
+    let csv = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    let strip = |s: String| s.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect::<Vec<_>>();
+    // The same rows, up to grad_norm (the last column, identical too, but not what a resume
+    // promises).
+    assert_eq!(strip(csv(&a)), strip(csv(&b)));
+    // Nothing left to do, another model, or no checkpoint: clear errors.
+    let o = small_mlp(&b, &["--epochs", "6", "--resume", "--optimizer", "rmsprop"]);
+    assert!(stderr(&o).contains("already trained 6 epochs"), "{}", stderr(&o));
+    let o = small_mlp(&b, &["--epochs", "9", "--resume", "--optimizer", "rmsprop", "--custom_act", "tanh"]);
+    assert!(stderr(&o).contains("holds a different model"), "{}", stderr(&o));
+    let o = small_mlp(&b, &["--epochs", "9", "--resume", "--optimizer", "adam"]);
+    assert!(stderr(&o).contains("from another optimizer"), "{}", stderr(&o));
+    let o = small_mlp(&dir.join("nothing"), &["--epochs", "2", "--resume"]);
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+}
+
+#[test]
+fn predict_runs_a_checkpoint_alone_over_csv_rows() {
+    let dir = scratch("predict");
+    let run = dir.join("ed");
+    let o = regkern(&[
+        "train",
+        "--type",
+        "transformer",
+        "--encoderdecoder",
+        "--epochs",
+        "1",
+        "--train_size",
+        "32",
+        "--val_size",
+        "8",
+        "--embed_dim",
+        "16",
+        "--num_heads",
+        "4",
+        "--num_groups",
+        "2",
+        "--ffn_dim",
+        "32",
+        "--logdir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let input = dir.join("in.csv");
+    std::fs::write(&input, "# two sources of 5\n0.1,0.2,0.3,0.4,0.5\n-1,0,1,0.5,-0.5\n").unwrap();
+    let ckpt = run.join("model.safetensors");
+    let (ckpt, input_s) = (ckpt.to_str().unwrap(), input.to_str().unwrap());
+    let o = regkern(&["predict", "--checkpoint", ckpt, "--input", input_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<Vec<f32>> =
+        out.lines().map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.len() == 5), "a greedy decode as long as the source: {out}");
+    let o = regkern(&["predict", "--checkpoint", ckpt, "--input", input_s, "--target_len", "3", "--output"]);
+    assert!(!o.status.success(), "--output needs a value");
+    let out_path = dir.join("out.csv");
+    let o = regkern(&[
+        "predict",
+        "--checkpoint",
+        ckpt,
+        "--input",
+        input_s,
+        "--target_len",
+        "3",
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(text.lines().map(|l| l.split(',').count()).collect::<Vec<_>>(), [3, 3]);
+    // The first 3 decoded values do not depend on how many follow (greedy, causal).
+    for (short, long) in text.lines().zip(&rows) {
+        let short: Vec<f32> = short.split(',').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(short, long[..3]);
+    }
+    // Bad inputs and bad checkpoints are errors, not panics.
+    std::fs::write(&input, "1,2,3\n4,5\n").unwrap();
+    let o = regkern(&["predict", "--checkpoint", ckpt, "--input", input_s]);
+    assert!(stderr(&o).contains("line 2 has 2 values"), "{}", stderr(&o));
+    let bytes = std::fs::read(run.join("model.safetensors")).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let o = regkern(&["predict", "--checkpoint", cut.to_str().unwrap(), "--input", input_s]);
+    assert!(stderr(&o).contains("invalid checkpoint"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn train_learns_from_a_csv_file_and_rejects_bad_ones() {
+    let dir = scratch("data");
+    let path = dir.join("train.csv");
+    // y = 2a - b + 0.5 on a grid of 400 points.
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..400 {
+        let (a, b) = ((i % 20) as f32 / 10.0 - 1.0, (i / 20) as f32 / 10.0 - 1.0);
+        csv += &format!("{a},{b},{}\n", 2.0 * a - b + 0.5);
+    }
+    std::fs::write(&path, csv).unwrap();
+    let p = path.to_str().unwrap();
+    let o = regkern(&[
+        "train",
+        "--type",
+        "linear",
+        "--data",
+        p,
+        "--epochs",
+        "200",
+        "--lr",
+        "0.05",
+        "--no_logdir",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["train_samples"].as_u64(), v["val_samples"].as_u64()), (Some(320), Some(80)));
+    assert!(v["final_val_loss"].as_f64().unwrap() < 1e-4, "{}", v["final_val_loss"]);
+    assert!(v["config"]["task"].is_null());
+    // Rows of 6 values: 5 sequence values and a target for transformer regression; a series of 6
+    // for next-value prediction; a source of 3 and a target of 3 for an encoder-decoder.
+    let seq = dir.join("seq.csv");
+    std::fs::write(&seq, (0..40).map(|i| format!("{},1,2,3,4,5\n", i as f32 / 40.0)).collect::<String>())
+        .unwrap();
+    let small = [
+        "--epochs",
+        "1",
+        "--embed_dim",
+        "8",
+        "--num_heads",
+        "2",
+        "--num_groups",
+        "1",
+        "--ffn_dim",
+        "8",
+        "--no_logdir",
+        "--json",
+    ];
+    for mode in [None, Some("--autoregressive"), Some("--encoderdecoder")] {
+        let mut args = vec!["train", "--type", "transformer", "--data", seq.to_str().unwrap()];
+        args.extend(mode);
+        args.extend(small);
+        let o = regkern(&args);
+        assert!(o.status.success(), "{mode:?}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["train_samples"], 32, "{mode:?}");
+    }
+    let bad: &[(&str, &str)] = &[
+        ("1,2,3\n4,5,6\n7,8\n", "line 3 has 2 values, line 1 has 3"),
+        ("1,2,3\n4,x,6\n", "line 2, column 2: \"x\" is not a number"),
+        ("1\n2\n3\n", "rows have 1 values; they need inputs and 1 target(s)"),
+        ("1,2\n", "training and validation need at least 2"),
+    ];
+    for (text, msg) in bad {
+        std::fs::write(&path, text).unwrap();
+        let o = regkern(&["train", "--type", "linear", "--data", p, "--epochs", "1", "--no_logdir"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(msg), "{text:?}: expected {msg:?} in {}", stderr(&o));
+    }
+    let o = regkern(&["train", "--type", "linear", "--data", "/no/such/file.csv", "--no_logdir"]);
+    assert!(stderr(&o).contains("cannot read /no/such/file.csv"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_diverging_run_saves_nothing_from_the_diverged_epoch() {
+    let dir = scratch("diverge").join("run");
+    let o = regkern(&[
+        "train",
+        "--type",
+        "linear",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1.2",
+        "--epochs",
+        "50",
+        "--logdir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("non-finite loss") && err.contains("Nothing was saved from the diverged epoch"),
+        "{err}"
+    );
+    assert!(!dir.join("model.safetensors").exists(), "no final model from a diverged run");
+    assert!(!dir.join("summary.json").exists());
+    let rows = std::fs::read_to_string(dir.join("metrics.csv")).unwrap().lines().count() - 1;
+    // The checkpoint is the last completed epoch's, and loads.
+    let bytes = std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
+    let h = regkern_core::checkpoint::Header::parse(&bytes).unwrap();
+    assert_eq!(h.progress().unwrap().epochs as usize, rows);
 }
