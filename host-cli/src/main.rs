@@ -3,8 +3,9 @@
 //!
 //! Subcommands: `train` (a synthetic task or a CSV file end to end: progress bar, per-epoch
 //! losses, a run directory with TensorBoard events, plots and checkpoints, `--json`), `predict`
-//! (a checkpoint over CSV rows), `generate` (autoregressive generation after training) and `plan`
-//! (the memory plan of a config, for inference and for training).
+//! (a checkpoint over CSV rows), `sweep` (a grid of training runs, in parallel, with a results
+//! table), `generate` (autoregressive generation after training) and `plan` (the memory plan of
+//! a config, for inference and for training).
 
 mod config;
 mod data;
@@ -13,6 +14,7 @@ mod logdir;
 mod plan;
 mod plot;
 mod predict;
+mod sweep;
 mod tensorboard;
 mod train;
 
@@ -38,6 +40,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run a trained model from its checkpoint over CSV rows, one output row per input row.
     Predict(predict::PredictArgs),
+    /// Train every combination of a grid of train flags in parallel; rank the runs by val loss.
+    Sweep(sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Predict(args) => predict::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
