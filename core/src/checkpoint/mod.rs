@@ -1,0 +1,271 @@
+//! Checkpoints: safetensors bytes written into, and read from, caller buffers without heap.
+//!
+//! The format is Hugging Face's safetensors: an 8-byte little-endian header length `N`, `N` bytes
+//! of JSON, then the tensors' bytes. regkern writes
+//!
+//! ```text
+//! {"__metadata__":{"format":"pt","regkern.version":"0.1.0","regkern.type":"nlinear",...},
+//!  "layers.0.weight":{"dtype":"F32","shape":[128,8],"data_offsets":[0,4096]}, ...}
+//! ```
+//!
+//! with every parameter under its PyTorch name, in `state_dict` order, f32 little-endian, the
+//! header padded with spaces to a multiple of 8 bytes. So
+//! `model.load_state_dict(safetensors.torch.load_file(path))` works on the equivalent PyTorch
+//! module, and the model's config travels in the metadata (`regkern.*` keys, all strings), so a
+//! checkpoint alone is enough to rebuild the model ([`Header::config`]).
+//!
+//! A *training* checkpoint also holds the optimizer's state (`optimizer.<state>.<name>`, with
+//! PyTorch's state names: `exp_avg`, `exp_avg_sq`, `momentum_buffer`, `square_avg`, `grad_avg`)
+//! and the progress (`regkern.epochs`, `regkern.steps`), from which training resumes exactly.
+//!
+//! Loading follows the format's safety rules and checks everything against the model before it
+//! writes a single parameter, so a bad file leaves the model untouched: header length within the
+//! file and at most [`MAX_HEADER`] bytes, valid JSON, dtype `F32`, shapes equal to the model's,
+//! tensors that tile the data region exactly (in bounds, no overlap, no gap, no trailing bytes),
+//! every parameter present once and no unknown name. Errors are [`Error::BadCheckpoint`] with the
+//! byte offset in the file where the problem lies.
+
+use core::fmt::{self, Write};
+
+mod header;
+mod metadata;
+#[cfg(test)]
+mod tests;
+
+use header::Entry;
+pub use header::{Header, Str};
+use metadata::write_header;
+
+use crate::arena::Region;
+use crate::error::{Error, Result, check_len};
+use crate::models::{Model, ParamInfo};
+use crate::optim::Optimizer;
+
+/// Largest header accepted, in bytes (the safetensors reference implementation's limit).
+pub const MAX_HEADER: usize = 100_000_000;
+
+/// How far training got: stored in training checkpoints, restored by resuming.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Epochs completed.
+    pub epochs: u64,
+    /// Optimizer steps taken.
+    pub steps: u64,
+}
+
+/// The optimizer's part of a training checkpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainingState<'a> {
+    /// The optimizer whose state this is (its name is stored and checked on load).
+    pub optimizer: &'a Optimizer,
+    /// Its state: `optimizer.state_copies()` copies of the parameter layout.
+    pub opt_state: &'a [f32],
+    /// Epochs and steps done.
+    pub progress: Progress,
+}
+
+/// Bytes [`save`] needs for the checkpoint of `model`: exact for parameters only; for a training
+/// checkpoint (with `optimizer`'s state) an upper bound, as the progress numbers vary in length.
+pub fn saved_len(model: &Model, optimizer: Option<&Optimizer>) -> Result<usize> {
+    let mut count = Counter(0);
+    let progress = Progress { epochs: u64::MAX, steps: u64::MAX }; // the longest numbers
+    write_header(&mut count, model, optimizer.map(|o| (o, progress))).map_err(|_| Error::SizeOverflow)?;
+    let header = count.0.next_multiple_of(8);
+    let copies = optimizer.map_or(0, Optimizer::state_copies);
+    let floats = model.param_floats().checked_mul(1 + copies).ok_or(Error::SizeOverflow)?;
+    floats.checked_mul(4).and_then(|d| d.checked_add(8 + header)).ok_or(Error::SizeOverflow)
+}
+
+/// Write the checkpoint of `model` with parameters `params` (and, for a training checkpoint, the
+/// optimizer state) into `out`; returns the bytes written. `out` must hold at least
+/// [`saved_len`] bytes (`BadLen` otherwise; nothing is written then).
+pub fn save(
+    model: &Model,
+    params: &[f32],
+    training: Option<TrainingState<'_>>,
+    out: &mut [u8],
+) -> Result<usize> {
+    check_len("params", params.len(), model.report().floats(Region::Params))?;
+    let opt = training.map(|t| (t.optimizer, t.progress));
+    let mut count = Counter(0);
+    write_header(&mut count, model, opt).map_err(|_| Error::SizeOverflow)?;
+    let header = count.0.next_multiple_of(8);
+    let state = training.map_or(&[][..], |t| t.opt_state);
+    let copies = training.map_or(0, |t| t.optimizer.state_copies());
+    if let Some(t) = training {
+        check_len("opt_state", t.opt_state.len(), params.len() * copies)?;
+        check_len(
+            "optimizer state copies",
+            copies,
+            model.report().floats(Region::OptState) / params.len().max(1),
+        )?;
+    }
+    let total = 8 + header + 4 * model.param_floats() * (1 + copies);
+    if out.len() < total {
+        return Err(Error::BadLen { what: "checkpoint buffer", expected: total, got: out.len() });
+    }
+    let (len, rest) = out.split_at_mut(8);
+    len.copy_from_slice(&(header as u64).to_le_bytes());
+    let (head, data) = rest.split_at_mut(header);
+    let mut w = SliceWriter { buf: head, at: 0 };
+    write_header(&mut w, model, opt).map_err(|_| Error::SizeOverflow)?;
+    let end = w.at;
+    head[end..].fill(b' ');
+    // Data: the parameters in table order, then each state copy in the same order.
+    let mut at = 0;
+    for copy in 0..=copies {
+        let src = if copy == 0 { params } else { &state[(copy - 1) * params.len()..][..params.len()] };
+        for p in model.params() {
+            for v in &src[p.slot.range()] {
+                data[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                at += 4;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Check `bytes` as a checkpoint of `model` and copy its parameters into `params` (and, with
+/// `training`, the optimizer state into its slice). Returns the parsed header (metadata,
+/// progress). On any error nothing has been written.
+pub fn load<'b>(
+    bytes: &'b [u8],
+    model: &Model,
+    params: &mut [f32],
+    training: Option<(&Optimizer, &mut [f32])>,
+) -> Result<Header<'b>> {
+    check_len("params", params.len(), model.report().floats(Region::Params))?;
+    let header = Header::parse(bytes)?;
+    let copies = match &training {
+        Some((o, state)) => {
+            check_len("opt_state", state.len(), params.len() * o.state_copies())?;
+            let saved = header.metadata("regkern.optimizer");
+            if !saved.is_some_and(|s| s.eq_str(o.name())) {
+                return Err(bad("optimizer state is missing or from another optimizer", header.base));
+            }
+            o.state_copies()
+        }
+        None => 0,
+    };
+    let optimizer = training.as_ref().map(|(o, _)| **o);
+    // Pass 1: validate every entry against the model and the data region, writing nothing.
+    let data_len = bytes.len() - header.data_start;
+    let (mut count, mut sum, mut reaches_end) = (0usize, 0usize, false);
+    for e in header.entries() {
+        let e = e?;
+        let at = e.key_at;
+        let Some((_, p)) = find_tensor(model, optimizer.as_ref(), &e.name) else {
+            // Another optimizer's state, when only the parameters are wanted, is skipped.
+            if training.is_none() && e.name.starts_with("optimizer.") {
+                check_extent(&header, &e, data_len, None)?;
+                sum += e.end - e.begin;
+                reaches_end |= e.end == data_len;
+                continue;
+            }
+            return Err(bad("tensor name not in the model", at));
+        };
+        ensure_bad(e.dtype.eq_str("F32"), "dtype must be F32", at)?;
+        ensure_bad(e.shape() == p.shape(), "shape differs from the model's", at)?;
+        check_extent(&header, &e, data_len, Some(4 * p.slot.len))?;
+        sum += e.end - e.begin;
+        reaches_end |= e.end == data_len;
+        count += 1;
+    }
+    let expected = model.param_count() * (1 + copies);
+    if count != expected {
+        return Err(bad("tensors missing: every parameter must be present", header.base));
+    }
+    ensure_bad(
+        sum == data_len && (reaches_end || data_len == 0),
+        "tensors do not tile the data exactly",
+        header.base,
+    )?;
+    // Pass 2: copy.
+    let (state_len, mut state) = (params.len(), training.map(|(_, s)| s));
+    for e in header.entries() {
+        let e = e?;
+        let Some((copy, p)) = find_tensor(model, optimizer.as_ref(), &e.name) else { continue };
+        let dst = if copy == 0 {
+            &mut params[p.slot.range()]
+        } else {
+            let state = state.as_deref_mut().expect("copies > 0 only with a state");
+            &mut state[(copy - 1) * state_len..][p.slot.range()]
+        };
+        let src = &bytes[header.data_start + e.begin..header.data_start + e.end];
+        for (d, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+            *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+    Ok(header)
+}
+
+/// The checkpoint tensor named `name`: which copy (0 = parameters, k = optimizer state k − 1)
+/// and which parameter.
+fn find_tensor(model: &Model, optimizer: Option<&Optimizer>, name: &Str<'_>) -> Option<(usize, ParamInfo)> {
+    let (copy, rest) = match name.strip_prefix("optimizer.") {
+        Some(rest) => {
+            let o = optimizer?;
+            (1..=o.state_copies()).find_map(|k| {
+                let rest = rest.strip_prefix(o.state_name(k - 1))?;
+                Some((k, rest.strip_prefix(".")?))
+            })?
+        }
+        None => (0, *name),
+    };
+    model.params().find(|p| rest.eq_str(p.name.as_str())).map(|p| (copy, p))
+}
+
+fn check_extent(h: &Header<'_>, e: &Entry<'_>, data_len: usize, size: Option<usize>) -> Result<()> {
+    let at = e.key_at;
+    ensure_bad(e.begin <= e.end && e.end <= data_len, "data_offsets out of bounds", at)?;
+    if let Some(size) = size {
+        ensure_bad(e.end - e.begin == size, "data_offsets do not match the shape", at)?;
+    }
+    // Tiling: each tensor starts at 0 or where another ends, and no two start at the same place.
+    // With the sizes summing to the data length and one tensor reaching its end, the tensors
+    // cover the data exactly once.
+    let (mut follows, mut same_start) = (e.begin == 0, 0);
+    for other in h.entries() {
+        let other = other?;
+        follows |= other.end == e.begin && other.end > other.begin;
+        same_start += usize::from(other.begin == e.begin);
+        if other.key_at != e.key_at && other.name == e.name {
+            return Err(bad("tensor name appears twice", other.key_at));
+        }
+    }
+    ensure_bad(follows, "data_offsets overlap or leave a gap", at)?;
+    ensure_bad(same_start == 1, "data_offsets overlap", at)
+}
+
+fn bad(reason: &'static str, offset: usize) -> Error {
+    Error::BadCheckpoint { reason, offset }
+}
+
+fn ensure_bad(ok: bool, reason: &'static str, offset: usize) -> Result<()> {
+    if ok { Ok(()) } else { Err(bad(reason, offset)) }
+}
+
+/// Counts the bytes written.
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 = self.0.checked_add(s.len()).ok_or(fmt::Error)?;
+        Ok(())
+    }
+}
+
+/// Writes into a byte slice; fails when it is full.
+struct SliceWriter<'o> {
+    buf: &'o mut [u8],
+    at: usize,
+}
+
+impl Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let dst = self.buf.get_mut(self.at..self.at + s.len()).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.at += s.len();
+        Ok(())
+    }
+}

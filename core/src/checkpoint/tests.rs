@@ -1,0 +1,326 @@
+//! Round trips of every model type, the reference layout, and a catalogue of malformed files.
+
+use super::*;
+use crate::Trainer;
+use crate::layers::moe::Capacity;
+use crate::layers::{Activation, KvDtype};
+use crate::models::transformer::MoeConfig;
+use crate::models::{
+    AttentionType, EncoderDecoderConfig, LinearConfig, MlpConfig, Mode, ModelConfig, Net, TransformerConfig,
+};
+
+fn mlp() -> ModelConfig {
+    ModelConfig::Mlp(MlpConfig {
+        n_in: 3,
+        latent_dims: heapless::Vec::from_slice(&[4, 2]).unwrap(),
+        n_out: 2,
+        act: Activation::Tanh,
+    })
+}
+
+fn saved(cfg: &ModelConfig, seed: u64) -> (Model, Vec<f32>, Vec<u8>) {
+    let model = Model::plan(cfg, Mode::Inference { max_batch: 1 }).unwrap();
+    let mut arena = vec![0.0; model.report().total_floats()];
+    let mut net = Net::new(model.clone(), &mut arena).unwrap();
+    net.init_params(seed);
+    let mut out = vec![0u8; net.checkpoint_len().unwrap()];
+    let n = net.save_checkpoint(&mut out).unwrap();
+    assert_eq!(n, out.len(), "saved_len is exact for parameters");
+    let params = packed(&model, net.params());
+    (model, params, out)
+}
+
+/// A file from a header (JSON text) and data bytes.
+fn file(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut f = (header.len() as u64).to_le_bytes().to_vec();
+    f.extend_from_slice(header.as_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+/// The parameters in table order, without the padding between tensors.
+fn packed(model: &Model, params: &[f32]) -> Vec<f32> {
+    model.params().flat_map(|p| params[p.slot.range()].to_vec()).collect()
+}
+
+/// Load into a params region filled with 7.0; returns the tensors' values.
+fn load_into(model: &Model, bytes: &[u8]) -> (Result<()>, Vec<f32>) {
+    let mut params = vec![7.0; model.report().floats(Region::Params)];
+    let r = load(bytes, model, &mut params, None).map(|_| ());
+    (r, packed(model, &params))
+}
+
+fn reason(r: Result<()>) -> &'static str {
+    match r {
+        Err(Error::BadCheckpoint { reason, .. }) => reason,
+        other => panic!("expected BadCheckpoint, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_model_type_round_trips_with_its_config() {
+    let t = TransformerConfig {
+        embed_dim: 8,
+        ffn_dim: 6,
+        num_heads: 2,
+        num_groups: 1,
+        max_seq_len: 5,
+        ..Default::default()
+    };
+    let moe = MoeConfig { num_experts: 3, top_k: 2, capacity: Capacity::Absolute(4), alpha: 0.05 };
+    let configs = [
+        ModelConfig::Linear(LinearConfig { n_in: 8, n_out: 1 }),
+        mlp(),
+        ModelConfig::Transformer(t),
+        ModelConfig::Transformer(TransformerConfig {
+            autoregressive: true,
+            kv_cache: Some(KvDtype::Bf16),
+            attention: AttentionType::Mha,
+            ..t
+        }),
+        ModelConfig::Transformer(TransformerConfig {
+            moe: Some(MoeConfig { capacity: Capacity::Factor(1.25), ..moe }),
+            ..t
+        }),
+        ModelConfig::EncoderDecoder(EncoderDecoderConfig {
+            embed_dim: 8,
+            ffn_dim: 6,
+            num_heads: 2,
+            num_groups: 2,
+            num_encoder_layers: 1,
+            num_decoder_layers: 2,
+            max_seq_len: 4,
+            input_dim: 2,
+            output_dim: 3,
+            moe: Some(moe),
+            kv_cache: Some(KvDtype::F16),
+            ..Default::default()
+        }),
+    ];
+    for cfg in configs {
+        let (model, params, bytes) = saved(&cfg, 3);
+        let (r, loaded) = load_into(&model, &bytes);
+        r.unwrap();
+        assert_eq!(loaded, params, "{cfg:?}");
+        let h = Header::parse(&bytes).unwrap();
+        assert_eq!(h.config().unwrap(), cfg);
+        assert!(h.metadata("format").unwrap().eq_str("pt"));
+        assert_eq!(bytes[8..8 + h.json.len()].len() % 8, 0, "data aligned to 8 bytes");
+        assert!(h.progress().is_none());
+    }
+}
+
+#[test]
+fn header_is_the_safetensors_layout() {
+    let cfg = ModelConfig::Linear(LinearConfig { n_in: 2, n_out: 1 });
+    let (_, params, bytes) = saved(&cfg, 1);
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let json = core::str::from_utf8(&bytes[8..8 + n]).unwrap().trim_end();
+    assert_eq!(
+        json,
+        concat!(
+            "{\"__metadata__\":{\"format\":\"pt\",\"regkern.version\":\"",
+            env!("CARGO_PKG_VERSION"),
+            "\",\"regkern.type\":\"linear\",\"regkern.n_in\":\"2\",\"regkern.n_out\":\"1\"},",
+            "\"linear.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},",
+            "\"linear.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}"
+        )
+    );
+    let data: Vec<f32> =
+        bytes[8 + n..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(data, params);
+}
+
+#[test]
+fn tensors_in_any_order_load_when_they_tile_the_data() {
+    // As Python's safetensors writes them: sorted by name, not in state_dict order.
+    let cfg = ModelConfig::Linear(LinearConfig { n_in: 2, n_out: 1 });
+    let model = Model::plan(&cfg, Mode::Inference { max_batch: 1 }).unwrap();
+    let data: Vec<u8> = [0.5f32, 1.0, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let h = r#"{"linear.bias":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"linear.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[4,12]},"__metadata__":{"format":"pt"}}"#;
+    let (r, params) = load_into(&model, &file(h, &data));
+    r.unwrap();
+    assert_eq!(params, [1.0, 2.0, 0.5]);
+    // Without regkern metadata there is no config to read.
+    assert!(matches!(Header::parse(&file(h, &data)).unwrap().config(), Err(Error::BadCheckpoint { .. })));
+}
+
+#[test]
+fn bad_files_are_errors_and_load_nothing() {
+    let cfg = ModelConfig::Linear(LinearConfig { n_in: 2, n_out: 1 });
+    let model = Model::plan(&cfg, Mode::Inference { max_batch: 1 }).unwrap();
+    let data: Vec<u8> = [0.5f32, 1.0, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let entry = |name: &str, dtype: &str, shape: &str, a: usize, b: usize| {
+        format!(r#""{name}":{{"dtype":"{dtype}","shape":{shape},"data_offsets":[{a},{b}]}}"#)
+    };
+    let w = |a, b| entry("linear.weight", "F32", "[1,2]", a, b);
+    let bias = |a, b| entry("linear.bias", "F32", "[1]", a, b);
+    let padded = [&data[..], &[0, 0, 0, 0]].concat();
+    let cases: Vec<(String, &[u8], &str)> = vec![
+        (format!("{{{},{}}}", w(0, 8), bias(4, 12)), &data, "data_offsets do not match the shape"),
+        (format!("{{{},{}}}", w(0, 8), bias(8, 16)), &data, "data_offsets out of bounds"),
+        (format!("{{{},{}}}", w(4, 12), bias(0, 4)), &data, ""), // valid: reordered
+        (format!("{{{},{}}}", w(0, 8), bias(0, 4)), &data, "data_offsets overlap"),
+        (
+            format!(
+                "{{{},{}}}",
+                entry("linear.weight", "F32", "[1,2]", 0, 8),
+                entry("linear.bias", "F32", "[1]", 4, 8)
+            ),
+            &data,
+            "data_offsets overlap or leave a gap",
+        ),
+        (format!("{{{},{}}}", w(0, 8), bias(8, 12)), &data[..11], "data_offsets out of bounds"),
+        (
+            format!("{{{},{},\"x\":{{}}}}", w(0, 8), bias(8, 12)),
+            &data,
+            "tensor entry lacks dtype, shape or data_offsets",
+        ),
+        (
+            format!("{{{},{}}}", entry("linear.weight", "F16", "[1,2]", 0, 8), bias(8, 12)),
+            &data,
+            "dtype must be F32",
+        ),
+        (
+            format!("{{{},{}}}", entry("linear.weight", "F32", "[2,1]", 0, 8), bias(8, 12)),
+            &data,
+            "shape differs from the model's",
+        ),
+        (
+            format!("{{{},{}}}", entry("linear.weights", "F32", "[1,2]", 0, 8), bias(8, 12)),
+            &data,
+            "tensor name not in the model",
+        ),
+        (format!("{{{}}}", w(0, 8)), &data[..8], "tensors missing: every parameter must be present"),
+        (format!("{{{},{},{}}}", w(0, 8), bias(8, 12), bias(8, 12)), &data, "tensor name appears twice"),
+        (format!("{{{},{}}}", w(0, 8), bias(8, 12)), &padded, "tensors do not tile the data exactly"),
+        (format!("{{{},{}", w(0, 8), bias(8, 12)), &data, "malformed header JSON"),
+        (format!("{{{},{}}} x", w(0, 8), bias(8, 12)), &data, "bytes after the header's JSON object"),
+        (format!("[{},{}]", w(0, 8), bias(8, 12)), &data, "header is not a JSON object"),
+        (
+            format!("{{{},{}}}", entry("linear.weight", "F32", "[1,-2]", 0, 8), bias(8, 12)),
+            &data,
+            "expected a non-negative integer",
+        ),
+        (
+            format!("{{{},{}}}", entry("linear.weight", "F32", "[1,2]", 0, 8), bias(8, 12))
+                .replace("[0,8]", "[0,99999999999999999999]"),
+            &data,
+            "number too large",
+        ),
+        (
+            format!("{{\"__metadata__\":{{\"a\":1}},{},{}}}", w(0, 8), bias(8, 12)),
+            &data,
+            "malformed header JSON",
+        ),
+        (
+            format!("{{{},{}}}", w(0, 8), bias(8, 12)).replace("linear.bias", "linear.b\\q"),
+            &data,
+            "bad escape in header",
+        ),
+    ];
+    for (header, data, want) in cases {
+        let bytes = file(&header, data);
+        let (r, params) = load_into(&model, &bytes);
+        if want.is_empty() {
+            r.unwrap();
+            continue;
+        }
+        assert_eq!(reason(r), want, "{header}");
+        assert_eq!(params, [7.0; 3], "{header}: nothing is written on error");
+    }
+    // Framing: shorter than 8 bytes, a header length past the end or above the cap.
+    let good = file(&format!("{{{},{}}}", w(0, 8), bias(8, 12)), &data);
+    assert_eq!(reason(load_into(&model, &good[..5]).0), "file shorter than its 8-byte header length");
+    let mut long = good.clone();
+    long[..8].copy_from_slice(&(good.len() as u64).to_le_bytes());
+    assert_eq!(reason(load_into(&model, &long).0), "header length beyond the end of the file");
+    long[..8].copy_from_slice(&(MAX_HEADER as u64 + 1).to_le_bytes());
+    assert_eq!(reason(load_into(&model, &long).0), "header larger than 100 MB");
+    long[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(reason(load_into(&model, &long).0), "header larger than 100 MB");
+}
+
+#[test]
+fn every_truncation_and_every_flipped_byte_is_handled_without_panic() {
+    let (model, params, bytes) = saved(&mlp(), 5);
+    for len in 0..bytes.len() {
+        let (r, loaded) = load_into(&model, &bytes[..len]);
+        assert!(r.is_err(), "a file cut at {len} of {} bytes loads", bytes.len());
+        assert!(loaded.iter().all(|&v| v == 7.0));
+    }
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    for i in 0..header {
+        for flip in [0x01u8, 0x20, 0x80] {
+            let mut b = bytes.clone();
+            b[i] ^= flip;
+            let (r, loaded) = load_into(&model, &b);
+            // Some flips are harmless (a metadata character, a space); the rest are errors.
+            if r.is_ok() {
+                assert_eq!(loaded, params, "byte {i} ^ {flip:#x}");
+            } else {
+                assert!(loaded.iter().all(|&v| v == 7.0));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_refused() {
+    let (_, _, bytes) = saved(&mlp(), 1);
+    let other = ModelConfig::Mlp(MlpConfig {
+        n_in: 3,
+        latent_dims: heapless::Vec::from_slice(&[5, 2]).unwrap(),
+        n_out: 2,
+        act: Activation::Tanh,
+    });
+    let model = Model::plan(&other, Mode::Inference { max_batch: 1 }).unwrap();
+    assert_eq!(reason(load_into(&model, &bytes).0), "shape differs from the model's");
+    let small = vec![0u8; 10];
+    let mut arena = vec![0.0; model.report().total_floats()];
+    let net = Net::new(model, &mut arena).unwrap();
+    let mut out = small;
+    assert!(matches!(net.save_checkpoint(&mut out), Err(Error::BadLen { what: "checkpoint buffer", .. })));
+}
+
+#[test]
+fn training_checkpoints_carry_optimizer_state_and_progress() {
+    for optimizer in
+        [Optimizer::adam(1e-2), Optimizer::sgd(0.1).with_momentum(0.9).unwrap(), Optimizer::rmsprop(1e-2)]
+    {
+        let model = Model::plan(&mlp(), Mode::Training { max_batch: 4, optimizer }).unwrap();
+        let mut arena = vec![0.0; model.report().total_floats()];
+        let mut net = Net::new(model.clone(), &mut arena).unwrap();
+        net.init_params(2);
+        let config =
+            crate::TrainConfig { epochs: 1, schedule: crate::Schedule::Constant, clip_grad_norm: None };
+        let mut trainer = Trainer::new(net, optimizer, config).unwrap();
+        let (x, y) = ([0.1f32, -0.3, 0.5, 0.2, 0.7, -0.1], [0.3f32, -0.2, 0.1, 0.4]);
+        for _ in 0..3 {
+            trainer.train_step(&x, &y).unwrap();
+        }
+        let mut bytes = vec![0u8; trainer.checkpoint_len().unwrap()];
+        let n = trainer.save_checkpoint(&mut bytes).unwrap();
+        let bytes = &bytes[..n];
+        let h = Header::parse(bytes).unwrap();
+        assert_eq!(h.progress(), Some(Progress { epochs: 0, steps: 3 }));
+        assert!(h.optimizer_name().unwrap().eq_str(optimizer.name()));
+        // A fresh trainer resumes exactly: the next step gives identical parameters.
+        let mut arena2 = vec![0.0; model.report().total_floats()];
+        let net2 = Net::new(model.clone(), &mut arena2).unwrap();
+        let mut resumed = Trainer::new(net2, optimizer, config).unwrap();
+        assert_eq!(resumed.load_checkpoint(bytes).unwrap(), Progress { epochs: 0, steps: 3 });
+        assert_eq!(resumed.steps(), 3);
+        trainer.train_step(&x, &y).unwrap();
+        resumed.train_step(&x, &y).unwrap();
+        assert_eq!(trainer.net().params(), resumed.net().params(), "{}", optimizer.name());
+        // Its parameters alone load into an inference net (the optimizer state is skipped).
+        let infer = Model::plan(&mlp(), Mode::Inference { max_batch: 1 }).unwrap();
+        let (r, _) = load_into(&infer, bytes);
+        r.unwrap();
+        // A parameters-only checkpoint cannot resume training.
+        let mut plain = vec![0u8; resumed.net().checkpoint_len().unwrap()];
+        resumed.net().save_checkpoint(&mut plain).unwrap();
+        assert!(matches!(resumed.load_checkpoint(&plain), Err(Error::BadCheckpoint { .. })));
+    }
+}
