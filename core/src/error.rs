@@ -67,6 +67,13 @@ pub enum Error {
         /// `max_seq_len`.
         max: usize,
     },
+    /// A pointer passed through the C ABI is null, misaligned, or not an initialised handle.
+    BadPointer {
+        /// The argument, as named in the C header.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A checkpoint is malformed or does not match the model; nothing was loaded.
     BadCheckpoint {
         /// What is wrong.
@@ -94,6 +101,7 @@ impl Error {
             Error::OptimizerMismatch { .. } => -9,
             Error::ContextTooLong { .. } => -10,
             Error::BadCheckpoint { .. } => -11,
+            Error::BadPointer { .. } => -12,
         }
     }
 
@@ -112,6 +120,7 @@ impl Error {
             -9 => "optimizer needs more state than planned",
             -10 => "sequence longer than max_seq_len",
             -11 => "invalid checkpoint",
+            -12 => "null or misaligned pointer, or not a model handle",
             _ => "unknown status code",
         }
     }
@@ -145,6 +154,7 @@ impl fmt::Display for Error {
             Error::BadCheckpoint { reason, offset } => {
                 write!(f, "invalid checkpoint: {reason} (at byte {offset})")
             }
+            Error::BadPointer { what, reason } => write!(f, "bad pointer: {what} {reason}"),
         }
     }
 }
@@ -170,7 +180,7 @@ pub(crate) fn mul(a: usize, b: usize) -> Result<usize> {
 mod tests {
     use super::*;
 
-    const ALL: [Error; 11] = [
+    const ALL: [Error; 12] = [
         Error::BadConfig { field: "f", reason: "r" },
         Error::BadLen { what: "x", expected: 1, got: 2 },
         Error::ArenaTooSmall { needed: 8, got: 4 },
@@ -182,6 +192,7 @@ mod tests {
         Error::OptimizerMismatch { needed: 2, planned: 0 },
         Error::ContextTooLong { needed: 129, max: 128 },
         Error::BadCheckpoint { reason: "r", offset: 8 },
+        Error::BadPointer { what: "x", reason: "is null" },
     ];
 
     #[test]
@@ -199,7 +210,7 @@ mod tests {
     #[test]
     fn codes_are_pinned() {
         // The C ABI publishes these numbers; changing one breaks compiled callers.
-        let codes: [i32; 11] = ALL.map(|e| e.code());
-        assert_eq!(codes, [-1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11]);
+        let codes: [i32; 12] = ALL.map(|e| e.code());
+        assert_eq!(codes, [-1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12]);
     }
 }

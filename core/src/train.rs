@@ -139,6 +139,23 @@ impl<'a> Trainer<'a> {
         Ok(Trainer { net, optimizer, config, steps: 0, epochs_done: 0 })
     }
 
+    /// Replace the epochs, schedule and clipping (e.g. between runs, or from the C ABI).
+    pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The net being trained, for reading.
+    pub fn net_ref(&self) -> &Net<'a> {
+        &self.net
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
     /// The net being trained.
     pub fn net(&mut self) -> &mut Net<'a> {
         &mut self.net

@@ -15,7 +15,7 @@
 //! slide on, each step recomputes the window (as uncached generation does). That keeps sliding
 //! generation exact, at the uncached cost per token once the window is full.
 
-use crate::error::{Error, Result, check_len, ensure};
+use crate::error::{Error, Result, check_len, ensure, mul};
 use crate::models::transformer::Decode;
 use crate::models::{Arch, Net};
 
@@ -145,14 +145,14 @@ impl Net<'_> {
         };
         ensure(prompt_len <= window, "prompt", "is longer than the context (max_seq_len or window)")?;
         // The last value generated is predicted from prompt_len + steps − 1 values.
-        let needed = prompt_len + g.steps - 1;
+        let needed = prompt_len.saturating_add(g.steps - 1);
         if g.context == Context::Expanding && needed > max_seq {
             return Err(Error::ContextTooLong { needed, max: max_seq });
         }
         let n = prompt.len() / (prompt_len * dim);
         check_len("prompt", prompt.len(), n * prompt_len * dim)?;
         self.check_batch(n)?;
-        check_len("out", out.len(), n * g.steps * dim)?;
+        check_len("out", out.len(), mul(mul(n, g.steps)?, dim)?)?;
         let decoder = match (g.use_cache, t.decoder()) {
             (false, _) => None,
             (true, Some(dec)) => Some(*dec),
