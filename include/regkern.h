@@ -318,6 +318,21 @@ typedef struct {
   float clip_grad_norm;
 } rk_schedule;
 
+// Details of a failed call (filled when the `err` argument is not NULL and not inside the
+// model's arena).
+typedef struct {
+  // The status the call returned.
+  rk_status code;
+  // Bytes (or elements) needed, when the error is about a size (e.g. the arena's).
+  uint64_t needed;
+  // Bytes (or elements) given; for `RK_E_BAD_CHECKPOINT`, the byte offset of the problem.
+  uint64_t got;
+  // The offending config field or argument, NUL-terminated ("" when none).
+  char field[32];
+  // A sentence describing the error, NUL-terminated.
+  char message[192];
+} rk_error;
+
 // What the model's memory is planned for.
 typedef struct {
   // Non-zero: training (gradients, optimizer state, saved activations); zero: inference only.
@@ -350,21 +365,6 @@ typedef struct {
   uint64_t total_bytes;
 } rk_plan;
 
-// Details of a failed call (filled when the `err` argument is not NULL and not inside the
-// model's arena).
-typedef struct {
-  // The status the call returned.
-  rk_status code;
-  // Bytes (or elements) needed, when the error is about a size (e.g. the arena's).
-  uint64_t needed;
-  // Bytes (or elements) given; for `RK_E_BAD_CHECKPOINT`, the byte offset of the problem.
-  uint64_t got;
-  // The offending config field or argument, NUL-terminated ("" when none).
-  char field[32];
-  // A sentence describing the error, NUL-terminated.
-  char message[192];
-} rk_error;
-
 // Sizes of a model at its current sequence lengths.
 typedef struct {
   // Floats of one input sample (`seq_len · input_dim`).
@@ -391,6 +391,20 @@ typedef struct {
   uint8_t training;
 } rk_dims;
 
+// One row of the parameter table.
+typedef struct {
+  // PyTorch name (`layers.0.weight`), NUL-terminated.
+  char name[96];
+  // 1 or 2.
+  uint32_t rank;
+  // Shape (`shape[1]` is 0 for vectors).
+  uint64_t shape[2];
+  // Offset, in floats, in the buffer `rk_params` returns.
+  uint64_t offset;
+  // Floats.
+  uint64_t len;
+} rk_tensor_info;
+
 // What one `rk_train_step` did.
 typedef struct {
   // Loss of the batch before the update (MSE, plus the MoE load-balancing loss).
@@ -408,20 +422,6 @@ typedef struct {
   // MoE: expert assignments made.
   uint64_t moe_assignments;
 } rk_step_info;
-
-// One row of the parameter table.
-typedef struct {
-  // PyTorch name (`layers.0.weight`), NUL-terminated.
-  char name[96];
-  // 1 or 2.
-  uint32_t rank;
-  // Shape (`shape[1]` is 0 for vectors).
-  uint64_t shape[2];
-  // Offset, in floats, in the buffer `rk_params` returns.
-  uint64_t offset;
-  // Floats.
-  uint64_t len;
-} rk_tensor_info;
 
 // Success. Errors are negative: regkern-core's error codes, named below.
 #define RK_OK 0
@@ -487,6 +487,53 @@ rk_optimizer rk_optimizer_default(uint32_t kind,
 
 // A constant learning rate, no clipping.
 rk_schedule rk_schedule_default(void);
+
+// Bytes `rk_checkpoint_save` needs: the parameters (`training_state` 0), or parameters,
+// optimizer state and progress for resuming (non-zero; an upper bound; training models only).
+//
+// # Safety
+// `model` must be a handle from `rk_model_init`; `bytes` a writable size_t.
+rk_status rk_checkpoint_size(rk_model *model,
+                             uint8_t training_state,
+                             size_t *bytes,
+                             rk_error *err);
+
+// Write a safetensors checkpoint (PyTorch names, the config in the metadata) into `buf`
+// (`buf_len` bytes); its length goes to `*written`. With `training_state` non-zero it also
+// holds the optimizer state and progress (training models). Errors: -2 if `buf` is too small
+// (`err->needed`).
+//
+// # Safety
+// `model` must be a handle from `rk_model_init`; `buf` writable for `buf_len` bytes.
+rk_status rk_checkpoint_save(rk_model *model,
+                             uint8_t training_state,
+                             uint8_t *buf,
+                             size_t buf_len,
+                             size_t *written,
+                             rk_error *err);
+
+// Load a checkpoint of this model from `buf`: the parameters (`training_state` 0; also
+// accepts files PyTorch's `safetensors.torch.save_file` wrote), or parameters, optimizer state
+// and progress (non-zero, training models). Everything is checked before anything is written:
+// on error the model is unchanged. Errors: -11 with `err->got` = the byte offset of the problem.
+//
+// # Safety
+// `model` must be a handle from `rk_model_init`; `buf` readable for `buf_len` bytes.
+rk_status rk_checkpoint_load(rk_model *model,
+                             const uint8_t *buf,
+                             size_t buf_len,
+                             uint8_t training_state,
+                             rk_error *err);
+
+// Whether `buf` holds a regkern checkpoint and, if so, its model config in `*config` (so a
+// program can plan a model for a file it did not write). Errors: -11 not a regkern checkpoint.
+//
+// # Safety
+// `buf` readable for `buf_len` bytes; `config` a writable struct.
+rk_status rk_checkpoint_config(const uint8_t *buf,
+                               size_t buf_len,
+                               rk_model_config *config,
+                               rk_error *err);
 
 // Compute the bytes of every region of `config` planned for `mode` into `*out`, from the
 // config alone (no memory is touched). `out->total_bytes` is the arena `rk_model_init` needs.
@@ -560,6 +607,27 @@ rk_status rk_set_target_len(rk_model *model,
 // `model` must be a handle from `rk_model_init`; `out` a writable `rk_dims`.
 rk_status rk_model_dims(rk_model *model,
                         rk_dims *out,
+                        rk_error *err);
+
+// The parameters: `*data` points at the model's parameter buffer inside the arena (`*len`
+// floats); tensor `i` lies at `rk_param_info(i).offset`. Writing them (e.g. to load weights)
+// is allowed between calls.
+//
+// # Safety
+// `model` must be a handle from `rk_model_init`; `data` and `len` writable.
+rk_status rk_params(rk_model *model,
+                    float **data,
+                    size_t *len,
+                    rk_error *err);
+
+// Row `index` of the parameter table (0 ≤ index < `rk_dims.param_tensors`), in PyTorch
+// `state_dict` order. Errors: -2 index out of range.
+//
+// # Safety
+// `model` must be a handle from `rk_model_init`; `out` writable.
+rk_status rk_param_info(rk_model *model,
+                        size_t index,
+                        rk_tensor_info *out,
                         rk_error *err);
 
 // Set the learning-rate schedule and gradient clipping of `rk_train_step` (training models;
@@ -637,74 +705,6 @@ rk_status rk_generate(rk_model *model,
                       size_t window,
                       uint8_t use_cache,
                       rk_error *err);
-
-// Bytes `rk_checkpoint_save` needs: the parameters (`training_state` 0), or parameters,
-// optimizer state and progress for resuming (non-zero; an upper bound; training models only).
-//
-// # Safety
-// `model` must be a handle from `rk_model_init`; `bytes` a writable size_t.
-rk_status rk_checkpoint_size(rk_model *model,
-                             uint8_t training_state,
-                             size_t *bytes,
-                             rk_error *err);
-
-// Write a safetensors checkpoint (PyTorch names, the config in the metadata) into `buf`
-// (`buf_len` bytes); its length goes to `*written`. With `training_state` non-zero it also
-// holds the optimizer state and progress (training models). Errors: -2 if `buf` is too small
-// (`err->needed`).
-//
-// # Safety
-// `model` must be a handle from `rk_model_init`; `buf` writable for `buf_len` bytes.
-rk_status rk_checkpoint_save(rk_model *model,
-                             uint8_t training_state,
-                             uint8_t *buf,
-                             size_t buf_len,
-                             size_t *written,
-                             rk_error *err);
-
-// Load a checkpoint of this model from `buf`: the parameters (`training_state` 0; also
-// accepts files PyTorch's `safetensors.torch.save_file` wrote), or parameters, optimizer state
-// and progress (non-zero, training models). Everything is checked before anything is written:
-// on error the model is unchanged. Errors: -11 with `err->got` = the byte offset of the problem.
-//
-// # Safety
-// `model` must be a handle from `rk_model_init`; `buf` readable for `buf_len` bytes.
-rk_status rk_checkpoint_load(rk_model *model,
-                             const uint8_t *buf,
-                             size_t buf_len,
-                             uint8_t training_state,
-                             rk_error *err);
-
-// Whether `buf` holds a regkern checkpoint and, if so, its model config in `*config` (so a
-// program can plan a model for a file it did not write). Errors: -11 not a regkern checkpoint.
-//
-// # Safety
-// `buf` readable for `buf_len` bytes; `config` a writable struct.
-rk_status rk_checkpoint_config(const uint8_t *buf,
-                               size_t buf_len,
-                               rk_model_config *config,
-                               rk_error *err);
-
-// The parameters: `*data` points at the model's parameter buffer inside the arena (`*len`
-// floats); tensor `i` lies at `rk_param_info(i).offset`. Writing them (e.g. to load weights)
-// is allowed between calls.
-//
-// # Safety
-// `model` must be a handle from `rk_model_init`; `data` and `len` writable.
-rk_status rk_params(rk_model *model,
-                    float **data,
-                    size_t *len,
-                    rk_error *err);
-
-// Row `index` of the parameter table (0 ≤ index < `rk_dims.param_tensors`), in PyTorch
-// `state_dict` order. Errors: -2 index out of range.
-//
-// # Safety
-// `model` must be a handle from `rk_model_init`; `out` writable.
-rk_status rk_param_info(rk_model *model,
-                        size_t index,
-                        rk_tensor_info *out,
-                        rk_error *err);
 
 #ifdef __cplusplus
 }  // extern "C"

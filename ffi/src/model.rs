@@ -1,0 +1,359 @@
+//! The model handle in the caller's arena: planning, initialisation, sizes and parameters.
+
+use core::mem::size_of;
+
+use regkern_core::{Error, Model, Net, Result, Schedule, TrainConfig, Trainer};
+
+use crate::check::{c_string, check_ptr, in_ref, out_ref, report};
+use crate::{
+    RK_ARENA_ALIGN, rk_dims, rk_error, rk_mode, rk_model_config, rk_plan, rk_schedule, rk_schedule_default,
+    rk_status, rk_tensor_info,
+};
+
+/// A model handle, living at the start of the caller's arena.
+pub struct rk_model {
+    magic: u64,
+    /// The caller's arena: `[start, end)`.
+    arena: (usize, usize),
+    pub(crate) state: State,
+}
+
+const MAGIC: u64 = 0x7265_676b_6572_6e31; // "regkern1"
+
+pub(crate) enum State {
+    Infer(Net<'static>),
+    Train(Trainer<'static>, rk_schedule, Schedule),
+}
+
+impl rk_model {
+    pub(crate) fn net(&mut self) -> &mut Net<'static> {
+        match &mut self.state {
+            State::Infer(n) => n,
+            State::Train(t, ..) => t.net(),
+        }
+    }
+
+    pub(crate) fn net_ref(&self) -> &Net<'static> {
+        match &self.state {
+            State::Infer(n) => n,
+            State::Train(t, ..) => t.net_ref(),
+        }
+    }
+
+    /// Check that `[p, p + bytes)` does not overlap the arena.
+    pub(crate) fn outside(&self, p: usize, bytes: usize, what: &'static str) -> Result<()> {
+        let end = p.saturating_add(bytes);
+        if bytes > 0 && p < self.arena.1 && self.arena.0 < end {
+            return Err(Error::BadPointer { what, reason: "overlaps the model's arena" });
+        }
+        Ok(())
+    }
+}
+
+/// The handle at `m`, if it is one.
+///
+/// # Safety
+/// `m`, if non-null and aligned, must point to memory that `rk_model_init` initialised (or that
+/// does not hold the handle's magic number).
+pub(crate) unsafe fn model<'a>(m: *mut rk_model) -> Result<&'a mut rk_model> {
+    check_ptr(m as *const rk_model, "model")?;
+    // SAFETY: aligned and non-null; the magic is read first, as a plain u64 at its field's
+    // offset (aligned: the struct is 8-aligned and the field is a u64).
+    let magic = unsafe {
+        core::ptr::read((m as *const u8).add(core::mem::offset_of!(rk_model, magic)) as *const u64)
+    };
+    if magic != MAGIC {
+        return Err(Error::BadPointer { what: "model", reason: "is not an initialised rk_model" });
+    }
+    // SAFETY: the magic says `rk_model_init` wrote a handle here.
+    Ok(unsafe { &mut *m })
+}
+
+/// The arena bytes the handle takes (rounded up so the float regions start 64-byte aligned).
+pub(crate) const HANDLE_BYTES: usize = size_of::<rk_model>().next_multiple_of(64);
+
+pub(crate) fn plan(cfg: *const rk_model_config, mode: *const rk_mode) -> Result<Model> {
+    // SAFETY: checked for null and alignment; the caller passes valid structs.
+    let (cfg, mode) = unsafe { (in_ref(cfg, "config")?, in_ref(mode, "mode")?) };
+    Model::plan(&cfg.to_core()?, mode.to_core()?)
+}
+
+/// Compute the bytes of every region of `config` planned for `mode` into `*out`, from the
+/// config alone (no memory is touched). `out->total_bytes` is the arena `rk_model_init` needs.
+///
+/// Errors: `RK_E_BAD_CONFIG` naming the invalid field, `RK_E_SIZE_OVERFLOW`, `RK_E_BAD_POINTER`
+/// for NULL or misaligned pointers.
+///
+/// # Safety
+/// `config`, `mode` and `out` must point to valid structs (or be NULL, which is an error);
+/// `err` may be NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_model_plan(
+    config: *const rk_model_config,
+    mode: *const rk_mode,
+    out: *mut rk_plan,
+    err: *mut rk_error,
+) -> rk_status {
+    let r = (|| {
+        let model = plan(config, mode)?;
+        // SAFETY: checked for null and alignment.
+        let out = unsafe { out_ref(out, "out")? };
+        let r = model.report();
+        let b = |region| r.bytes(region) as u64;
+        use regkern_core::Region::*;
+        let total = r.total_bytes()?.checked_add(HANDLE_BYTES).ok_or(Error::SizeOverflow)?;
+        *out = rk_plan {
+            params: b(Params),
+            grads: b(Grads),
+            opt_state: b(OptState),
+            acts: b(Acts),
+            act_grads: b(ActGrads),
+            scratch: b(Scratch),
+            kv_cache: b(KvCache),
+            handle: HANDLE_BYTES as u64,
+            total_bytes: total as u64,
+        };
+        Ok(())
+    })();
+    report(r, err)
+}
+
+/// Plan `config` for `mode` and build the model in `arena` (`arena_bytes` bytes, aligned to
+/// `RK_ARENA_ALIGN`): the handle is placed at the arena's start and `*out` set to it. Parameters
+/// start at zero: call `rk_init_params` or load a checkpoint. Training models start with a
+/// constant learning rate (the optimizer's) and no clipping (`rk_set_schedule` changes that).
+///
+/// Errors: -1 invalid config, -3 arena too small (`err->needed`/`got` in bytes), -12 NULL or
+/// misaligned arena, or `out` inside the arena.
+///
+/// # Safety
+/// `arena` must be `arena_bytes` writable bytes that the caller keeps alive and does not touch
+/// until `rk_model_deinit`; the other pointers as in `rk_model_plan`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_model_init(
+    config: *const rk_model_config,
+    mode: *const rk_mode,
+    arena: *mut u8,
+    arena_bytes: usize,
+    out: *mut *mut rk_model,
+    err: *mut rk_error,
+) -> rk_status {
+    let r = (|| {
+        let model = plan(config, mode)?;
+        check_ptr(arena, "arena")?;
+        if !(arena as usize).is_multiple_of(RK_ARENA_ALIGN) {
+            return Err(Error::BadPointer { what: "arena", reason: "is not aligned to RK_ARENA_ALIGN" });
+        }
+        let floats = model.report().total_floats();
+        let needed = model.report().total_bytes()?.checked_add(HANDLE_BYTES).ok_or(Error::SizeOverflow)?;
+        if arena_bytes < needed {
+            return Err(Error::ArenaTooSmall { needed, got: arena_bytes });
+        }
+        let start = arena as usize;
+        start.checked_add(arena_bytes).ok_or(Error::SizeOverflow)?;
+        // SAFETY: checked for null and alignment.
+        let out = unsafe { out_ref(out, "out")? };
+        let out_at = out as *mut *mut rk_model as usize;
+        if out_at + size_of::<*mut rk_model>() > start && out_at < start + arena_bytes {
+            return Err(Error::BadPointer { what: "out", reason: "lies inside the arena" });
+        }
+        // SAFETY: the arena holds `needed` bytes (checked); the float regions start at a
+        // 64-byte offset from an 8-aligned base, so they are aligned for f32, and do not overlap
+        // the handle. The caller keeps the arena alive and untouched while the handle lives.
+        let floats: &'static mut [f32] =
+            unsafe { core::slice::from_raw_parts_mut(arena.add(HANDLE_BYTES) as *mut f32, floats) };
+        let training = model.mode().is_training();
+        let net = Net::new(model, floats)?;
+        let state = if training {
+            let optimizer = match net.model().mode() {
+                regkern_core::Mode::Training { optimizer, .. } => optimizer,
+                regkern_core::Mode::Inference { .. } => unreachable!("checked above"),
+            };
+            let config = TrainConfig { epochs: 1, schedule: Schedule::Constant, clip_grad_norm: None };
+            State::Train(Trainer::new(net, optimizer, config)?, rk_schedule_default(), Schedule::Constant)
+        } else {
+            State::Infer(net)
+        };
+        let handle = rk_model { magic: MAGIC, arena: (start, start + arena_bytes), state };
+        // SAFETY: the arena is aligned for rk_model and holds HANDLE_BYTES ≥ its size.
+        unsafe { core::ptr::write(arena as *mut rk_model, handle) };
+        *out = arena as *mut rk_model;
+        Ok(())
+    })();
+    report(r, err)
+}
+
+/// End a model's life: the handle is invalidated (later calls with it fail with -12) and the
+/// arena is the caller's again. Nothing is freed: the library never allocated. NULL or an
+/// invalid handle is ignored.
+///
+/// # Safety
+/// `model` must be NULL or point to memory that may hold a handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_model_deinit(model: *mut rk_model) {
+    // SAFETY: validated by `model`.
+    if let Ok(m) = unsafe { self::model(model) } {
+        m.magic = 0;
+    }
+}
+
+/// Run `f` on the valid handle `m`, reporting errors to `err`.
+///
+/// # Safety
+/// As for [`model`].
+pub(crate) unsafe fn with_model(
+    m: *mut rk_model,
+    err: *mut rk_error,
+    f: impl FnOnce(&mut rk_model) -> Result<()>,
+) -> rk_status {
+    // SAFETY: the caller's promise about `m`.
+    let m = match unsafe { model(m) } {
+        Ok(m) => m,
+        Err(e) => return report(Err(e), err),
+    };
+    // Details are never written into the arena: an `err` inside it is refused unwritten.
+    if let Err(e) = m.outside(err as usize, size_of::<rk_error>(), "err") {
+        return e.code();
+    }
+    report(f(m), err)
+}
+
+/// Draw every parameter from PyTorch's default initialisation with `seed` (state_dict order).
+///
+/// # Safety
+/// `model` must be a handle from `rk_model_init` (anything else is rejected if detectable).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_init_params(model: *mut rk_model, seed: u64, err: *mut rk_error) -> rk_status {
+    // SAFETY: see above.
+    unsafe {
+        with_model(model, err, |m| {
+            m.net().init_params(seed);
+            Ok(())
+        })
+    }
+}
+
+/// Use sequences of `seq_len` tokens (the source, for encoder-decoders) from now on; the default
+/// is `max_seq_len`. Errors: -1 if 0 or above `max_seq_len`.
+///
+/// # Safety
+/// `model` must be a handle from `rk_model_init`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_set_seq_len(
+    model: *mut rk_model,
+    seq_len: usize,
+    err: *mut rk_error,
+) -> rk_status {
+    // SAFETY: see above.
+    unsafe { with_model(model, err, |m| m.net().set_seq_len(seq_len)) }
+}
+
+/// Encoder-decoders: decode / train on targets of `target_len` tokens (default `max_seq_len`).
+/// Errors: -1 for another model type, 0, or above `max_seq_len`.
+///
+/// # Safety
+/// `model` must be a handle from `rk_model_init`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_set_target_len(
+    model: *mut rk_model,
+    target_len: usize,
+    err: *mut rk_error,
+) -> rk_status {
+    // SAFETY: see above.
+    unsafe { with_model(model, err, |m| m.net().set_target_len(target_len)) }
+}
+
+/// The model's sizes at its current sequence lengths.
+///
+/// # Safety
+/// `model` must be a handle from `rk_model_init`; `out` a writable `rk_dims`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_model_dims(
+    model: *mut rk_model,
+    out: *mut rk_dims,
+    err: *mut rk_error,
+) -> rk_status {
+    // SAFETY: see above.
+    unsafe {
+        with_model(model, err, |m| {
+            let out = out_ref(out, "out")?;
+            let net = m.net_ref();
+            let md = net.model();
+            *out = rk_dims {
+                in_len: net.in_len() as u64,
+                out_len: net.out_len() as u64,
+                in_dim: md.in_dim() as u64,
+                out_dim: md.out_dim() as u64,
+                seq_len: net.seq_len() as u64,
+                target_len: net.target_len() as u64,
+                max_seq_len: md.max_seq_len() as u64,
+                max_batch: md.mode().max_batch() as u64,
+                param_tensors: md.param_count() as u64,
+                param_floats: md.param_floats() as u64,
+                training: u8::from(md.mode().is_training()),
+            };
+            Ok(())
+        })
+    }
+}
+
+/// The parameters: `*data` points at the model's parameter buffer inside the arena (`*len`
+/// floats); tensor `i` lies at `rk_param_info(i).offset`. Writing them (e.g. to load weights)
+/// is allowed between calls.
+///
+/// # Safety
+/// `model` must be a handle from `rk_model_init`; `data` and `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_params(
+    model: *mut rk_model,
+    data: *mut *mut f32,
+    len: *mut usize,
+    err: *mut rk_error,
+) -> rk_status {
+    // SAFETY: see above.
+    unsafe {
+        with_model(model, err, |m| {
+            let (data, len) = (out_ref(data, "data")?, out_ref(len, "len")?);
+            let p = m.net().params_mut();
+            (*data, *len) = (p.as_mut_ptr(), p.len());
+            Ok(())
+        })
+    }
+}
+
+/// Row `index` of the parameter table (0 ≤ index < `rk_dims.param_tensors`), in PyTorch
+/// `state_dict` order. Errors: -2 index out of range.
+///
+/// # Safety
+/// `model` must be a handle from `rk_model_init`; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_param_info(
+    model: *mut rk_model,
+    index: usize,
+    out: *mut rk_tensor_info,
+    err: *mut rk_error,
+) -> rk_status {
+    // SAFETY: see above.
+    unsafe {
+        with_model(model, err, |m| {
+            let out = out_ref(out, "out")?;
+            let md = m.net_ref().model();
+            let p = md.param(index).ok_or(Error::BadLen {
+                what: "index",
+                expected: md.param_count(),
+                got: index,
+            })?;
+            let shape = p.shape();
+            let mut info = rk_tensor_info {
+                name: [0; 96],
+                rank: shape.len() as u32,
+                shape: [shape[0] as u64, shape.get(1).map_or(0, |&d| d as u64)],
+                offset: p.slot.offset as u64,
+                len: p.slot.len as u64,
+            };
+            c_string(&mut info.name, p.name.as_str());
+            *out = info;
+            Ok(())
+        })
+    }
+}
