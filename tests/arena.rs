@@ -109,21 +109,11 @@ fn with_moe(cfg: ModelConfig, capacity: Capacity) -> ModelConfig {
 /// with caches of the given type for greedy decoding.
 fn encdec(cfg: ModelConfig, (enc, dec): (usize, usize), kv_cache: Option<KvDtype>) -> ModelConfig {
     let ModelConfig::Transformer(t) = cfg else { unreachable!("built by transformer()") };
-    ModelConfig::EncoderDecoder(regkern_core::EncoderDecoderConfig {
-        input_dim: t.input_dim,
-        output_dim: t.output_dim,
-        embed_dim: t.embed_dim,
-        ffn_dim: t.ffn_dim,
-        num_encoder_layers: enc,
-        num_decoder_layers: dec,
-        num_heads: t.num_heads,
-        num_groups: t.num_groups,
-        attention: t.attention,
-        max_seq_len: t.max_seq_len,
-        ffn_act: t.ffn_act,
-        moe: t.moe,
-        kv_cache,
-    })
+    ModelConfig::EncoderDecoder(regkern_core::EncoderDecoderConfig::from_stack(
+        &TransformerConfig { kv_cache, ..t },
+        enc,
+        dec,
+    ))
 }
 
 const CANARY: f32 = -1234.5;

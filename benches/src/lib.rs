@@ -130,21 +130,7 @@ pub mod workloads {
     /// Batch [`P2_BATCH`].
     pub fn p5_encdec() -> ModelConfig {
         let ModelConfig::Transformer(t) = p2_transformer() else { unreachable!("P2 is a transformer") };
-        ModelConfig::EncoderDecoder(regkern_core::EncoderDecoderConfig {
-            input_dim: t.input_dim,
-            output_dim: t.output_dim,
-            embed_dim: t.embed_dim,
-            ffn_dim: t.ffn_dim,
-            num_encoder_layers: 2,
-            num_decoder_layers: 2,
-            num_heads: t.num_heads,
-            num_groups: t.num_groups,
-            attention: t.attention,
-            max_seq_len: t.max_seq_len,
-            ffn_act: t.ffn_act,
-            moe: None,
-            kv_cache: None,
-        })
+        ModelConfig::EncoderDecoder(regkern_core::EncoderDecoderConfig::from_stack(&t, 2, 2))
     }
 
     /// P3 tfm-moe-train: P2 with MoE FFNs: 8 experts, top-2, capacity 320 (= 1.25·B·T·k/E),

@@ -394,21 +394,11 @@ impl rk_model_config {
             4 => {
                 let c = unsafe { self.u.encdec };
                 let t = c.stack.to_core(0, false)?;
-                ModelConfig::EncoderDecoder(EncoderDecoderConfig {
-                    input_dim: t.input_dim,
-                    output_dim: t.output_dim,
-                    embed_dim: t.embed_dim,
-                    ffn_dim: t.ffn_dim,
-                    num_encoder_layers: us(c.num_encoder_layers),
-                    num_decoder_layers: us(c.num_decoder_layers),
-                    num_heads: t.num_heads,
-                    num_groups: t.num_groups,
-                    attention: t.attention,
-                    max_seq_len: t.max_seq_len,
-                    ffn_act: t.ffn_act,
-                    moe: t.moe,
-                    kv_cache: t.kv_cache,
-                })
+                ModelConfig::EncoderDecoder(EncoderDecoderConfig::from_stack(
+                    &t,
+                    us(c.num_encoder_layers),
+                    us(c.num_decoder_layers),
+                ))
             }
             _ => return Err(bad("type", "is not an rk_model_type")),
         };

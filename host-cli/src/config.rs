@@ -329,22 +329,9 @@ impl ModelArgs {
                 })
             }
             ModelType::Transformer if task.seq2seq() => {
-                let t = self.transformer.config(shape.in_dim, shape.out_dim, false, None);
-                let cfg = EncoderDecoderConfig {
-                    input_dim: t.input_dim,
-                    output_dim: t.output_dim,
-                    embed_dim: t.embed_dim,
-                    ffn_dim: t.ffn_dim,
-                    num_encoder_layers: self.num_encoder_layers,
-                    num_decoder_layers: self.num_decoder_layers,
-                    num_heads: t.num_heads,
-                    num_groups: t.num_groups,
-                    attention: t.attention,
-                    max_seq_len: t.max_seq_len,
-                    ffn_act: t.ffn_act,
-                    moe: t.moe,
-                    kv_cache,
-                };
+                let t = self.transformer.config(shape.in_dim, shape.out_dim, false, kv_cache);
+                let cfg =
+                    EncoderDecoderConfig::from_stack(&t, self.num_encoder_layers, self.num_decoder_layers);
                 cfg.validate().map_err(|e| e.to_string())?;
                 fits(cfg.max_seq_len)?;
                 ModelConfig::EncoderDecoder(cfg)

@@ -85,21 +85,11 @@ impl Fixture {
             Some("transformer") => ModelConfig::Transformer(self.transformer_config()),
             Some("encoder_decoder") => {
                 let t = self.transformer_config();
-                ModelConfig::EncoderDecoder(EncoderDecoderConfig {
-                    input_dim: t.input_dim,
-                    output_dim: t.output_dim,
-                    embed_dim: t.embed_dim,
-                    ffn_dim: t.ffn_dim,
-                    num_encoder_layers: u("num_encoder_layers"),
-                    num_decoder_layers: u("num_decoder_layers"),
-                    num_heads: t.num_heads,
-                    num_groups: t.num_groups,
-                    attention: t.attention,
-                    max_seq_len: t.max_seq_len,
-                    ffn_act: t.ffn_act,
-                    moe: t.moe,
-                    kv_cache: None,
-                })
+                ModelConfig::EncoderDecoder(EncoderDecoderConfig::from_stack(
+                    &t,
+                    u("num_encoder_layers"),
+                    u("num_decoder_layers"),
+                ))
             }
             other => panic!("unknown fixture type {other:?}"),
         }

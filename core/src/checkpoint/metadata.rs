@@ -122,21 +122,11 @@ impl<'b> Header<'b> {
             }),
             "encoder_decoder" => {
                 let t = stack()?;
-                ModelConfig::EncoderDecoder(EncoderDecoderConfig {
-                    input_dim: t.input_dim,
-                    output_dim: t.output_dim,
-                    embed_dim: t.embed_dim,
-                    ffn_dim: t.ffn_dim,
-                    num_encoder_layers: num("num_encoder_layers")?,
-                    num_decoder_layers: num("num_decoder_layers")?,
-                    num_heads: t.num_heads,
-                    num_groups: t.num_groups,
-                    attention: t.attention,
-                    max_seq_len: t.max_seq_len,
-                    ffn_act: t.ffn_act,
-                    moe: t.moe,
-                    kv_cache: t.kv_cache,
-                })
+                ModelConfig::EncoderDecoder(EncoderDecoderConfig::from_stack(
+                    &t,
+                    num("num_encoder_layers")?,
+                    num("num_decoder_layers")?,
+                ))
             }
             _ => return Err(Error::BadConfig { field: "type", reason: "is not a model type regkern knows" }),
         };

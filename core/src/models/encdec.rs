@@ -75,6 +75,26 @@ impl Default for EncoderDecoderConfig {
 }
 
 impl EncoderDecoderConfig {
+    /// Both stacks with the widths, attention, FFN, MoE and cache of `t` (its `num_layers` and
+    /// `autoregressive` are not used), `num_encoder_layers` and `num_decoder_layers` blocks.
+    pub fn from_stack(t: &TransformerConfig, num_encoder_layers: usize, num_decoder_layers: usize) -> Self {
+        EncoderDecoderConfig {
+            input_dim: t.input_dim,
+            output_dim: t.output_dim,
+            embed_dim: t.embed_dim,
+            ffn_dim: t.ffn_dim,
+            num_encoder_layers,
+            num_decoder_layers,
+            num_heads: t.num_heads,
+            num_groups: t.num_groups,
+            attention: t.attention,
+            max_seq_len: t.max_seq_len,
+            ffn_act: t.ffn_act,
+            moe: t.moe,
+            kv_cache: t.kv_cache,
+        }
+    }
+
     fn stack(&self, layers: usize) -> TransformerConfig {
         TransformerConfig {
             input_dim: self.input_dim,
