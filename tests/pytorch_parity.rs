@@ -82,6 +82,29 @@ fn net_for<'a>(fx: &Fixture, optimizer: Optimizer, arena: &'a mut Vec<f32>) -> N
     net
 }
 
+/// Check the gradient of the input and of every parameter against the fixture's `grad.*`;
+/// returns the worst norm-relative error and how many parameters were checked.
+///
+/// `k_proj.bias` gradients are exactly zero in exact arithmetic (softmax ignores a shift shared
+/// by every key); both sides hold rounding noise, so they are compared absolutely.
+fn check_gradients(name: &str, fx: &Fixture, net: &mut Net<'_>) -> (f64, usize) {
+    let dx = net.input_grad(fx.batch()).unwrap().to_vec();
+    let mut worst = assert_close(&format!("{name} grad.x"), &dx, fx.get("grad.x"));
+    let mut checked = 0;
+    for p in net.model().params() {
+        let key = format!("grad.{}", p.name.as_str());
+        let grad = &net.grads()[p.slot.range()];
+        checked += 1;
+        if p.name.as_str().ends_with("k_proj.bias") {
+            let noise = grad.iter().chain(fx.get(&key)).fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(noise < 1e-6, "{name} {key}: {noise:e}, expected ~0");
+            continue;
+        }
+        worst = worst.max(assert_close(&format!("{name} {key}"), grad, fx.get(&key)));
+    }
+    (worst, checked)
+}
+
 /// Regression (MHA, MQA, GQA, GQA with 3 inputs and 2 outputs) and autoregressive (causal, head
 /// per position: GQA and MHA) transformers.
 const TRANSFORMERS: [&str; 6] = [
@@ -104,20 +127,7 @@ fn transformer_forward_loss_and_every_gradient_match_pytorch() {
         let mut net = net_for(&fx, Optimizer::adam(0.01), &mut arena);
         let loss = net.loss_and_grads(fx.get("x"), fx.get("y")).unwrap();
         worst = worst.max(assert_close(&format!("{name} loss"), &[loss], fx.get("loss")));
-        let dx = net.input_grad(fx.batch()).unwrap().to_vec();
-        worst = worst.max(assert_close(&format!("{name} grad.x"), &dx, fx.get("grad.x")));
-        for p in net.model().params() {
-            let key = format!("grad.{}", p.name.as_str());
-            let grad = &net.grads()[p.slot.range()];
-            if p.name.as_str().ends_with("k_proj.bias") {
-                // Exactly zero in exact arithmetic (softmax ignores a shift shared by every key);
-                // both sides hold rounding noise, so compare absolutely.
-                let noise = grad.iter().chain(fx.get(&key)).fold(0.0f32, |m, v| m.max(v.abs()));
-                assert!(noise < 1e-6, "{name} {key}: {noise:e}, expected ~0");
-                continue;
-            }
-            worst = worst.max(assert_close(&format!("{name} {key}"), grad, fx.get(&key)));
-        }
+        worst = worst.max(check_gradients(name, &fx, &mut net).0);
         let mut out = vec![0.0; fx.get("out").len()];
         net.predict(fx.get("x"), &mut out).unwrap();
         worst = worst.max(assert_close(&format!("{name} output"), &out, fx.get("out")));
@@ -261,18 +271,7 @@ fn moe_outputs_losses_routing_and_every_gradient_match_pytorch() {
         worst = worst.max(assert_close(&format!("{name} mse"), &[loss - stats.aux], fx.get("mse")));
         let dropped: f32 = (0..2).map(|l| fx.get(&format!("stats.layers.{l}.dropped"))[0]).sum();
         assert_eq!(stats.dropped as f32, dropped, "{name}: dropped assignments");
-        let dx = net.input_grad(fx.batch()).unwrap().to_vec();
-        worst = worst.max(assert_close(&format!("{name} grad.x"), &dx, fx.get("grad.x")));
-        for p in net.model().params() {
-            let key = format!("grad.{}", p.name.as_str());
-            let grad = &net.grads()[p.slot.range()];
-            if p.name.as_str().ends_with("k_proj.bias") {
-                let noise = grad.iter().chain(fx.get(&key)).fold(0.0f32, |m, v| m.max(v.abs()));
-                assert!(noise < 1e-6, "{name} {key}: {noise:e}, expected ~0");
-                continue;
-            }
-            worst = worst.max(assert_close(&format!("{name} {key}"), grad, fx.get(&key)));
-        }
+        worst = worst.max(check_gradients(name, &fx, &mut net).0);
         let mut out = vec![0.0; fx.get("out").len()];
         net.predict(fx.get("x"), &mut out).unwrap();
         worst = worst.max(assert_close(&format!("{name} output"), &out, fx.get("out")));
@@ -307,20 +306,8 @@ fn encoder_decoder_outputs_losses_and_every_gradient_match_pytorch() {
                 .sum();
             assert_eq!(stats.dropped as f32, dropped, "{name}: dropped assignments");
         }
-        let dx = net.input_grad(fx.batch()).unwrap().to_vec();
-        worst = worst.max(assert_close(&format!("{name} grad.x"), &dx, fx.get("grad.x")));
-        let mut checked = 0;
-        for p in net.model().params() {
-            let key = format!("grad.{}", p.name.as_str());
-            let grad = &net.grads()[p.slot.range()];
-            checked += 1;
-            if p.name.as_str().ends_with("k_proj.bias") {
-                let noise = grad.iter().chain(fx.get(&key)).fold(0.0f32, |m, v| m.max(v.abs()));
-                assert!(noise < 1e-6, "{name} {key}: {noise:e}, expected ~0");
-                continue;
-            }
-            worst = worst.max(assert_close(&format!("{name} {key}"), grad, fx.get(&key)));
-        }
+        let (grads_worst, checked) = check_gradients(name, &fx, &mut net);
+        worst = worst.max(grads_worst);
         let fixture_grads = fx.keys().filter(|k| k.starts_with("grad.") && *k != "grad.x").count();
         assert_eq!(checked, fixture_grads, "{name}: every PyTorch gradient is checked");
     }

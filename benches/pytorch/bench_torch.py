@@ -62,6 +62,24 @@ def encdec_train_step(model, opt, src, tgt):
     return mse
 
 
+def train_epoch(name, model, opt, step, x_train, y_train, gen, epoch, after_step=None, batch=32):
+    """One epoch of `step` (train_step or encdec_train_step) over the training set in a random
+    order drawn from `gen`, in batches of `batch`; `after_step()` runs after each step. Returns the
+    epoch's mean training MSE; a non-finite loss stops the run naming epoch (1-based) and step."""
+    model.train()
+    perm = torch.randperm(len(x_train), generator=gen)
+    total = 0.0
+    for i in range(0, len(perm), batch):
+        idx = perm[i:i + batch]
+        loss = step(model, opt, x_train[idx], y_train[idx])
+        if not math.isfinite(loss.item()):
+            raise SystemExit(f"{name}: non-finite loss at epoch {epoch}, step {i // batch}")
+        total += loss.item() * len(idx)
+        if after_step is not None:
+            after_step()
+    return total / len(x_train)
+
+
 def p2(args):
     """P2 tfm-reg-train: seq 32, input_dim 1, E 64, F 128, 2 layers, H 8, G 4 (GQA), batch 32."""
     torch.manual_seed(0)
@@ -231,19 +249,10 @@ def e3(args):
     torch.manual_seed(args.seed)  # model initialisation
     model = Transformer(**TFM)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batch = 32
     train_losses, val_losses = [], []
     for _ in range(args.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            loss = train_step(model, opt, x_train[idx], y_train[idx])
-            if not math.isfinite(loss.item()):
-                raise SystemExit(f"E3: non-finite loss at epoch {len(val_losses) + 1}, step {i // batch}")
-            total += loss.item() * len(idx)
-        train_losses.append(total / len(x_train))
+        epoch = len(val_losses) + 1
+        train_losses.append(train_epoch("E3", model, opt, train_step, x_train, y_train, gen, epoch))
         model.eval()
         with torch.no_grad():  # one pass over all 512: the same mean as over batches of 32
             val_losses.append(nn.functional.mse_loss(model(x_val), y_val).item())
@@ -274,20 +283,16 @@ def e6(args):
     batch = 32
     train_losses, val_losses, val_one_pass, drop_rates, val_drop_rates = [], [], [], [], []
     for _ in range(args.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        total, dropped, assignments = 0.0, 0, 0
-        for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            loss = train_step(model, opt, x_train[idx], y_train[idx])
-            if not math.isfinite(loss.item()):
-                raise SystemExit(f"E6: non-finite loss at epoch {len(val_losses) + 1}, step {i // batch}")
-            total += loss.item() * len(idx)
+        routed = [0, 0]  # dropped, assignments
+
+        def count_routing():
             for st in model.moe_stats():
-                dropped += int(st["dropped"])
-                assignments += st["tokens"] * model.layers[0].ffn.topk
-        train_losses.append(total / len(x_train))
-        drop_rates.append(dropped / assignments)
+                routed[0] += int(st["dropped"])
+                routed[1] += st["tokens"] * model.layers[0].ffn.topk
+
+        epoch = len(val_losses) + 1
+        train_losses.append(train_epoch("E6", model, opt, train_step, x_train, y_train, gen, epoch, count_routing))
+        drop_rates.append(routed[0] / routed[1])
         model.eval()
         with torch.no_grad():
             total, dropped, assignments = 0.0, 0, 0
@@ -340,19 +345,10 @@ def e4(args):
     torch.manual_seed(args.seed)  # model initialisation
     model = Transformer(**TFM, autoregressive=True)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batch = 32
     train_losses, val_losses = [], []
     for _ in range(args.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            loss = train_step(model, opt, x_train[idx], y_train[idx])
-            if not math.isfinite(loss.item()):
-                raise SystemExit(f"E4: non-finite loss at epoch {len(val_losses) + 1}, step {i // batch}")
-            total += loss.item() * len(idx)
-        train_losses.append(total / len(x_train))
+        epoch = len(val_losses) + 1
+        train_losses.append(train_epoch("E4", model, opt, train_step, x_train, y_train, gen, epoch))
         model.eval()
         with torch.no_grad():  # one pass over all 512: the same mean as over batches of 32
             val_losses.append(nn.functional.mse_loss(model(x_val), y_val).item())
@@ -392,19 +388,10 @@ def e5(args):
     torch.manual_seed(args.seed)  # model initialisation
     model = EncoderDecoder(**ENCDEC)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batch = 32
     train_losses, val_losses, epoch_s = [], [], []
     for _ in range(args.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            loss = encdec_train_step(model, opt, x_train[idx], y_train[idx])
-            if not math.isfinite(loss.item()):
-                raise SystemExit(f"E5: non-finite loss at epoch {len(val_losses) + 1}, step {i // batch}")
-            total += loss.item() * len(idx)
-        train_losses.append(total / len(x_train))
+        epoch = len(val_losses) + 1
+        train_losses.append(train_epoch("E5", model, opt, encdec_train_step, x_train, y_train, gen, epoch))
         model.eval()
         with torch.no_grad():  # one pass over all 512: the same mean as over batches of 32
             val_losses.append(nn.functional.mse_loss(model(x_val, y_val), y_val).item())

@@ -8,8 +8,8 @@
 #![warn(missing_docs)]
 
 use regkern_core::{
-    Activation, AttentionType, Dataset, MlpConfig, Mode, Model, ModelConfig, Net, Optimizer, Result,
-    Schedule, TrainConfig, Trainer, TransformerConfig, Xoshiro256,
+    Activation, Dataset, MlpConfig, Mode, Model, ModelConfig, Net, Optimizer, Result, Schedule, TrainConfig,
+    Trainer, TransformerConfig, Xoshiro256,
 };
 
 /// Floating-point operations of one `m×n×k` gemm: a multiply and an add per term, `2·m·n·k`.
@@ -108,21 +108,8 @@ pub mod workloads {
     /// P2 tfm-reg-train: seq 32, input_dim 1, E 64, F 128, 2 layers, H 8, G 4 (GQA), regression.
     /// `max_seq_len` is the sequence length, so every row of `pos_embed` is used.
     pub fn p2_transformer() -> ModelConfig {
-        ModelConfig::Transformer(TransformerConfig {
-            input_dim: 1,
-            output_dim: 1,
-            embed_dim: 64,
-            ffn_dim: 128,
-            num_layers: 2,
-            num_heads: 8,
-            num_groups: 4,
-            attention: AttentionType::Gqa,
-            max_seq_len: 32,
-            ffn_act: Activation::Gelu,
-            autoregressive: false,
-            kv_cache: None,
-            moe: None,
-        })
+        // SPEC §3.3's defaults are P2's shape, but for the sequence length.
+        ModelConfig::Transformer(TransformerConfig { max_seq_len: 32, ..TransformerConfig::default() })
     }
 
     /// P5 encdec-train: source 32, target 32, input_dim = output_dim = 1, E 64, F 128, 2 encoder +

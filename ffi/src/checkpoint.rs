@@ -1,11 +1,9 @@
 //! Safetensors checkpoints to and from caller buffers through a model handle.
 
-use core::mem::size_of;
-
 use regkern_core::checkpoint::Header;
 use regkern_core::{Error, ModelConfig};
 
-use crate::check::{in_slice, out_ref, out_slice, report};
+use crate::check::{in_slice, out_ref, report};
 use crate::model::{State, with_model};
 use crate::{rk_error, rk_model, rk_model_config, rk_status};
 
@@ -54,10 +52,7 @@ pub unsafe extern "C" fn rk_checkpoint_save(
     // SAFETY: see above.
     unsafe {
         with_model(model, err, |m| {
-            let out = out_slice(buf, buf_len, "buf")?;
-            m.outside(buf as usize, buf_len, "buf")?;
-            let written = out_ref(written, "written")?;
-            m.outside(written as *mut usize as usize, size_of::<usize>(), "written")?;
+            let (out, written) = (m.output(buf, buf_len, "buf")?, m.output_ref(written, "written")?);
             *written = match (&mut m.state, training_state != 0) {
                 (State::Train(t, ..), true) => t.save_checkpoint(out)?,
                 (_, true) => return Err(Error::NotTrainable),
@@ -87,8 +82,7 @@ pub unsafe extern "C" fn rk_checkpoint_load(
     // SAFETY: see above.
     unsafe {
         with_model(model, err, |m| {
-            let bytes = in_slice(buf, buf_len, "buf")?;
-            m.outside(buf as usize, buf_len, "buf")?;
+            let bytes = m.input(buf, buf_len, "buf")?;
             match (&mut m.state, training_state != 0) {
                 (State::Train(t, ..), true) => t.load_checkpoint(bytes).map(|_| ()),
                 (_, true) => Err(Error::NotTrainable),

@@ -1,10 +1,10 @@
 //! The model handle in the caller's arena: planning, initialisation, sizes and parameters.
 
-use core::mem::size_of;
+use core::mem::{size_of, size_of_val};
 
 use regkern_core::{Error, Model, Net, Result, Schedule, TrainConfig, Trainer};
 
-use crate::check::{c_string, check_ptr, in_ref, out_ref, report};
+use crate::check::{c_string, check_ptr, in_ref, in_slice, out_ref, out_slice, report};
 use crate::{
     RK_ARENA_ALIGN, rk_dims, rk_error, rk_mode, rk_model_config, rk_plan, rk_schedule, rk_schedule_default,
     rk_status, rk_tensor_info,
@@ -47,6 +47,44 @@ impl rk_model {
             return Err(Error::BadPointer { what, reason: "overlaps the model's arena" });
         }
         Ok(())
+    }
+
+    /// `len` `T`s at `p` to read: [`in_slice`]'s checks, and outside the arena.
+    ///
+    /// # Safety
+    /// As for [`in_slice`].
+    pub(crate) unsafe fn input<'a, T>(&self, p: *const T, len: usize, what: &'static str) -> Result<&'a [T]> {
+        // SAFETY: forwarded to the caller.
+        let s = unsafe { in_slice(p, len, what)? };
+        self.outside(p as usize, size_of_val(s), what)?;
+        Ok(s)
+    }
+
+    /// `len` `T`s at `p` to write: [`out_slice`]'s checks, and outside the arena.
+    ///
+    /// # Safety
+    /// As for [`out_slice`].
+    pub(crate) unsafe fn output<'a, T>(
+        &self,
+        p: *mut T,
+        len: usize,
+        what: &'static str,
+    ) -> Result<&'a mut [T]> {
+        // SAFETY: forwarded to the caller.
+        let s = unsafe { out_slice(p, len, what)? };
+        self.outside(p as usize, size_of_val(s), what)?;
+        Ok(s)
+    }
+
+    /// One `T` at `p` to write: [`out_ref`]'s checks, and outside the arena.
+    ///
+    /// # Safety
+    /// As for [`out_ref`].
+    pub(crate) unsafe fn output_ref<'a, T>(&self, p: *mut T, what: &'static str) -> Result<&'a mut T> {
+        // SAFETY: forwarded to the caller.
+        let r = unsafe { out_ref(p, what)? };
+        self.outside(p as usize, size_of::<T>(), what)?;
+        Ok(r)
     }
 }
 

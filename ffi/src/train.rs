@@ -1,12 +1,10 @@
 //! Training, evaluation, prediction and generation through a model handle.
 
-use core::mem::size_of;
-
 use regkern_core::models::{Context, Generate};
 use regkern_core::schedule::Progress;
 use regkern_core::{Error, Result, Schedule, TrainConfig};
 
-use crate::check::{in_ref, in_slice, out_ref, out_slice};
+use crate::check::in_ref;
 use crate::model::{State, with_model};
 use crate::{rk_error, rk_model, rk_schedule, rk_status, rk_step_info};
 
@@ -73,13 +71,8 @@ pub unsafe extern "C" fn rk_train_step(
     // SAFETY: see above.
     unsafe {
         with_model(model, err, |m| {
-            let (xs, ys) = (in_slice(x, x_len, "x")?, in_slice(y, y_len, "y")?);
-            m.outside(x as usize, x_len * 4, "x")?;
-            m.outside(y as usize, y_len * 4, "y")?;
-            let info = if info.is_null() { None } else { Some(out_ref(info, "info")?) };
-            if let Some(i) = &info {
-                m.outside(*i as *const rk_step_info as usize, size_of::<rk_step_info>(), "info")?;
-            }
+            let (xs, ys) = (m.input(x, x_len, "x")?, m.input(y, y_len, "y")?);
+            let info = if info.is_null() { None } else { Some(m.output_ref(info, "info")?) };
             let State::Train(trainer, s, schedule) = &mut m.state else { return Err(Error::NotTrainable) };
             let n = trainer.net().set_batch(xs, ys)?;
             let step = trainer.steps();
@@ -122,11 +115,8 @@ pub unsafe extern "C" fn rk_eval_loss(
     // SAFETY: see above.
     unsafe {
         with_model(model, err, |m| {
-            let (xs, ys) = (in_slice(x, x_len, "x")?, in_slice(y, y_len, "y")?);
-            m.outside(x as usize, x_len * 4, "x")?;
-            m.outside(y as usize, y_len * 4, "y")?;
-            let loss = out_ref(loss, "loss")?;
-            m.outside(loss as *mut f32 as usize, 4, "loss")?;
+            let (xs, ys) = (m.input(x, x_len, "x")?, m.input(y, y_len, "y")?);
+            let loss = m.output_ref(loss, "loss")?;
             *loss = m.net().eval_loss(xs, ys)?;
             Ok(())
         })
@@ -152,18 +142,17 @@ pub unsafe extern "C" fn rk_predict(
     // SAFETY: see above.
     unsafe {
         with_model(model, err, |m| {
-            let xs = in_slice(x, x_len, "x")?;
-            let os = out_slice(out, out_len, "out")?;
-            m.outside(x as usize, x_len * 4, "x")?;
-            m.outside(out as usize, out_len * 4, "out")?;
-            disjoint(x as usize, x_len * 4, out as usize, out_len * 4)?;
+            let (xs, os) = (m.input(x, x_len, "x")?, m.output(out, out_len, "out")?);
+            disjoint(xs, os)?;
             m.net().predict(xs, os)
         })
     }
 }
 
-fn disjoint(a: usize, a_len: usize, b: usize, b_len: usize) -> Result<()> {
-    if a_len > 0 && b_len > 0 && a < b.saturating_add(b_len) && b < a.saturating_add(a_len) {
+/// `out` must not overlap the input it is computed from.
+fn disjoint(input: &[f32], out: &[f32]) -> Result<()> {
+    let (a, b) = (input.as_ptr_range(), out.as_ptr_range());
+    if !input.is_empty() && !out.is_empty() && a.start < b.end && b.start < a.end {
         return Err(Error::BadPointer { what: "out", reason: "overlaps an input" });
     }
     Ok(())
@@ -196,11 +185,8 @@ pub unsafe extern "C" fn rk_generate(
     // SAFETY: see above.
     unsafe {
         with_model(model, err, |m| {
-            let ps = in_slice(prompt, prompt_len, "prompt")?;
-            let os = out_slice(out, out_len, "out")?;
-            m.outside(prompt as usize, prompt_len * 4, "prompt")?;
-            m.outside(out as usize, out_len * 4, "out")?;
-            disjoint(prompt as usize, prompt_len * 4, out as usize, out_len * 4)?;
+            let (ps, os) = (m.input(prompt, prompt_len, "prompt")?, m.output(out, out_len, "out")?);
+            disjoint(ps, os)?;
             let context = if window == 0 { Context::Expanding } else { Context::Sliding { window } };
             m.net().generate(ps, prompt_positions, os, Generate { steps, context, use_cache: use_cache != 0 })
         })

@@ -508,6 +508,20 @@ fn config_json(
             })
         })
     };
+    // What a transformer and both stacks of an encoder-decoder share.
+    let stack = |t: &regkern_core::TransformerConfig| {
+        json!({
+            "moe": moe(t.moe),
+            "attention_type": t.attention.name(),
+            "num_heads": t.num_heads,
+            "num_groups": t.kv_heads(),
+            "embed_dim": t.embed_dim,
+            "ffn_dim": t.ffn_dim,
+            "max_seq_len": t.max_seq_len,
+            "input_dim": t.input_dim,
+            "output_dim": t.output_dim,
+        })
+    };
     json!({
         "type": cfg.type_name(),
         "task": if args.data.is_some() { json!(null) } else { json!(args.model.task().name()) },
@@ -521,35 +535,21 @@ fn config_json(
             _ => json!(null),
         },
         "transformer": match cfg {
-            ModelConfig::Transformer(t) => json!({
-                "autoregressive": t.autoregressive,
-                "moe": moe(t.moe),
-                "attention_type": t.attention.name(),
-                "num_heads": t.num_heads,
-                "num_groups": t.kv_heads(),
-                "embed_dim": t.embed_dim,
-                "ffn_dim": t.ffn_dim,
-                "num_layers": t.num_layers,
-                "max_seq_len": t.max_seq_len,
-                "input_dim": t.input_dim,
-                "output_dim": t.output_dim,
-            }),
+            ModelConfig::Transformer(t) => {
+                let mut v = stack(t);
+                v["autoregressive"] = json!(t.autoregressive);
+                v["num_layers"] = json!(t.num_layers);
+                v
+            }
             _ => json!(null),
         },
         "encoder_decoder": match cfg {
-            ModelConfig::EncoderDecoder(t) => json!({
-                "moe": moe(t.moe),
-                "attention_type": t.attention.name(),
-                "num_heads": t.num_heads,
-                "num_groups": t.kv_heads(),
-                "embed_dim": t.embed_dim,
-                "ffn_dim": t.ffn_dim,
-                "num_encoder_layers": t.num_encoder_layers,
-                "num_decoder_layers": t.num_decoder_layers,
-                "max_seq_len": t.max_seq_len,
-                "input_dim": t.input_dim,
-                "output_dim": t.output_dim,
-            }),
+            ModelConfig::EncoderDecoder(e) => {
+                let mut v = stack(&e.encoder());
+                v["num_encoder_layers"] = json!(e.num_encoder_layers);
+                v["num_decoder_layers"] = json!(e.num_decoder_layers);
+                v
+            }
             _ => json!(null),
         },
         "epochs": args.epochs,

@@ -77,26 +77,7 @@ fn same_seed_same_numbers() {
 #[test]
 fn transformer_trains_with_every_attention_type() {
     for attention in ["mha", "mqa", "gqa"] {
-        let o = regkern(&[
-            "train",
-            "--type",
-            "transformer",
-            "--attention_type",
-            attention,
-            "--epochs",
-            "1",
-            "--train_size",
-            "64",
-            "--val_size",
-            "32",
-            "--embed_dim",
-            "16",
-            "--num_heads",
-            "4",
-            "--num_groups",
-            "2",
-            "--json",
-        ]);
+        let o = small_transformer("train", &["--attention_type", attention], &["--json"]);
         assert!(o.status.success(), "{attention}: {}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let expected_groups = match attention {
@@ -108,10 +89,13 @@ fn transformer_trains_with_every_attention_type() {
         assert!(v["final_val_loss"].as_f64().is_some_and(f64::is_finite));
     }
 }
-/// A one-epoch run of a small transformer (E 16, H 4, G 2, F 32) on 64 samples in `mode`
-/// (`--autoregressive`, `--encoderdecoder`): `args` after the common flags.
-fn small_transformer(command: &str, mode: &str, args: &[&str]) -> Output {
-    let mut full = vec![command, "--type", "transformer", mode, "--epochs", "1", "--train_size", "64"];
+
+/// A one-epoch run of a small transformer (E 16, H 4, G 2, F 32) on 64 samples with the flags
+/// `mode` (e.g. `--autoregressive`, `--encoderdecoder`): `args` after the common flags.
+fn small_transformer(command: &str, mode: &[&str], args: &[&str]) -> Output {
+    let mut full = vec![command, "--type", "transformer"];
+    full.extend_from_slice(mode);
+    full.extend(["--epochs", "1", "--train_size", "64"]);
     full.extend(["--val_size", "32", "--embed_dim", "16", "--num_heads", "4", "--num_groups", "2"]);
     full.extend(["--ffn_dim", "32"]);
     full.extend_from_slice(args);
@@ -120,7 +104,7 @@ fn small_transformer(command: &str, mode: &str, args: &[&str]) -> Output {
 
 /// A small autoregressive run: `args` after the common flags.
 fn small_ar(command: &str, args: &[&str]) -> Output {
-    small_transformer(command, "--autoregressive", args)
+    small_transformer(command, &["--autoregressive"], args)
 }
 
 #[test]
@@ -145,7 +129,7 @@ fn autoregressive_training_reports_free_running_generation() {
 
 /// A small encoder-decoder run on `reverse`: `args` after the common flags.
 fn small_encdec(args: &[&str]) -> Output {
-    small_transformer("train", "--encoderdecoder", args)
+    small_transformer("train", &["--encoderdecoder"], args)
 }
 
 #[test]

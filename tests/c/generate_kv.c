@@ -139,14 +139,7 @@ static void encoder_decoder(void) {
     enum { SRC = 6, TGT = 5 };
     rk_model_config cfg = rk_model_config_default(RK_MODEL_ENCODER_DECODER);
     rk_stack_config *s = &cfg.u.encdec.stack;
-    s->input_dim = 1;
-    s->output_dim = 1;
-    s->embed_dim = 16;
-    s->ffn_dim = 32;
-    s->num_heads = 4;
-    s->num_groups = 2;
-    s->attention = RK_ATTN_GQA;
-    s->max_seq_len = 8;
+    t_small_stack(s, 8);
     cfg.u.encdec.num_encoder_layers = 1;
     cfg.u.encdec.num_decoder_layers = 1;
     rk_mode mode = t_inference(BATCH);

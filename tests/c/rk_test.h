@@ -208,10 +208,8 @@ static inline rk_mode t_training(uint32_t max_batch, rk_optimizer opt) {
     return mode;
 }
 
-/* A small transformer: E 16, F 32, H 4, G 2 (GQA), 2 layers, max_seq_len 16, 1 → 1. */
-static inline rk_model_config t_small_transformer(uint8_t autoregressive, uint32_t kv_cache) {
-    rk_model_config cfg = rk_model_config_default(RK_MODEL_TRANSFORMER);
-    rk_stack_config *s = &cfg.u.transformer.stack;
+/* A small stack: E 16, F 32, H 4, G 2 (GQA), 1 → 1. */
+static inline void t_small_stack(rk_stack_config *s, uint32_t max_seq_len) {
     s->input_dim = 1;
     s->output_dim = 1;
     s->embed_dim = 16;
@@ -219,7 +217,14 @@ static inline rk_model_config t_small_transformer(uint8_t autoregressive, uint32
     s->num_heads = 4;
     s->num_groups = 2;
     s->attention = RK_ATTN_GQA;
-    s->max_seq_len = 16;
+    s->max_seq_len = max_seq_len;
+}
+
+/* A small transformer: the small stack, 2 layers, max_seq_len 16. */
+static inline rk_model_config t_small_transformer(uint8_t autoregressive, uint32_t kv_cache) {
+    rk_model_config cfg = rk_model_config_default(RK_MODEL_TRANSFORMER);
+    rk_stack_config *s = &cfg.u.transformer.stack;
+    t_small_stack(s, 16);
     s->kv_cache = kv_cache;
     cfg.u.transformer.num_layers = 2;
     cfg.u.transformer.autoregressive = autoregressive;

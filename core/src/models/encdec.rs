@@ -54,23 +54,9 @@ pub struct EncoderDecoderConfig {
 }
 
 impl Default for EncoderDecoderConfig {
+    /// SPEC §3.3's transformer defaults in both stacks, 2 encoder and 2 decoder blocks.
     fn default() -> Self {
-        let t = TransformerConfig::default();
-        EncoderDecoderConfig {
-            input_dim: 1,
-            output_dim: 1,
-            embed_dim: t.embed_dim,
-            ffn_dim: t.ffn_dim,
-            num_encoder_layers: 2,
-            num_decoder_layers: 2,
-            num_heads: t.num_heads,
-            num_groups: t.num_groups,
-            attention: t.attention,
-            max_seq_len: t.max_seq_len,
-            ffn_act: t.ffn_act,
-            moe: None,
-            kv_cache: None,
-        }
+        Self::from_stack(&TransformerConfig::default(), 2, 2)
     }
 }
 
@@ -113,8 +99,9 @@ impl EncoderDecoderConfig {
         }
     }
 
-    /// The encoder stack's config (non-causal, no head).
-    pub(crate) fn encoder(&self) -> TransformerConfig {
+    /// The encoder stack's config (non-causal): the widths, attention and FFN both stacks share,
+    /// with `num_encoder_layers` blocks.
+    pub fn encoder(&self) -> TransformerConfig {
         self.stack(self.num_encoder_layers)
     }
 
