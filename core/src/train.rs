@@ -186,26 +186,24 @@ impl<'a> Trainer<'a> {
     /// the run exactly as if it had not stopped.
     pub fn save_checkpoint(&mut self, out: &mut [u8]) -> Result<usize> {
         let progress = checkpoint::Progress { epochs: self.epochs_done as u64, steps: self.steps };
-        let model = self.net.model().clone();
-        let bufs = self.net.buffers();
+        let (model, bufs) = self.net.model_and_buffers();
         let copies = self.optimizer.state_copies();
         let state = checkpoint::TrainingState {
             optimizer: &self.optimizer,
             opt_state: &bufs.opt_state[..bufs.params.len() * copies],
             progress,
         };
-        checkpoint::save(&model, bufs.params, Some(state), out)
+        checkpoint::save(model, bufs.params, Some(state), out)
     }
 
     /// Restore a training checkpoint written by [`Trainer::save_checkpoint`] with the same model
     /// and optimizer: parameters, optimizer state, steps and epochs done. On error nothing
     /// changes.
     pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<checkpoint::Progress> {
-        let model = self.net.model().clone();
-        let bufs = self.net.buffers();
+        let (model, bufs) = self.net.model_and_buffers();
         let n = bufs.params.len() * self.optimizer.state_copies();
         let header =
-            checkpoint::load(bytes, &model, bufs.params, Some((&self.optimizer, &mut bufs.opt_state[..n])))?;
+            checkpoint::load(bytes, model, bufs.params, Some((&self.optimizer, &mut bufs.opt_state[..n])))?;
         let progress = header
             .progress()
             .ok_or(Error::BadCheckpoint { reason: "no training progress in the metadata", offset: 8 })?;

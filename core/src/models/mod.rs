@@ -451,6 +451,11 @@ impl<'a> Net<'a> {
         &mut self.bufs
     }
 
+    /// The planned model beside its writable regions (both borrowed at once).
+    pub fn model_and_buffers(&mut self) -> (&Model, &mut Buffers<'a>) {
+        (&self.model, &mut self.bufs)
+    }
+
     /// All parameters, one flat slice laid out by the parameter table.
     pub fn params(&self) -> &[f32] {
         self.bufs.params
