@@ -5,13 +5,16 @@
     bench_torch.py p3 [--steps 100] [--warmup 20] [--threads 1]
     bench_torch.py p4 [--repeats 20] [--warmup 3] [--step-repeats 200] [--threads 1]
     bench_torch.py p5 [--steps 100] [--warmup 20] [--threads 1]
+    bench_torch.py e1 [--seed 0] [--epochs 100] [--lr 0.01] [--threads 1]
+    bench_torch.py e2 [--seed 0] [--epochs 100] [--lr 0.001] [--threads 1]
     bench_torch.py e3 [--seed 0] [--epochs 20] [--threads 1]
     bench_torch.py e4 [--seed 0] [--epochs 20] [--threads 1]
     bench_torch.py e5 [--seed 0] [--epochs 60] [--threads 1]
     bench_torch.py e6 [--seed 0] [--epochs 20] [--threads 1]
 
-Each prints one JSON line. The model is tests/fixtures/reference_transformer.py (SPEC §3.3-3.6),
-in f32 on the CPU, one thread unless --threads says otherwise.
+Each prints one JSON line. The transformer is tests/fixtures/reference_transformer.py (SPEC §3.3-3.6),
+E1/E2 use nn.Linear and an nn.Sequential MLP (SPEC §3.1-3.2); all in f32 on the CPU, one thread
+unless --threads says otherwise.
 """
 import argparse
 import json
@@ -44,7 +47,7 @@ def train_step(model, opt, x, y):
     load-balancing loss, SPEC §3.5), backward, Adam. Returns the MSE alone."""
     opt.zero_grad()
     mse = nn.functional.mse_loss(model(x), y)
-    loss = mse + model.aux_loss() if model.use_moe else mse
+    loss = mse + model.aux_loss() if getattr(model, "use_moe", False) else mse
     loss.backward()
     opt.step()
     return mse
@@ -56,7 +59,7 @@ def encdec_train_step(model, opt, src, tgt):
     backward, Adam. Returns the MSE alone."""
     opt.zero_grad()
     mse = nn.functional.mse_loss(model(src, tgt), tgt)
-    loss = mse + model.aux_loss() if model.use_moe else mse
+    loss = mse + model.aux_loss() if getattr(model, "use_moe", False) else mse
     loss.backward()
     opt.step()
     return mse
@@ -234,6 +237,67 @@ def p5(args):
     }
 
 
+def linear_task(n_train, n_val, gen, features=8):
+    """SPEC §5 linear: x ~ U(-1,1)^8, y = x·w* + b* + N(0, 0.1²), w*, b* ~ N(0,1). Returns the
+    train and validation splits and the validation MSE of the true function (the noise on that draw)."""
+    w, b = torch.randn(features, 1, generator=gen), torch.randn(1, generator=gen)
+    x = torch.rand(n_train + n_val, features, generator=gen) * 2 - 1
+    clean = x @ w + b
+    y = clean + 0.1 * torch.randn(clean.shape, generator=gen)
+    oracle = nn.functional.mse_loss(clean[n_train:], y[n_train:]).item()
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:], oracle
+
+
+def nlinear_task(n_train, n_val, gen, features=8):
+    """SPEC §5 nlinear: y = sin(3·x·a) + 0.5·(x·b)² + N(0, 0.05²), a, b ~ N(0,1)/√8, x ~ U(-1,1)^8."""
+    a = torch.randn(features, 1, generator=gen) / math.sqrt(features)
+    b = torch.randn(features, 1, generator=gen) / math.sqrt(features)
+    x = torch.rand(n_train + n_val, features, generator=gen) * 2 - 1
+    clean = torch.sin(3 * (x @ a)) + 0.5 * (x @ b) ** 2
+    y = clean + 0.05 * torch.randn(clean.shape, generator=gen)
+    oracle = nn.functional.mse_loss(clean[n_train:], y[n_train:]).item()
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:], oracle
+
+
+def mlp(latent_dims, features=8):
+    """SPEC §3.2: Linear layers through latent_dims with ReLU between them, none after the last."""
+    dims = [features, *latent_dims, 1]
+    layers = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def e1_e2(args):
+    """E1 `regkern train --type linear --epochs 100 --lr 0.01` / E2 `... --type nlinear --epochs 100
+    --lr 0.001 --latent_dims 128,64,32`, seeded: 2048 train / 512 validation samples, batch 64, Adam.
+    oracle_val_mse is the true function's MSE on the validation split: no model is expected below it."""
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(args.seed)  # data and shuffling
+    task = linear_task if args.cmd == "e1" else nlinear_task
+    x_train, y_train, x_val, y_val, oracle = task(2048, 512, gen)
+    torch.manual_seed(args.seed)  # model initialisation
+    model = nn.Linear(8, 1) if args.cmd == "e1" else mlp([128, 64, 32])
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    train_losses, val_losses = [], []
+    for _ in range(args.epochs):
+        epoch = len(val_losses) + 1
+        train_losses.append(train_epoch(args.cmd.upper(), model, opt, train_step, x_train, y_train, gen, epoch,
+                                        batch=64))
+        model.eval()
+        with torch.no_grad():
+            val_losses.append(nn.functional.mse_loss(model(x_val), y_val).item())
+    wall = time.perf_counter() - t0
+    return {
+        "experiment": args.cmd.upper(), "seed": args.seed, "epochs": args.epochs, "lr": args.lr,
+        "wall_s": round(wall, 3), "final_val_mse": val_losses[-1], "best_val_mse": min(val_losses),
+        "final_train_mse": train_losses[-1], "oracle_val_mse": oracle, "val_mse": val_losses,
+        "train_mse": train_losses,
+    }
+
+
 def seqsum(n, gen, seq_len=32):
     """SPEC §5 seqsum: x ~ U(-1,1)^[seq_len, 1], y = sum(x) / sqrt(seq_len)."""
     x = torch.rand(n, seq_len, 1, generator=gen) * 2 - 1
@@ -380,13 +444,26 @@ def e5(args):
     too, after every epoch. Then greedy decoding of the whole validation set (encoder once, decoder
     re-run on the growing prefix, 32 steps), MSE against the targets, timed separately from wall_s
     (which covers data generation, training and the per-epoch validation). plateau_end_epoch: the
-    first epoch whose validation MSE is below half of epoch 1's (the loss sits near 0.28 before)."""
+    first epoch whose validation MSE is below half of epoch 1's (the loss sits near 0.28 before).
+
+    With --export FILE it trains nothing: it writes this run's initial weights (`param.<name>`), data
+    (`x_train`, `y_train`, `x_val`, `y_val`) and the shuffles of its first --epochs epochs (`perms`,
+    [epochs, 2048] as f32) to a safetensors file, for `cargo run --release -p regkern-tests --example
+    e5_replay` to train regkern from exactly the same start."""
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(args.seed)  # data and shuffling
     x_train, y_train = reverse(2048, gen)
     x_val, y_val = reverse(512, gen)
     torch.manual_seed(args.seed)  # model initialisation
     model = EncoderDecoder(**ENCDEC)
+    if args.export:
+        from safetensors.torch import save_file
+        # train_epoch draws one randperm per epoch from gen, and nothing else draws from it.
+        perms = torch.stack([torch.randperm(len(x_train), generator=gen) for _ in range(args.epochs)])
+        tensors = {f"param.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+        tensors.update(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, perms=perms.float())
+        save_file({k: v.contiguous() for k, v in tensors.items()}, args.export)
+        return {"experiment": "E5", "seed": args.seed, "epochs": args.epochs, "export": args.export}
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     train_losses, val_losses, epoch_s = [], [], []
     for _ in range(args.epochs):
@@ -424,6 +501,12 @@ def main():
     d.add_argument("--repeats", type=int, default=20, help="timed whole generations, each way")
     d.add_argument("--warmup", type=int, default=3)
     d.add_argument("--step-repeats", type=int, default=200, help="timed single decode steps per context")
+    for name, lr, help_ in (("e1", 0.01, "E1 full run (linear): wall time, validation MSE, the noise on that draw"),
+                            ("e2", 1e-3, "E2 full run (MLP): wall time, validation MSE, the noise on that draw")):
+        b = sub.add_parser(name, parents=[common], help=help_)
+        b.add_argument("--seed", type=int, default=0)
+        b.add_argument("--epochs", type=int, default=100)
+        b.add_argument("--lr", type=float, default=lr)
     for name, help_ in (("e3", "E3 full run: wall time and final validation MSE"),
                         ("e4", "E4 full run: wall time, validation MSE and free-running MSE"),
                         ("e5", "E5 full run (encoder-decoder): wall time, validation MSE and greedy MSE"),
@@ -432,9 +515,11 @@ def main():
         b.add_argument("--seed", type=int, default=0)
         b.add_argument("--epochs", type=int, default=60 if name == "e5" else 20)
         b.add_argument("--lr", type=float, default=1e-3)
+        if name == "e5":
+            b.add_argument("--export", metavar="FILE", help="write the initial weights, data and shuffles; no training")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"p2": p2, "p3": p3, "p4": p4, "p5": p5, "e3": e3, "e4": e4, "e5": e5, "e6": e6}[args.cmd](args)
+    result = {"e1": e1_e2, "e2": e1_e2, "p2": p2, "p3": p3, "p4": p4, "p5": p5, "e3": e3, "e4": e4, "e5": e5, "e6": e6}[args.cmd](args)
     result.update(torch=torch.__version__, threads=torch.get_num_threads())
     print(json.dumps(result))
 
