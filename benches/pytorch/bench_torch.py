@@ -238,14 +238,10 @@ def p5(args):
 
 
 def linear_task(n_train, n_val, gen, features=8):
-    """SPEC §5 linear: x ~ U(-1,1)^8, y = x·w* + b* + N(0, 0.1²), w*, b* ~ N(0,1). Returns the
-    train and validation splits and the validation MSE of the true function (the noise on that draw)."""
+    """SPEC §5 linear: x ~ U(-1,1)^8, y = x·w* + b* + N(0, 0.1²), w*, b* ~ N(0,1)."""
     w, b = torch.randn(features, 1, generator=gen), torch.randn(1, generator=gen)
     x = torch.rand(n_train + n_val, features, generator=gen) * 2 - 1
-    clean = x @ w + b
-    y = clean + 0.1 * torch.randn(clean.shape, generator=gen)
-    oracle = nn.functional.mse_loss(clean[n_train:], y[n_train:]).item()
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:], oracle
+    return noisy_split(x, x @ w + b, 0.1, n_train, gen)
 
 
 def nlinear_task(n_train, n_val, gen, features=8):
@@ -253,8 +249,13 @@ def nlinear_task(n_train, n_val, gen, features=8):
     a = torch.randn(features, 1, generator=gen) / math.sqrt(features)
     b = torch.randn(features, 1, generator=gen) / math.sqrt(features)
     x = torch.rand(n_train + n_val, features, generator=gen) * 2 - 1
-    clean = torch.sin(3 * (x @ a)) + 0.5 * (x @ b) ** 2
-    y = clean + 0.05 * torch.randn(clean.shape, generator=gen)
+    return noisy_split(x, torch.sin(3 * (x @ a)) + 0.5 * (x @ b) ** 2, 0.05, n_train, gen)
+
+
+def noisy_split(x, clean, std, n_train, gen):
+    """y = clean + N(0, std²); the train and validation splits, and the validation MSE of the true
+    function (the noise on that draw, which no model removes)."""
+    y = clean + std * torch.randn(clean.shape, generator=gen)
     oracle = nn.functional.mse_loss(clean[n_train:], y[n_train:]).item()
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], oracle
 

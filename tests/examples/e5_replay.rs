@@ -14,7 +14,8 @@
 //! the two implementations follow the same training dynamics, not only the same single steps.
 
 use regkern_core::{
-    EncoderDecoderConfig, Mode, Model, ModelConfig, Net, Optimizer, Schedule, TrainConfig, Trainer,
+    Dataset, EncoderDecoderConfig, Mode, Model, ModelConfig, Net, Optimizer, Schedule, SliceDataset,
+    TrainConfig, Trainer,
 };
 
 const SEQ: usize = 32;
@@ -55,37 +56,26 @@ fn run(path: &str) -> Result<(), String> {
     }
     let (xt, yt) = (tensor(&st, "x_train")?, tensor(&st, "y_train")?);
     let (xv, yv) = (tensor(&st, "x_val")?, tensor(&st, "y_val")?);
-    let perms = tensor(&st, "perms")?;
-    let n_train = xt.len() / SEQ;
-    let epochs = perms.len() / n_train;
-    if !n_train.is_multiple_of(BATCH) || !(xv.len() / SEQ).is_multiple_of(BATCH) || epochs == 0 {
-        return Err(format!(
-            "{n_train} train / {} val samples, {epochs} epochs: expected multiples of {BATCH}",
-            xv.len() / SEQ
-        ));
+    let train = SliceDataset::new(&xt, &yt, SEQ, SEQ).map_err(|e| format!("x_train/y_train: {e}"))?;
+    let val = SliceDataset::new(&xv, &yv, SEQ, SEQ).map_err(|e| format!("x_val/y_val: {e}"))?;
+    let perms: Vec<u32> = tensor(&st, "perms")?.iter().map(|&i| i as u32).collect();
+    let epochs = perms.len() / train.len();
+    if epochs == 0 || perms.len() != epochs * train.len() {
+        return Err(format!("perms: {} indices for {} training samples", perms.len(), train.len()));
     }
 
     let config = TrainConfig { epochs, schedule: Schedule::Constant, clip_grad_norm: None };
     let mut trainer = Trainer::new(net, optimizer, config).map_err(|e| e.to_string())?;
-    let (mut x, mut y) = (vec![0.0f32; BATCH * SEQ], vec![0.0f32; BATCH * SEQ]);
     let mut curve = Vec::with_capacity(epochs);
-    for epoch in 0..epochs {
-        for batch in perms[epoch * n_train..][..n_train].chunks_exact(BATCH) {
-            for (j, &i) in batch.iter().enumerate() {
-                let i = i as usize;
-                x[j * SEQ..][..SEQ].copy_from_slice(&xt[i * SEQ..][..SEQ]);
-                y[j * SEQ..][..SEQ].copy_from_slice(&yt[i * SEQ..][..SEQ]);
-            }
-            trainer.train_step(&x, &y).map_err(|e| e.to_string())?;
+    for (epoch, order) in perms.chunks_exact(train.len()).enumerate() {
+        for idx in order.chunks(BATCH) {
+            let (x, y) = trainer.net().batch_mut(idx.len()).map_err(|e| e.to_string())?;
+            train.fill(idx, x, y);
+            trainer.step(idx.len(), optimizer.lr()).map_err(|e| e.to_string())?;
         }
-        let chunk = BATCH * SEQ;
-        let mut sum = 0.0f64;
-        for (xb, yb) in xv.chunks_exact(chunk).zip(yv.chunks_exact(chunk)) {
-            sum += f64::from(trainer.net().eval_loss(xb, yb).map_err(|e| e.to_string())?);
-        }
-        let val = sum / (xv.len() / chunk) as f64;
-        eprintln!("epoch {:2}  val {val:.4e}", epoch + 1);
-        curve.push(val);
+        let loss = trainer.evaluate(&val).map_err(|e| e.to_string())?;
+        eprintln!("epoch {:2}  val {loss:.4e}", epoch + 1);
+        curve.push(f64::from(loss));
     }
     let plateau_end = curve.iter().position(|&v| v < 0.5 * curve[0]).map(|i| i + 1);
     let json = serde_json::json!({ "file": path, "val_mse": curve, "plateau_end_epoch": plateau_end });
