@@ -31,6 +31,13 @@
 // Most hidden layers of an MLP (`rk_mlp_config.latent_dims`).
 #define RK_MAX_HIDDEN 16
 
+// `rk_set_kernels`: the fastest gemm kernels this CPU has (the default).
+#define RK_KERNELS_AUTO 0
+
+// `rk_set_kernels`: the portable gemm kernel on every target, so that a host computes exactly
+// the bits a Cortex-M computes running the same calls.
+#define RK_KERNELS_PORTABLE 1
+
 // Which model a `rk_model_config` describes.
 enum rk_model_type
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -581,6 +588,15 @@ void rk_model_deinit(rk_model *model);
 // `model` must be a handle from `rk_model_init` (anything else is rejected if detectable).
 rk_status rk_init_params(rk_model *model,
                          uint64_t seed,
+                         rk_error *err);
+
+// Run every product of the model on `kernels` (`RK_KERNELS_AUTO` or `RK_KERNELS_PORTABLE`)
+// from now on. Errors: -1 for another value.
+//
+// # Safety
+// `model` must be a handle from `rk_model_init`; `err` may be NULL.
+rk_status rk_set_kernels(rk_model *model,
+                         uint32_t kernels,
                          rk_error *err);
 
 // Use sequences of `seq_len` tokens (the source, for encoder-decoders) from now on; the default

@@ -93,3 +93,61 @@ fn gqa_with_as_many_groups_as_heads_is_mha_bit_for_bit() {
     assert_eq!(mha.1, gqa.1, "outputs");
     assert_eq!(mha.2, gqa.2, "gradients");
 }
+
+/// `Kernels::Portable` runs every product on the portable kernel — the bits a microcontroller
+/// computes (the firmware check in `.ci/firmware.sh` compares them with QEMU's); `Auto` may take
+/// SIMD kernels, which fuse multiply-adds and so differ in the last bits only. Checked on a
+/// regression transformer with MoE and on an encoder-decoder: loss, outputs and gradients.
+#[test]
+fn portable_kernels_agree_with_the_simd_ones_to_rounding() {
+    use regkern_core::ops::gemm::best_kernel;
+    use regkern_core::{
+        AttentionType, EncoderDecoderConfig, Kernels, ModelConfig, MoeConfig, TransformerConfig,
+    };
+    let t = TransformerConfig {
+        embed_dim: 32,
+        ffn_dim: 48,
+        num_heads: 4,
+        num_groups: 2,
+        attention: AttentionType::Gqa,
+        max_seq_len: 12,
+        moe: Some(MoeConfig { num_experts: 3, ..MoeConfig::default() }),
+        ..TransformerConfig::default()
+    };
+    let configs = [
+        ModelConfig::Transformer(t),
+        ModelConfig::EncoderDecoder(EncoderDecoderConfig::from_stack(
+            &TransformerConfig { moe: None, ..t },
+            1,
+            1,
+        )),
+    ];
+    for cfg in configs {
+        let run = |kernels: Kernels| {
+            let model =
+                Model::plan(&cfg, Mode::Training { max_batch: 3, optimizer: Optimizer::adam(1e-3) }).unwrap();
+            let mut arena = vec![0.0; model.report().total_floats()];
+            let mut net = Net::new(model, &mut arena).unwrap();
+            net.set_kernels(kernels);
+            assert_eq!(net.model().kernels(), kernels);
+            net.init_params(5);
+            let (xl, yl) = (3 * net.in_len(), 3 * net.out_len());
+            let x: Vec<f32> = (0..xl).map(|i| ((i * 37) % 23) as f32 / 11.5 - 1.0).collect();
+            let y: Vec<f32> = (0..yl).map(|i| ((i * 11) % 7) as f32 / 7.0 - 0.5).collect();
+            let loss = net.loss_and_grads(&x, &y).unwrap();
+            (loss, net.output(3).to_vec(), net.grads().to_vec())
+        };
+        let (portable, auto) = (run(Kernels::Portable), run(Kernels::Auto));
+        assert_eq!(run(Kernels::Portable).2, portable.2, "portable kernels are deterministic");
+        let rel = |a: &[f32], b: &[f32]| {
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+            a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+        };
+        assert!(rel(&[portable.0], &[auto.0]) < 1e-5, "loss {} vs {}", portable.0, auto.0);
+        assert!(rel(&portable.1, &auto.1) < 1e-5, "outputs: {}", rel(&portable.1, &auto.1));
+        assert!(rel(&portable.2, &auto.2) < 1e-5, "gradients: {}", rel(&portable.2, &auto.2));
+        if best_kernel() != regkern_core::ops::Kernel::Portable {
+            assert_ne!(portable.2, auto.2, "on a SIMD CPU the two paths should not give the same bits");
+        }
+    }
+}

@@ -11,6 +11,7 @@ use std::hint::black_box;
 
 use criterion::Criterion;
 use regkern_benches::random_floats;
+use regkern_core::Kernels;
 use regkern_core::layers::moe::{self, Capacity, ExpertLayout, Moe};
 use regkern_core::layers::{Activation, Ffn, ffn};
 
@@ -27,6 +28,7 @@ fn layer() -> Moe {
         capacity: Capacity::Factor(1.25),
         alpha: 0.01,
         act: Activation::Gelu,
+        kernels: Kernels::Auto,
     }
 }
 
@@ -65,7 +67,7 @@ fn bench_moe(c: &mut Criterion) {
 }
 
 fn bench_dense(c: &mut Criterion) {
-    let d = Ffn { n_embd: C, n_hidden: F, act: Activation::Gelu };
+    let d = Ffn { n_embd: C, n_hidden: F, act: Activation::Gelu, kernels: Kernels::Auto };
     let n = 2 * TOKENS;
     let (x, dout) = (random_floats(n * C, 5), random_floats(n * C, 6));
     let w: Vec<Vec<f32>> =

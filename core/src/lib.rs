@@ -88,6 +88,7 @@ pub use models::{
     AttentionType, EncoderDecoderConfig, Init, LinearConfig, MlpConfig, Mode, Model, ModelConfig, Net,
     ParamInfo, TransformerConfig,
 };
+pub use ops::Kernels;
 pub use optim::Optimizer;
 pub use rng::Xoshiro256;
 pub use schedule::Schedule;

@@ -271,6 +271,38 @@ pub unsafe extern "C" fn rk_init_params(model: *mut rk_model, seed: u64, err: *m
     }
 }
 
+/// `rk_set_kernels`: the fastest gemm kernels this CPU has (the default).
+pub const RK_KERNELS_AUTO: u32 = 0;
+/// `rk_set_kernels`: the portable gemm kernel on every target, so that a host computes exactly
+/// the bits a Cortex-M computes running the same calls.
+pub const RK_KERNELS_PORTABLE: u32 = 1;
+
+/// Run every product of the model on `kernels` (`RK_KERNELS_AUTO` or `RK_KERNELS_PORTABLE`)
+/// from now on. Errors: -1 for another value.
+///
+/// # Safety
+/// `model` must be a handle from `rk_model_init`; `err` may be NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rk_set_kernels(model: *mut rk_model, kernels: u32, err: *mut rk_error) -> rk_status {
+    // SAFETY: see above.
+    unsafe {
+        with_model(model, err, |m| {
+            let k = match kernels {
+                RK_KERNELS_AUTO => regkern_core::Kernels::Auto,
+                RK_KERNELS_PORTABLE => regkern_core::Kernels::Portable,
+                _ => {
+                    return Err(Error::BadConfig {
+                        field: "kernels",
+                        reason: "must be RK_KERNELS_AUTO or RK_KERNELS_PORTABLE",
+                    });
+                }
+            };
+            m.net().set_kernels(k);
+            Ok(())
+        })
+    }
+}
+
 /// Use sequences of `seq_len` tokens (the source, for encoder-decoders) from now on; the default
 /// is `max_seq_len`. Errors: -1 if 0 or above `max_seq_len`.
 ///

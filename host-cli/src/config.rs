@@ -86,6 +86,26 @@ pub enum SchedName {
     WarmupCosine,
 }
 
+/// `--kernels`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum KernelsArg {
+    /// The fastest gemm kernels this CPU has (AVX-512, AVX2+FMA or portable).
+    #[default]
+    Auto,
+    /// The portable kernels: the same bits as the firmware on a Cortex-M4F.
+    Portable,
+}
+
+impl KernelsArg {
+    /// The core's choice.
+    pub fn kernels(self) -> regkern_core::Kernels {
+        match self {
+            KernelsArg::Auto => regkern_core::Kernels::Auto,
+            KernelsArg::Portable => regkern_core::Kernels::Portable,
+        }
+    }
+}
+
 /// What model to build.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
@@ -131,6 +151,9 @@ pub struct ModelArgs {
     /// User data for an encoder-decoder: target positions per row [default: the source's].
     #[arg(long = "target_len", alias = "target-len")]
     pub target_len: Option<usize>,
+    /// Gemm kernels: `auto` (the CPU's fastest) or `portable` (bit-identical to the firmware).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernels: KernelsArg,
 }
 
 /// Transformer flags (SPEC §3.3 defaults: the seed's `TransformerModelConfig` example).

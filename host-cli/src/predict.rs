@@ -31,6 +31,9 @@ pub struct PredictArgs {
     /// Samples per forward pass.
     #[arg(long = "batch_size", alias = "batch-size", default_value_t = 64)]
     batch_size: usize,
+    /// Gemm kernels: `auto` (the CPU's fastest) or `portable` (bit-identical to the firmware).
+    #[arg(long, value_enum, default_value = "auto")]
+    kernels: crate::config::KernelsArg,
 }
 
 /// Predict for every input row and write one output row each: the model's outputs (linear,
@@ -47,6 +50,7 @@ pub fn run(args: &PredictArgs) -> Result<(), String> {
         .map_err(|e| format!("{path}: {e}"))?;
     let mut arena = vec![0.0f32; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
+    net.set_kernels(args.kernels.kernels());
     net.load_checkpoint(&bytes).map_err(|e| format!("{path}: {e}"))?;
 
     let (text, source) = match &args.input {

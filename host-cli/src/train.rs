@@ -325,6 +325,7 @@ pub fn train_then<R>(
 
     let mut arena = vec![0.0f32; model.report().total_floats()];
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
+    net.set_kernels(args.model.kernels.kernels());
     net.set_seq_len(shape.seq_len).map_err(|e| e.to_string())?;
     if matches!(cfg, ModelConfig::EncoderDecoder(_)) {
         net.set_target_len(shape.target_len).map_err(|e| e.to_string())?;

@@ -283,6 +283,7 @@ static void every_model_call(rk_model *m, rk_status code, const char *what) {
     printf("  bad handle: %s\n", what);
     EXPECT(rk_init_params(m, 1, NULL), code);
     EXPECT(rk_set_seq_len(m, 1, NULL), code);
+    EXPECT(rk_set_kernels(m, RK_KERNELS_PORTABLE, NULL), code);
     EXPECT(rk_set_target_len(m, 1, NULL), code);
     EXPECT(rk_model_dims(m, &dims, NULL), code);
     EXPECT_ERR(rk_set_schedule(m, &sched, ERR), code, "model");
@@ -325,6 +326,12 @@ static void model_calls(void) {
     EXPECT(rk_params(inf, &data, NULL, NULL), RK_E_BAD_POINTER);
     EXPECT(rk_param_info(inf, 0, NULL, NULL), RK_E_BAD_POINTER);
     EXPECT(rk_checkpoint_size(inf, 0, NULL, NULL), RK_E_BAD_POINTER);
+
+    /* Kernel choice. */
+    EXPECT(rk_set_kernels(inf, 2, NULL), RK_E_BAD_CONFIG);
+    EXPECT(rk_set_kernels(inf, UINT32_MAX, NULL), RK_E_BAD_CONFIG);
+    CHECK_OK(rk_set_kernels(inf, RK_KERNELS_PORTABLE, NULL), NULL);
+    CHECK_OK(rk_set_kernels(inf, RK_KERNELS_AUTO, NULL), NULL);
 
     /* Sequence lengths. */
     CHECK_OK(rk_model_dims(inf, &dims, NULL), NULL);

@@ -15,7 +15,7 @@
 //! place through strides and transpose flags.
 
 use crate::ops::math::exp;
-use crate::ops::{Gemm, dot, gemm, max, sum, vectorized};
+use crate::ops::{Gemm, Kernels, dot, gemm, max, sum, vectorized};
 
 /// Dims of an attention layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct Attn {
     pub head_dim: usize,
     /// Mask keys after the query position.
     pub causal: bool,
+    /// The gemm kernels its products run on.
+    pub kernels: Kernels,
 }
 
 impl Attn {
@@ -74,7 +76,14 @@ fn scatter_rows(rows: &mut [f32], ct: &[f32], ld: usize, hd: usize, t: usize, ac
 }
 
 /// `C (D × Tq) = op(A)ᵀ · B`: A is one head's T rows of D columns (stride `lda`), B a Tk × Tq tile.
-fn transposed_product(c: &mut [f32], a: (&[f32], usize), b: &[f32], hd: usize, (tq, tk): (usize, usize)) {
+fn transposed_product(
+    c: &mut [f32],
+    a: (&[f32], usize),
+    b: &[f32],
+    hd: usize,
+    (tq, tk): (usize, usize),
+    kernels: Kernels,
+) {
     let g = Gemm {
         m: hd,
         n: tq,
@@ -85,6 +94,7 @@ fn transposed_product(c: &mut [f32], a: (&[f32], usize), b: &[f32], hd: usize, (
         trans_a: true,
         trans_b: false,
         accumulate: false,
+        kernels,
     };
     gemm(c, a.0, b, g);
 }
@@ -118,10 +128,10 @@ pub fn forward(
             let (qo, ko) = (b * tq * qd + h * hd, b * tk * kvd + g * hd);
             let pt = if saving { &mut att[(b * d.n_heads + h) * tk * tq..][..tk * tq] } else { &mut *tile };
             // scoresᵀ (Tk keys, Tq queries) = K_g (Tk, D) · Q_hᵀ
-            gemm(pt, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq));
+            gemm(pt, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
             softmax_columns(pt, rows, (tk, tq), d.scale(), d.causal);
             // out_hᵀ (D, Tq) = V_gᵀ · Pᵀ
-            transposed_product(ot, (&v[ko..], kvd), pt, hd, (tq, tk));
+            transposed_product(ot, (&v[ko..], kvd), pt, hd, (tq, tk), d.kernels);
             scatter_rows(&mut out[qo..], ot, qd, hd, tq, false);
         }
     }
@@ -151,15 +161,20 @@ pub fn backward(
             let (qo, ko) = (b * tq * qd + h * hd, b * tk * kvd + g * hd);
             let pt = &att[(b * d.n_heads + h) * tk * tq..][..tk * tq];
             // dPᵀ (Tk, Tq) = V_g (Tk, D) · dout_hᵀ
-            gemm(dpt, &v[ko..], &dout[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq));
+            gemm(dpt, &v[ko..], &dout[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
             // dV_g (Tk, D) += Pᵀ · dout_h; every head of the group adds its share.
-            gemm(&mut dv[ko..], pt, &dout[qo..], Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc());
+            gemm(
+                &mut dv[ko..],
+                pt,
+                &dout[qo..],
+                Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc().on(d.kernels),
+            );
             // dSᵀ = scale · Pᵀ ⊙ (dPᵀ − column sums of Pᵀ ⊙ dPᵀ), in place.
             softmax_columns_backward(dpt, pt, &mut rows[..tq], (tk, tq), d.scale());
             // dQ_hᵀ (D, Tq) = K_gᵀ · dSᵀ, added into dQ's rows;  dK_g (Tk, D) += dSᵀ · Q_h
-            transposed_product(ct, (&k[ko..], kvd), dpt, hd, (tq, tk));
+            transposed_product(ct, (&k[ko..], kvd), dpt, hd, (tq, tk), d.kernels);
             scatter_rows(&mut dq[qo..], ct, qd, hd, tq, true);
-            gemm(&mut dk[ko..], dpt, &q[qo..], Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc());
+            gemm(&mut dk[ko..], dpt, &q[qo..], Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc().on(d.kernels));
         }
     }
 }
@@ -263,7 +278,7 @@ mod tests {
     const T: usize = 5;
 
     fn dims(h: usize, g: usize, causal: bool) -> Attn {
-        Attn { n_heads: h, n_kv_heads: g, head_dim: 3, causal }
+        Attn { n_heads: h, n_kv_heads: g, head_dim: 3, causal, kernels: Kernels::Auto }
     }
 
     fn random(len: usize, seed: &mut u32) -> Vec<f32> {

@@ -4,6 +4,7 @@
 //! pre = fc1(inp) and hid = act(pre), both (n, f), saved for backward.
 
 use crate::layers::{Activation, Linear, activation, linear};
+use crate::ops::Kernels;
 
 /// Dims of a dense FFN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,17 +15,19 @@ pub struct Ffn {
     pub n_hidden: usize,
     /// Activation between the two linear maps (GELU by default).
     pub act: Activation,
+    /// The gemm kernels its products run on.
+    pub kernels: Kernels,
 }
 
 impl Ffn {
     /// The first linear map, C → F.
     pub const fn fc1(&self) -> Linear {
-        Linear { n_in: self.n_embd, n_out: self.n_hidden }
+        Linear::new(self.n_embd, self.n_hidden).on(self.kernels)
     }
 
     /// The second linear map, F → C.
     pub const fn fc2(&self) -> Linear {
-        Linear { n_in: self.n_hidden, n_out: self.n_embd }
+        Linear::new(self.n_hidden, self.n_embd).on(self.kernels)
     }
 }
 
@@ -86,7 +89,7 @@ mod tests {
 
     #[test]
     fn backward_matches_finite_differences() {
-        let d = Ffn { n_embd: 4, n_hidden: 6, act: Activation::Gelu };
+        let d = Ffn { n_embd: 4, n_hidden: 6, act: Activation::Gelu, kernels: Kernels::Auto };
         let n = 3;
         let mut seed = 41;
         let mut rand = |len: usize| {

@@ -2,7 +2,7 @@
 //!
 //! Shapes, row-major: inp (n, n_in), w (n_out, n_in), b (n_out), out (n, n_out).
 
-use crate::ops::{Gemm, add_bias, add_col_sums, gemm};
+use crate::ops::{Gemm, Kernels, add_bias, add_col_sums, gemm};
 
 /// Dims of a linear layer. Holds no weights: those live in the arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,9 +11,22 @@ pub struct Linear {
     pub n_in: usize,
     /// Output features.
     pub n_out: usize,
+    /// The gemm kernels its products run on.
+    pub kernels: Kernels,
 }
 
 impl Linear {
+    /// A layer of these dims on the default kernels.
+    pub const fn new(n_in: usize, n_out: usize) -> Self {
+        Linear { n_in, n_out, kernels: Kernels::Auto }
+    }
+
+    /// The same layer on `kernels`.
+    pub const fn on(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
     /// Floats in the weight matrix.
     pub const fn weight_len(&self) -> usize {
         self.n_in * self.n_out
@@ -25,7 +38,7 @@ pub fn forward(out: &mut [f32], inp: &[f32], w: &[f32], b: &[f32], d: Linear) {
     let n = inp.len() / d.n_in;
     debug_assert_eq!(n * d.n_in, inp.len());
     debug_assert_eq!(n * d.n_out, out.len());
-    gemm(out, inp, w, Gemm::nt(n, d.n_out, d.n_in));
+    gemm(out, inp, w, Gemm::nt(n, d.n_out, d.n_in).on(d.kernels));
     add_bias(out, b);
 }
 
@@ -43,11 +56,11 @@ pub fn backward(
     let n = inp.len() / d.n_in;
     debug_assert_eq!(n * d.n_out, dout.len());
     // dw (n_out, n_in) += doutᵀ (n_out, n) · inp (n, n_in)
-    gemm(dw, dout, inp, Gemm::tn(d.n_out, d.n_in, n).acc());
+    gemm(dw, dout, inp, Gemm::tn(d.n_out, d.n_in, n).acc().on(d.kernels));
     add_col_sums(db, dout);
     if let Some(dinp) = dinp {
         // dinp (n, n_in) += dout (n, n_out) · w (n_out, n_in)
-        gemm(dinp, dout, w, Gemm::nn(n, d.n_in, d.n_out).acc());
+        gemm(dinp, dout, w, Gemm::nn(n, d.n_in, d.n_out).acc().on(d.kernels));
     }
 }
 
@@ -56,7 +69,7 @@ mod tests {
     use super::*;
     use crate::testing::{grad_check, lcg_fill, weighted_sum};
 
-    const D: Linear = Linear { n_in: 3, n_out: 2 };
+    const D: Linear = Linear::new(3, 2);
 
     #[test]
     fn forward_by_hand() {

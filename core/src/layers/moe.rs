@@ -21,7 +21,7 @@
 use crate::error::{Result, ensure};
 use crate::layers::{Activation, Ffn, ffn};
 use crate::ops::math::exp;
-use crate::ops::{Gemm, gemm, max, sum, vectorized};
+use crate::ops::{Gemm, Kernels, gemm, max, sum, vectorized};
 
 /// Most assignments a routing table may index (f32 holds every integer below 2^24 exactly).
 pub const MAX_ASSIGNMENTS: usize = 1 << 24;
@@ -52,6 +52,8 @@ pub struct Moe {
     pub alpha: f32,
     /// Experts' activation (GELU).
     pub act: Activation,
+    /// The gemm kernels its products run on.
+    pub kernels: Kernels,
 }
 
 /// Routing statistics of one call.
@@ -110,7 +112,7 @@ impl Moe {
     }
 
     fn expert(&self) -> Ffn {
-        Ffn { n_embd: self.n_embd, n_hidden: self.n_hidden, act: self.act }
+        Ffn { n_embd: self.n_embd, n_hidden: self.n_hidden, act: self.act, kernels: self.kernels }
     }
 }
 
@@ -241,7 +243,7 @@ pub fn forward(
     let (n, k, ne, c) = (tokens, d.top_k, d.n_experts, d.n_embd);
     let probs = &mut b.probs[..n * ne];
     // 1. Router probabilities.
-    gemm(probs, inp, w_router, Gemm::nt(n, ne, c));
+    gemm(probs, inp, w_router, Gemm::nt(n, ne, c).on(d.kernels));
     vectorized(
         #[inline(always)]
         || {
@@ -477,8 +479,8 @@ pub fn backward(
         dp.iter_mut().zip(p).for_each(|(v, &pi)| *v = pi * (*v - pd));
     }
     // Router: d W_r += d logitsᵀ · inp;  d inp += d logits · W_r.
-    gemm(dw_router, dprobs, inp, Gemm::tn(ne, c, n).acc());
-    gemm(dinp, dprobs, w_router, Gemm::nn(n, c, ne).acc());
+    gemm(dw_router, dprobs, inp, Gemm::tn(ne, c, n).acc().on(d.kernels));
+    gemm(dinp, dprobs, w_router, Gemm::nn(n, c, ne).acc().on(d.kernels));
 }
 
 #[cfg(test)]
@@ -492,7 +494,16 @@ mod tests {
     const F: usize = 6;
 
     fn moe(n_experts: usize, top_k: usize, capacity: Capacity) -> Moe {
-        Moe { n_embd: C, n_hidden: F, n_experts, top_k, capacity, alpha: 0.1, act: Activation::Gelu }
+        Moe {
+            n_embd: C,
+            n_hidden: F,
+            n_experts,
+            top_k,
+            capacity,
+            alpha: 0.1,
+            act: Activation::Gelu,
+            kernels: Kernels::Auto,
+        }
     }
 
     /// Experts packed one after another, tensors in state_dict order, no padding.
@@ -544,7 +555,7 @@ mod tests {
             None,
             &x,
             w,
-            Ffn { n_embd: C, n_hidden: F, act: Activation::Gelu },
+            Ffn { n_embd: C, n_hidden: F, act: Activation::Gelu, kernels: Kernels::Auto },
         );
         assert_eq!(out, dense, "gate 1 times the expert is the expert");
         assert_eq!((stats.assignments, stats.dropped), (5, 0));

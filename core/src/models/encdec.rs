@@ -163,6 +163,12 @@ impl EncoderDecoder {
         Ok(EncoderDecoder { cfg: *cfg, enc, dec, dec_in, dmemory })
     }
 
+    /// Run every product of both stacks on `kernels` from now on.
+    pub(crate) fn set_kernels(&mut self, kernels: crate::ops::Kernels) {
+        self.enc.set_kernels(kernels);
+        self.dec.set_kernels(kernels);
+    }
+
     fn memory(&self, src: usize) -> Memory {
         Memory { acts: self.enc.memory_slot(), grads: self.dmemory, len: src }
     }

@@ -88,7 +88,7 @@ impl Mlp {
         let mut layers = Vec::new();
         let mut n_in = cfg.n_in;
         for (i, n_out) in widths.enumerate() {
-            let dims = Linear { n_in, n_out };
+            let dims = Linear::new(n_in, n_out);
             let w = p.take(Region::Params, mul(n_in, n_out)?)?;
             let b = p.take(Region::Params, n_out)?;
             let hidden = i < cfg.latent_dims.len();
@@ -108,6 +108,11 @@ impl Mlp {
             n_in = n_out;
         }
         Ok(Mlp { layers, act: cfg.act, linear_names })
+    }
+
+    /// Run every product on `kernels` from now on.
+    pub(crate) fn set_kernels(&mut self, kernels: crate::ops::Kernels) {
+        self.layers.iter_mut().for_each(|l| l.dims.kernels = kernels);
     }
 
     /// Where the output of a forward pass lies (acts), `max_batch × n_out` floats.

@@ -14,6 +14,7 @@ use core::fmt::Write;
 use crate::arena::{Buffers, Planner, Region, Report, Slot, carve};
 use crate::error::{Error, Result, check_len, ensure, mul};
 use crate::layers::mse;
+use crate::ops::Kernels;
 use crate::optim::Optimizer;
 use crate::rng::Xoshiro256;
 
@@ -196,6 +197,7 @@ pub struct Model {
     /// One output per token (autoregressive, encoder-decoder) rather than per sample.
     per_token: bool,
     report: Report,
+    kernels: Kernels,
 }
 
 impl Model {
@@ -251,7 +253,24 @@ impl Model {
             max_seq,
             per_token,
             report,
+            kernels: Kernels::Auto,
         })
+    }
+
+    /// Run every product on `kernels` from now on ([`Kernels::Portable`]: the bits a
+    /// microcontroller computes, on any host).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+        match &mut self.arch {
+            Arch::Mlp(m) => m.set_kernels(kernels),
+            Arch::Transformer(t) => t.set_kernels(kernels),
+            Arch::EncDec(e) => e.set_kernels(kernels),
+        }
+    }
+
+    /// The gemm kernels the model's products run on.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Bytes of every region.
@@ -439,6 +458,12 @@ impl<'a> Net<'a> {
     /// Floats of one output (= target) sample at the current sequence (target) length.
     pub fn out_len(&self) -> usize {
         if self.model.per_token { self.target_len() * self.model.out_dim } else { self.model.out_dim }
+    }
+
+    /// Run every product on `kernels` from now on; see [`Kernels`]. Results of one choice are
+    /// deterministic; the two choices differ in the last bits.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.model.set_kernels(kernels);
     }
 
     /// The planned model.

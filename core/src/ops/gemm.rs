@@ -34,22 +34,94 @@ pub struct Gemm {
     pub trans_b: bool,
     /// Add to C (`+=`) instead of overwriting it.
     pub accumulate: bool,
+    /// Which kernels may run this product.
+    pub kernels: Kernels,
+}
+
+/// Which gemm kernels a model's layers use. A model carries its choice in the dims it hands its
+/// layers (never a global a layer reads), so two models in one process may choose differently.
+///
+/// Only gemm differs between the paths: elementwise kernels and reductions give the same bits at
+/// every vector width. With `Portable`, a host computes exactly what a microcontroller running the
+/// same code computes, bit for bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The fastest kernel this CPU has for each product's shape (results differ from `Portable`
+    /// in the last bits: the SIMD kernels fuse multiply-adds and block differently).
+    #[default]
+    Auto,
+    /// The portable kernel on every target: the bits a microcontroller computes.
+    Portable,
+}
+
+impl Kernels {
+    /// The name the CLI and reports use (`auto`, `portable`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kernels::Auto => "auto",
+            Kernels::Portable => "portable",
+        }
+    }
+
+    /// Parse [`Kernels::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Kernels::Auto, Kernels::Portable].into_iter().find(|k| k.name() == s)
+    }
 }
 
 impl Gemm {
     /// `C = A·B` with A `m×k`, B `k×n`, contiguous.
     pub const fn nn(m: usize, n: usize, k: usize) -> Self {
-        Gemm { m, n, k, lda: k, ldb: n, ldc: n, trans_a: false, trans_b: false, accumulate: false }
+        Gemm {
+            m,
+            n,
+            k,
+            lda: k,
+            ldb: n,
+            ldc: n,
+            trans_a: false,
+            trans_b: false,
+            accumulate: false,
+            kernels: Kernels::Auto,
+        }
     }
 
     /// `C = A·Bᵀ` with A `m×k`, B stored `n×k`, contiguous.
     pub const fn nt(m: usize, n: usize, k: usize) -> Self {
-        Gemm { m, n, k, lda: k, ldb: k, ldc: n, trans_a: false, trans_b: true, accumulate: false }
+        Gemm {
+            m,
+            n,
+            k,
+            lda: k,
+            ldb: k,
+            ldc: n,
+            trans_a: false,
+            trans_b: true,
+            accumulate: false,
+            kernels: Kernels::Auto,
+        }
     }
 
     /// `C = Aᵀ·B` with A stored `k×m`, B `k×n`, contiguous.
     pub const fn tn(m: usize, n: usize, k: usize) -> Self {
-        Gemm { m, n, k, lda: m, ldb: n, ldc: n, trans_a: true, trans_b: false, accumulate: false }
+        Gemm {
+            m,
+            n,
+            k,
+            lda: m,
+            ldb: n,
+            ldc: n,
+            trans_a: true,
+            trans_b: false,
+            accumulate: false,
+            kernels: Kernels::Auto,
+        }
+    }
+
+    /// Run on the given kernels.
+    pub const fn on(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
     }
 
     /// Accumulate into C instead of overwriting it.
@@ -153,10 +225,12 @@ pub fn best_kernel() -> Kernel {
 
 /// `C (+)= op(A)·op(B)` with the best kernel for this CPU and shape: narrow products (n ≤ 16,
 /// e.g. one attention head) use the 16-wide AVX2 tile rather than waste most of a 32-wide one.
+/// `g.kernels` may ask for the portable kernel instead.
 pub fn gemm(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
-    let kernel = match best_kernel() {
-        Kernel::Avx512 if g.n <= 16 => Kernel::Avx2,
-        k => k,
+    let kernel = match (g.kernels, best_kernel()) {
+        (Kernels::Portable, _) => Kernel::Portable,
+        (Kernels::Auto, Kernel::Avx512) if g.n <= 16 => Kernel::Avx2,
+        (Kernels::Auto, k) => k,
     };
     gemm_with(kernel, c, a, b, g);
 }
@@ -435,6 +509,7 @@ mod tests {
                             trans_a: ta,
                             trans_b: tb,
                             accumulate,
+                            kernels: Kernels::Auto,
                         };
                         let (mut want, mut got) = (c0.clone(), c0.clone());
                         gemm_naive(&mut want, &a, &b, g);

@@ -7,7 +7,7 @@ pub mod gemm;
 pub mod math;
 mod simd;
 
-pub use gemm::{Gemm, Kernel, gemm, gemm_naive, gemm_with};
+pub use gemm::{Gemm, Kernel, Kernels, gemm, gemm_naive, gemm_with};
 
 /// Correctly rounded square root, vectorisable (unlike libm's, which is opaque inline assembly).
 #[inline(always)]

@@ -5,7 +5,7 @@
 //! `0..=pos` — O(context) work per token instead of re-running the prefix. Buffers are one row
 //! per sequence (planned for `max_batch`), and the cache is sized for `max_seq_len` positions.
 
-use super::{Memory, Transformer, add_into, disjoint, lin, moe_forward};
+use super::{Memory, Transformer, add_into, disjoint, moe_forward};
 use crate::arena::{Buffers, Planner, Region, Slot};
 use crate::error::{Error, Result, mul};
 use crate::layers::{KvCache, KvDtype, attention, ffn, layernorm, linear};
@@ -170,7 +170,7 @@ impl Transformer {
                 let [m, dst] =
                     disjoint(acts, [mem.acts.prefix(n * mem.len * e), dec.cross_rows(layer, kv, n, mem.len)]);
                 let [wt, bias] = xp.proj[1 + kv];
-                linear::forward(dst, m, &w[wt.range()], &w[bias.range()], lin(e, kvd));
+                linear::forward(dst, m, &w[wt.range()], &w[bias.range()], self.lin(e, kvd));
             }
         }
     }
@@ -188,13 +188,13 @@ impl Transformer {
         src: Option<usize>,
     ) {
         let c = &self.cfg;
-        let (e, d) = (c.embed_dim, c.attn());
+        let (e, d) = (c.embed_dim, self.attn());
         let (kvd, ne) = (d.kv_dim(), n * e);
         let (w, acts, scratch, cache) =
             (&*bufs.params, &mut *bufs.acts, &mut *bufs.scratch, &mut *bufs.kv_cache);
         let p = |s: Slot| &w[s.range()];
         let [tok, x] = disjoint(acts, [dec.tok.prefix(n * c.input_dim), dec.x.prefix(ne)]);
-        linear::forward(x, tok, p(self.input_proj[0]), p(self.input_proj[1]), lin(c.input_dim, e));
+        linear::forward(x, tok, p(self.input_proj[0]), p(self.input_proj[1]), self.lin(c.input_dim, e));
         let pos_row = &p(self.pos_embed)[pos * e..][..e];
         x.chunks_exact_mut(e).for_each(|r| r.iter_mut().zip(pos_row).for_each(|(v, &q)| *v += q));
         for layer in 0..c.num_layers {
@@ -208,9 +208,9 @@ impl Transformer {
                 acts,
                 [dec.h.prefix(ne), dec.q.prefix(ne), dec.k.prefix(n * kvd), dec.v.prefix(n * kvd)],
             );
-            linear::forward(q, h, p(bp.proj[0][0]), p(bp.proj[0][1]), lin(e, e));
-            linear::forward(k, h, p(bp.proj[1][0]), p(bp.proj[1][1]), lin(e, kvd));
-            linear::forward(v, h, p(bp.proj[2][0]), p(bp.proj[2][1]), lin(e, kvd));
+            linear::forward(q, h, p(bp.proj[0][0]), p(bp.proj[0][1]), self.lin(e, e));
+            linear::forward(k, h, p(bp.proj[1][0]), p(bp.proj[1][1]), self.lin(e, kvd));
+            linear::forward(v, h, p(bp.proj[2][0]), p(bp.proj[2][1]), self.lin(e, kvd));
             for b in 0..n {
                 dec.cache.store(cache, (0, layer, b, pos), &k[b * kvd..][..kvd]);
                 dec.cache.store(cache, (1, layer, b, pos), &v[b * kvd..][..kvd]);
@@ -231,7 +231,7 @@ impl Transformer {
                 );
             }
             let [ao, tmp] = disjoint(acts, [dec.ao.prefix(ne), dec.tmp.prefix(ne)]);
-            linear::forward(tmp, ao, p(bp.proj[3][0]), p(bp.proj[3][1]), lin(e, e));
+            linear::forward(tmp, ao, p(bp.proj[3][0]), p(bp.proj[3][1]), self.lin(e, e));
             add_into(acts, dec.x.prefix(ne), dec.tmp.prefix(ne));
             if let (Some(xp), Some(src)) = (bp.cross, src) {
                 // x += o_proj(cross_attn(norm2(x), memory)), over the prepared keys and values.
@@ -241,7 +241,7 @@ impl Transformer {
                 );
                 layernorm::forward(h, mean, rstd, x, p(xp.norm[0]), p(xp.norm[1]));
                 let [h, q] = disjoint(acts, [dec.h.prefix(ne), dec.q.prefix(ne)]);
-                linear::forward(q, h, p(xp.proj[0][0]), p(xp.proj[0][1]), lin(e, e));
+                linear::forward(q, h, p(xp.proj[0][0]), p(xp.proj[0][1]), self.lin(e, e));
                 let scores = &mut scratch[dec.scores.range()];
                 let dx = crate::layers::Attn { causal: false, ..d };
                 for b in 0..n {
@@ -260,7 +260,7 @@ impl Transformer {
                     );
                 }
                 let [ao, tmp] = disjoint(acts, [dec.ao.prefix(ne), dec.tmp.prefix(ne)]);
-                linear::forward(tmp, ao, p(xp.proj[3][0]), p(xp.proj[3][1]), lin(e, e));
+                linear::forward(tmp, ao, p(xp.proj[3][0]), p(xp.proj[3][1]), self.lin(e, e));
                 add_into(acts, dec.x.prefix(ne), dec.tmp.prefix(ne));
             }
             let [x, h, mean, rstd] = disjoint(
@@ -268,14 +268,14 @@ impl Transformer {
                 [dec.x.prefix(ne), dec.h.prefix(ne), dec.stats[0].prefix(n), dec.stats[1].prefix(n)],
             );
             layernorm::forward(h, mean, rstd, x, p(bp.norm2[0]), p(bp.norm2[1]));
-            if let (Some(d), Some(mp)) = (c.moe_layer(), bp.moe) {
+            if let (Some(d), Some(mp)) = (self.moe_layer(), bp.moe) {
                 let io = (dec.h.prefix(ne), dec.tmp.prefix(ne));
                 moe_forward(d, &mp, io, (&dec.moe, dec.moe_stats), w, acts, n);
             } else {
                 let [h, pre, tmp] =
                     disjoint(acts, [dec.h.prefix(ne), dec.pre.prefix(n * c.ffn_dim), dec.tmp.prefix(ne)]);
                 let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
-                ffn::forward(tmp, pre, None, h, weights, c.ffn());
+                ffn::forward(tmp, pre, None, h, weights, self.ffn());
             }
             add_into(acts, dec.x.prefix(ne), dec.tmp.prefix(ne));
         }
@@ -285,6 +285,6 @@ impl Transformer {
         );
         layernorm::forward(h, mean, rstd, x, p(self.final_norm[0]), p(self.final_norm[1]));
         let [h, pred] = disjoint(acts, [dec.h.prefix(ne), dec.pred.prefix(n * c.output_dim)]);
-        linear::forward(pred, h, p(self.head[0]), p(self.head[1]), lin(e, c.output_dim));
+        linear::forward(pred, h, p(self.head[0]), p(self.head[1]), self.lin(e, c.output_dim));
     }
 }

@@ -24,7 +24,7 @@ use crate::layers::{
 /// Largest `top_k` (the MoE layer selects into a fixed buffer of this many).
 const MAX_TOP_K: usize = 64;
 use crate::models::{Init, ParamInfo, ParamName};
-use crate::ops::vectorized;
+use crate::ops::{Kernels, vectorized};
 
 mod decode;
 
@@ -169,6 +169,7 @@ impl TransformerConfig {
             n_kv_heads: self.kv_heads(),
             head_dim: self.embed_dim / self.num_heads,
             causal: self.autoregressive,
+            kernels: Kernels::Auto,
         }
     }
 
@@ -182,11 +183,12 @@ impl TransformerConfig {
             capacity: m.capacity,
             alpha: m.alpha,
             act: self.ffn_act,
+            kernels: Kernels::Auto,
         })
     }
 
     fn ffn(&self) -> Ffn {
-        Ffn { n_embd: self.embed_dim, n_hidden: self.ffn_dim, act: self.ffn_act }
+        Ffn { n_embd: self.embed_dim, n_hidden: self.ffn_dim, act: self.ffn_act, kernels: Kernels::Auto }
     }
 }
 
@@ -491,6 +493,8 @@ pub struct Transformer {
     attn_scratch: Slot,
     /// Buffers of incremental decoding, when the config asks for a KV cache.
     decode: Option<decode::Decode>,
+    /// The gemm kernels every product runs on.
+    kernels: Kernels,
 }
 
 impl BlockParams {
@@ -715,6 +719,7 @@ impl Transformer {
             pooled,
             out,
             g,
+            kernels: Kernels::Auto,
         })
     }
 
@@ -952,7 +957,7 @@ impl Transformer {
             x,
             &w[self.input_proj[0].range()],
             &w[self.input_proj[1].range()],
-            lin(c.input_dim, e),
+            self.lin(c.input_dim, e),
         );
         position::forward_inplace(res, &w[self.pos_embed.range()], e, seq);
         for i in 0..c.num_layers {
@@ -981,13 +986,13 @@ impl Transformer {
         if self.role == Role::Encoder {
             // The final norm's output is the memory; no head.
         } else if c.autoregressive {
-            linear::forward(out, hf, hw, hb, lin(e, c.output_dim));
+            linear::forward(out, hf, hw, hb, self.lin(e, c.output_dim));
         } else {
             let [hf, pooled] = disjoint(acts, [self.hf.prefix(ne), self.pooled.prefix(batch * e)]);
             pool::forward(pooled, hf, e, seq);
             let [pooled, out] =
                 disjoint(acts, [self.pooled.prefix(batch * e), self.out.prefix(batch * c.output_dim)]);
-            linear::forward(out, pooled, hw, hb, lin(e, c.output_dim));
+            linear::forward(out, pooled, hw, hb, self.lin(e, c.output_dim));
         }
     }
 
@@ -1004,7 +1009,7 @@ impl Transformer {
         memory: Option<Memory>,
     ) {
         let c = &self.cfg;
-        let (e, d) = (c.embed_dim, c.attn());
+        let (e, d) = (c.embed_dim, self.attn());
         let n = batch * seq;
         let (ne, nkv, nf) = (n * e, n * d.kv_dim(), n * c.ffn_dim);
         let p = |s: Slot| &w[s.range()];
@@ -1015,9 +1020,9 @@ impl Transformer {
         layernorm::forward(h, mean, rstd, res, p(bp.norm1[0]), p(bp.norm1[1]));
         let [h, q, k, v] =
             disjoint(acts, [a.h1.prefix(ne), a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv)]);
-        linear::forward(q, h, p(bp.proj[0][0]), p(bp.proj[0][1]), lin(e, e));
-        linear::forward(k, h, p(bp.proj[1][0]), p(bp.proj[1][1]), lin(e, d.kv_dim()));
-        linear::forward(v, h, p(bp.proj[2][0]), p(bp.proj[2][1]), lin(e, d.kv_dim()));
+        linear::forward(q, h, p(bp.proj[0][0]), p(bp.proj[0][1]), self.lin(e, e));
+        linear::forward(k, h, p(bp.proj[1][0]), p(bp.proj[1][1]), self.lin(e, d.kv_dim()));
+        linear::forward(v, h, p(bp.proj[2][0]), p(bp.proj[2][1]), self.lin(e, d.kv_dim()));
         if self.training {
             let att_len = batch * d.n_heads * seq * seq;
             let [q, k, v, ao, att] = disjoint(
@@ -1050,7 +1055,7 @@ impl Transformer {
         let (y, sum, other) =
             if self.training { (a.res_mid, a.res_mid, a.res_in) } else { (a.tmp, a.res_in, a.tmp) };
         let [ao, y] = disjoint(acts, [a.ao.prefix(ne), y.prefix(ne)]);
-        linear::forward(y, ao, p(bp.proj[3][0]), p(bp.proj[3][1]), lin(e, e));
+        linear::forward(y, ao, p(bp.proj[3][0]), p(bp.proj[3][1]), self.lin(e, e));
         add_into(acts, sum.prefix(ne), other.prefix(ne));
 
         // Decoder blocks: x += o_proj(cross_attn(norm2(x), memory)).
@@ -1067,15 +1072,15 @@ impl Transformer {
         let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
         let (y, sum, other) =
             if self.training { (a.res_out, a.res_out, ffn_in) } else { (a.tmp, a.res_in, a.tmp) };
-        if let (Some(d), Some(mp)) = (c.moe_layer(), bp.moe) {
+        if let (Some(d), Some(mp)) = (self.moe_layer(), bp.moe) {
             moe_forward(d, &mp, (a.h2.prefix(ne), y.prefix(ne)), (&a.moe, a.moe_stats), w, acts, n);
         } else if self.training {
             let [h, pre, hid, y] =
                 disjoint(acts, [a.h2.prefix(ne), a.pre.prefix(nf), a.hid.prefix(nf), y.prefix(ne)]);
-            ffn::forward(y, pre, Some(hid), h, weights, c.ffn());
+            ffn::forward(y, pre, Some(hid), h, weights, self.ffn());
         } else {
             let [h, pre, y] = disjoint(acts, [a.h2.prefix(ne), a.pre.prefix(nf), y.prefix(ne)]);
-            ffn::forward(y, pre, None, h, weights, c.ffn());
+            ffn::forward(y, pre, None, h, weights, self.ffn());
         }
         add_into(acts, sum.prefix(ne), other.prefix(ne));
     }
@@ -1095,7 +1100,7 @@ impl Transformer {
         mem: Memory,
     ) {
         let c = &self.cfg;
-        let (e, d) = (c.embed_dim, Attn { causal: false, ..c.attn() });
+        let (e, d) = (c.embed_dim, Attn { causal: false, ..self.attn() });
         let (n, src) = (batch * seq, batch * mem.len);
         let (ne, skv) = (n * e, src * d.kv_dim());
         let p = |s: Slot| &w[s.range()];
@@ -1108,9 +1113,9 @@ impl Transformer {
             acts,
             [xa.h.prefix(ne), xa.q.prefix(ne), mem.acts.prefix(src * e), xa.k.prefix(skv), xa.v.prefix(skv)],
         );
-        linear::forward(q, h, p(xp.proj[0][0]), p(xp.proj[0][1]), lin(e, e));
-        linear::forward(k, m, p(xp.proj[1][0]), p(xp.proj[1][1]), lin(e, d.kv_dim()));
-        linear::forward(v, m, p(xp.proj[2][0]), p(xp.proj[2][1]), lin(e, d.kv_dim()));
+        linear::forward(q, h, p(xp.proj[0][0]), p(xp.proj[0][1]), self.lin(e, e));
+        linear::forward(k, m, p(xp.proj[1][0]), p(xp.proj[1][1]), self.lin(e, d.kv_dim()));
+        linear::forward(v, m, p(xp.proj[2][0]), p(xp.proj[2][1]), self.lin(e, d.kv_dim()));
         let work = &mut scratch[self.attn_scratch.range()];
         if self.training {
             let att_len = batch * d.n_heads * mem.len * seq;
@@ -1135,7 +1140,7 @@ impl Transformer {
         let (y, sum, other) =
             if self.training { (xa.res, xa.res, a.res_mid) } else { (a.tmp, a.res_in, a.tmp) };
         let [ao, y] = disjoint(acts, [xa.ao.prefix(ne), y.prefix(ne)]);
-        linear::forward(y, ao, p(xp.proj[3][0]), p(xp.proj[3][1]), lin(e, e));
+        linear::forward(y, ao, p(xp.proj[3][0]), p(xp.proj[3][1]), self.lin(e, e));
         add_into(acts, sum.prefix(ne), other.prefix(ne));
     }
 
@@ -1182,7 +1187,15 @@ impl Transformer {
         let [dw, db] = disjoint(grads, [self.input_proj[0].range(), self.input_proj[1].range()]);
         dinp.fill(0.0);
         let x = &acts[inp.prefix(n * c.input_dim)];
-        linear::backward(Some(dinp), dw, db, dres, x, &w[self.input_proj[0].range()], lin(c.input_dim, e));
+        linear::backward(
+            Some(dinp),
+            dw,
+            db,
+            dres,
+            x,
+            &w[self.input_proj[0].range()],
+            self.lin(c.input_dim, e),
+        );
     }
 
     /// Backward of [`Transformer::cross_forward`]. On entry `act_grads[dres]` holds d(stream after
@@ -1200,7 +1213,7 @@ impl Transformer {
         mem: Memory,
     ) {
         let c = &self.cfg;
-        let (e, d, g) = (c.embed_dim, Attn { causal: false, ..c.attn() }, &self.g);
+        let (e, d, g) = (c.embed_dim, Attn { causal: false, ..self.attn() }, &self.g);
         let (n, src) = (batch * seq, batch * mem.len);
         let (ne, skv) = (n * e, src * d.kv_dim());
         let p = |s: Slot| &w[s.range()];
@@ -1219,7 +1232,7 @@ impl Transformer {
         );
         let [dw, db] = disjoint(grads, [xp.proj[3][0].range(), xp.proj[3][1].range()]);
         dao.fill(0.0);
-        linear::backward(Some(&mut *dao), dw, db, dres, act(xa.ao, ne), p(xp.proj[3][0]), lin(e, e));
+        linear::backward(Some(&mut *dao), dw, db, dres, act(xa.ao, ne), p(xp.proj[3][0]), self.lin(e, e));
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
@@ -1231,11 +1244,11 @@ impl Transformer {
         // every decoder block.
         dh.fill(0.0);
         let [dw, db] = disjoint(grads, [xp.proj[0][0].range(), xp.proj[0][1].range()]);
-        linear::backward(Some(&mut *dh), dw, db, dq, act(xa.h, ne), p(xp.proj[0][0]), lin(e, e));
+        linear::backward(Some(&mut *dh), dw, db, dq, act(xa.h, ne), p(xp.proj[0][0]), self.lin(e, e));
         let m = act(mem.acts, src * e);
         for (j, dy) in [(1, &*dk), (2, &*dv)] {
             let [dw, db] = disjoint(grads, [xp.proj[j][0].range(), xp.proj[j][1].range()]);
-            linear::backward(Some(&mut *dmem), dw, db, dy, m, p(xp.proj[j][0]), lin(e, d.kv_dim()));
+            linear::backward(Some(&mut *dmem), dw, db, dy, m, p(xp.proj[j][0]), self.lin(e, d.kv_dim()));
         }
         let [dln_w, dln_b] = disjoint(grads, [xp.norm[0].range(), xp.norm[1].range()]);
         let stats = [act(xa.stats[0], n), act(xa.stats[1], n)];
@@ -1270,12 +1283,12 @@ impl Transformer {
                 dout,
                 &acts[self.hf.prefix(ne)],
                 hw,
-                lin(e, c.output_dim),
+                self.lin(e, c.output_dim),
             );
         } else {
             dpooled.fill(0.0);
             let pooled = &acts[self.pooled.prefix(batch * e)];
-            linear::backward(Some(&mut *dpooled), dw, db, dout, pooled, hw, lin(e, c.output_dim));
+            linear::backward(Some(&mut *dpooled), dw, db, dout, pooled, hw, self.lin(e, c.output_dim));
             pool::backward(dhf, dpooled, e, seq);
         }
     }
@@ -1293,13 +1306,13 @@ impl Transformer {
         memory: Option<Memory>,
     ) {
         let c = &self.cfg;
-        let (e, d, g) = (c.embed_dim, c.attn(), &self.g);
+        let (e, d, g) = (c.embed_dim, self.attn(), &self.g);
         let n = batch * seq;
         let (ne, nkv, nf) = (n * e, n * d.kv_dim(), n * c.ffn_dim);
         let p = |s: Slot| &w[s.range()];
         let act = |s: Slot, len: usize| &acts[s.prefix(len)];
         // FFN: dh ← d(norm2 out); dres += norm2 backward (the residual passes dres through).
-        if let (Some(d), Some(mp)) = (c.moe_layer(), bp.moe) {
+        if let (Some(d), Some(mp)) = (self.moe_layer(), bp.moe) {
             let [dres, dh, dm @ ..] = disjoint(
                 ag,
                 [
@@ -1337,7 +1350,7 @@ impl Transformer {
             dh.fill(0.0);
             let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
             let saved = [act(a.h2, ne), act(a.pre, nf), act(a.hid, nf)];
-            ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dpre, dres, saved, weights, c.ffn());
+            ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dpre, dres, saved, weights, self.ffn());
         }
         let [dres, dh] = disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne)]);
         let [dln_w, dln_b] = disjoint(grads, [bp.norm2[0].range(), bp.norm2[1].range()]);
@@ -1363,7 +1376,7 @@ impl Transformer {
         );
         let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
         dao.fill(0.0);
-        linear::backward(Some(dao), dw, db, dres, act(a.ao, ne), p(bp.proj[3][0]), lin(e, e));
+        linear::backward(Some(dao), dw, db, dres, act(a.ao, ne), p(bp.proj[3][0]), self.lin(e, e));
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
@@ -1375,7 +1388,7 @@ impl Transformer {
         let h1 = act(a.h1, ne);
         for (j, (dy, width)) in [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())].into_iter().enumerate() {
             let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
-            linear::backward(Some(&mut *dh), dw, db, dy, h1, p(bp.proj[j][0]), lin(e, width));
+            linear::backward(Some(&mut *dh), dw, db, dy, h1, p(bp.proj[j][0]), self.lin(e, width));
         }
         let [dln_w, dln_b] = disjoint(grads, [bp.norm1[0].range(), bp.norm1[1].range()]);
         layernorm::backward(
@@ -1392,8 +1405,31 @@ impl Transformer {
 }
 
 /// Dims of a linear map.
-const fn lin(n_in: usize, n_out: usize) -> Linear {
-    Linear { n_in, n_out }
+impl Transformer {
+    /// A linear map of this model, on its kernels.
+    const fn lin(&self, n_in: usize, n_out: usize) -> Linear {
+        Linear::new(n_in, n_out).on(self.kernels)
+    }
+
+    /// The attention dims, on this model's kernels.
+    fn attn(&self) -> Attn {
+        Attn { kernels: self.kernels, ..self.cfg.attn() }
+    }
+
+    /// The MoE layer's dims, on this model's kernels.
+    fn moe_layer(&self) -> Option<Moe> {
+        self.cfg.moe_layer().map(|m| Moe { kernels: self.kernels, ..m })
+    }
+
+    /// The dense FFN's dims, on this model's kernels.
+    fn ffn(&self) -> Ffn {
+        Ffn { kernels: self.kernels, ..self.cfg.ffn() }
+    }
+
+    /// Run every product on `kernels` from now on.
+    pub(crate) fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
 }
 
 /// The MoE FFN of one block over `n` tokens: reads `inp`, writes `out` (both acts ranges), fills
