@@ -348,6 +348,9 @@ typedef struct {
   uint32_t max_batch;
   // Training: the optimizer (sizes its state). Ignored for inference.
   rk_optimizer optimizer;
+  // Transformers: the longest sequence the calls will feed (sizes activations and the KV
+  // cache; `max_seq_len` sizes only the positional embedding). 0: `max_seq_len`.
+  uint32_t seq_len;
 } rk_mode;
 
 // Bytes of every region of a model, as `rk_model_plan` computes them from the config.

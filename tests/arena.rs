@@ -16,7 +16,9 @@ use regkern_core::{
 use regkern_core::{Capacity, MoeConfig};
 use regkern_tests::mlp;
 
-fn configs() -> Vec<(ModelConfig, Mode)> {
+/// Configs with the modes and the sequence length to plan for: every other transformer is planned
+/// for fewer tokens than its `max_seq_len` (`Model::plan_for`).
+fn configs() -> Vec<(ModelConfig, Mode, usize)> {
     let sgd_m =
         Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.9, dampening: 0.0, weight_decay: 0.0, nesterov: false });
     let rms_c = Optimizer::RmsProp(RmsProp {
@@ -58,11 +60,13 @@ fn configs() -> Vec<(ModelConfig, Mode)> {
     ];
     let mut out = Vec::new();
     for (i, m) in models.iter().enumerate() {
+        let max_seq = m.max_seq_len();
+        let seq = if i % 2 == 1 && max_seq > 1 { max_seq - 1 } else { max_seq };
         for (j, &optimizer) in optimizers.iter().enumerate() {
             let max_batch = [1, 7, 64, 33][(i + j) % 4];
-            out.push((m.clone(), Mode::Training { max_batch, optimizer }));
+            out.push((m.clone(), Mode::Training { max_batch, optimizer }, seq));
         }
-        out.push((m.clone(), Mode::Inference { max_batch: 1 + 10 * i }));
+        out.push((m.clone(), Mode::Inference { max_batch: 1 + 10 * i }, seq));
     }
     out
 }
@@ -123,8 +127,9 @@ const GUARD: usize = 64;
 fn plan_equals_bytes_used_for_many_configs() {
     let configs = configs();
     assert!(configs.len() >= 20, "{} configs", configs.len());
-    for (cfg, mode) in configs {
-        let model = Model::plan(&cfg, mode).unwrap();
+    for (cfg, mode, seq) in configs {
+        let model = Model::plan_for(&cfg, mode, seq).unwrap();
+        assert_eq!(model.max_seq_len(), seq);
         let floats = model.report().total_floats();
         assert_eq!(model.report().total_bytes().unwrap(), floats * 4);
         // One float short fails, and says how many bytes it needed.
@@ -155,17 +160,11 @@ fn plan_equals_bytes_used_for_many_configs() {
         let mut out = vec![0.0; n * model.out_len()];
         net.predict(&x, &mut out).unwrap();
         assert!(out.iter().all(|v| v.is_finite()));
-        if let ModelConfig::Transformer(TransformerConfig {
-            autoregressive: true,
-            kv_cache,
-            max_seq_len,
-            ..
-        }) = cfg
-        {
-            // Fill the whole KV cache (the arena's last region): one prompt value, max_seq_len steps.
-            let g =
-                Generate { steps: max_seq_len, context: Context::Expanding, use_cache: kv_cache.is_some() };
-            let mut gen_out = vec![0.0; n * max_seq_len * 3];
+        if let ModelConfig::Transformer(TransformerConfig { autoregressive: true, kv_cache, .. }) = cfg {
+            // Fill the whole KV cache (the arena's last region): one prompt value, as many steps as
+            // planned positions.
+            let g = Generate { steps: seq, context: Context::Expanding, use_cache: kv_cache.is_some() };
+            let mut gen_out = vec![0.0; n * seq * 3];
             net.generate(&x[..n * 3], 1, &mut gen_out, g).unwrap();
         }
         drop(net);

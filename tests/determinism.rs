@@ -151,3 +151,35 @@ fn portable_kernels_agree_with_the_simd_ones_to_rounding() {
         }
     }
 }
+
+/// A transformer planned for the sequences a run feeds (`Model::plan_for`) computes exactly what
+/// one planned for its whole `max_seq_len` computes at that length, in less memory; the same
+/// parameter table, so checkpoints move between the two.
+#[test]
+fn planning_for_the_run_length_changes_memory_not_results() {
+    use regkern_core::{ModelConfig, TransformerConfig};
+    let cfg = ModelConfig::Transformer(TransformerConfig {
+        embed_dim: 16,
+        ffn_dim: 32,
+        num_heads: 4,
+        num_groups: 2,
+        max_seq_len: 40,
+        ..TransformerConfig::default()
+    });
+    let mode = Mode::Training { max_batch: 4, optimizer: Optimizer::adam(1e-3) };
+    let run = |model: Model| {
+        let mut arena = vec![0.0; model.report().total_floats()];
+        let mut net = Net::new(model, &mut arena).unwrap();
+        net.set_seq_len(10).unwrap();
+        net.init_params(3);
+        let x: Vec<f32> = (0..4 * 10).map(|i| ((i * 37) % 23) as f32 / 11.5 - 1.0).collect();
+        let loss = net.loss_and_grads(&x, &[0.3, -0.2, 0.9, 0.1]).unwrap();
+        (loss.to_bits(), net.grads().iter().map(|g| g.to_bits()).collect::<Vec<_>>())
+    };
+    let (full, short) = (Model::plan(&cfg, mode).unwrap(), Model::plan_for(&cfg, mode, 10).unwrap());
+    assert!(short.report().total_floats() < full.report().total_floats());
+    assert_eq!(short.params().collect::<Vec<_>>(), full.params().collect::<Vec<_>>(), "parameter tables");
+    assert_eq!(run(short), run(full));
+    assert!(Model::plan_for(&cfg, mode, 41).is_err(), "longer than max_seq_len");
+    assert!(Model::plan_for(&cfg, mode, 0).is_err());
+}

@@ -86,7 +86,12 @@ impl Task {
         }
     }
 
-    /// Tokens per sample (1 for the feature tasks).
+    /// True for the sequence tasks, whose length [`Synthetic::with_seq_len`] may change.
+    pub const fn is_sequence(self) -> bool {
+        matches!(self, Task::Seqsum | Task::Sine | Task::Reverse)
+    }
+
+    /// Tokens per sample by default (1 for the feature tasks).
     pub const fn seq_len(self) -> usize {
         match self {
             Task::Linear | Task::Nlinear => 1,
@@ -119,14 +124,24 @@ impl Task {
         self.autoregressive() || self.seq2seq()
     }
 
-    /// Floats per input sample.
+    /// Floats per input sample at the default length.
     pub const fn in_len(self) -> usize {
-        self.seq_len() * self.in_dim()
+        self.in_len_at(self.seq_len())
     }
 
-    /// Floats per target sample.
+    /// Floats per target sample at the default length.
     pub const fn out_len(self) -> usize {
-        if self.per_token() { self.seq_len() } else { 1 }
+        self.out_len_at(self.seq_len())
+    }
+
+    /// Floats per input sample of `seq_len` tokens.
+    pub const fn in_len_at(self, seq_len: usize) -> usize {
+        seq_len * self.in_dim()
+    }
+
+    /// Floats per target sample of `seq_len` tokens.
+    pub const fn out_len_at(self, seq_len: usize) -> usize {
+        if self.per_token() { seq_len } else { 1 }
     }
 }
 
@@ -137,6 +152,8 @@ pub struct Synthetic {
     seed: u64,
     start: usize,
     len: usize,
+    /// Tokens per sample (1 for the feature tasks).
+    seq_len: usize,
     /// linear: w* (8) then b*; nlinear: a (8) then b (8).
     coef: [f32; 2 * TASK_FEATURES],
 }
@@ -151,7 +168,22 @@ impl Synthetic {
             Task::Nlinear => rng.fill_normal(&mut coef, 0.0, 1.0 / libm::sqrtf(TASK_FEATURES as f32)),
             Task::Seqsum | Task::Sine | Task::Reverse => {}
         }
-        Synthetic { task, seed, start, len, coef }
+        Synthetic { task, seed, start, len, seq_len: task.seq_len(), coef }
+    }
+
+    /// The same samples with sequences of `seq_len` tokens (sequence tasks; default 32): seqsum's
+    /// target is then Σx/√seq_len, sine's wave has `seq_len + 1` values. `BadConfig` for 0, or
+    /// for another length of a feature task.
+    pub fn with_seq_len(mut self, seq_len: usize) -> Result<Self> {
+        ensure(seq_len > 0, "seq_len", "must be at least 1")?;
+        ensure(self.task.is_sequence() || seq_len == 1, "seq_len", "applies to sequence tasks only")?;
+        self.seq_len = seq_len;
+        Ok(self)
+    }
+
+    /// Tokens per sample.
+    pub fn seq_len(&self) -> usize {
+        self.seq_len
     }
 
     /// A train split (samples `0..n_train`) and a validation split (the next `n_val`).
@@ -171,11 +203,11 @@ impl Dataset for Synthetic {
     }
 
     fn in_len(&self) -> usize {
-        self.task.in_len()
+        self.task.in_len_at(self.seq_len)
     }
 
     fn out_len(&self) -> usize {
-        self.task.out_len()
+        self.task.out_len_at(self.seq_len)
     }
 
     fn get(&self, i: usize, x: &mut [f32], y: &mut [f32]) {
@@ -195,15 +227,15 @@ impl Dataset for Synthetic {
             }
             Task::Seqsum => {
                 rng.fill_uniform(x, -1.0, 1.0);
-                y[0] = x.iter().sum::<f32>() / libm::sqrtf(SEQSUM_LEN as f32);
+                y[0] = x.iter().sum::<f32>() / libm::sqrtf(self.seq_len as f32);
             }
             Task::Sine => {
                 let (amp, omega) = (rng.uniform_in(0.5, 1.5), rng.uniform_in(0.1, 0.5));
                 let phase = rng.uniform_in(0.0, core::f32::consts::TAU);
-                // Wave values 0..=32: x takes 0..32, y takes 1..=32 (the next value of each).
+                // Wave values 0..=T: x takes 0..T, y takes 1..=T (the next value of each).
                 let mut wave = |t: usize| amp * libm::sinf(omega * t as f32 + phase) + 0.01 * rng.normal();
                 let mut prev = wave(0);
-                for t in 0..SINE_LEN {
+                for t in 0..self.seq_len {
                     x[t] = prev;
                     prev = wave(t + 1);
                     y[t] = prev;
@@ -378,6 +410,29 @@ mod tests {
         ds.get(3, &mut x, &mut y);
         assert!((y[0] - x.iter().sum::<f32>() / 32f32.sqrt()).abs() < 1e-6);
         assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
+    }
+
+    #[test]
+    fn sequence_tasks_take_their_length_as_a_parameter() {
+        let ds = Synthetic::new(Task::Seqsum, 4, 0, 10).with_seq_len(8).unwrap();
+        assert_eq!((ds.in_len(), ds.out_len(), ds.seq_len()), (8, 1, 8));
+        let (mut x, mut y) = ([0.0f32; 8], [0.0f32; 1]);
+        ds.get(3, &mut x, &mut y);
+        assert!((y[0] - x.iter().sum::<f32>() / 8f32.sqrt()).abs() < 1e-6);
+        let ds = Synthetic::new(Task::Sine, 2, 0, 10).with_seq_len(5).unwrap();
+        assert_eq!((ds.in_len(), ds.out_len()), (5, 5));
+        let (mut x, mut y) = ([0.0f32; 5], [0.0f32; 5]);
+        ds.get(7, &mut x, &mut y);
+        assert_eq!(&x[1..], &y[..4], "target t is input t + 1");
+        let long = Synthetic::new(Task::Sine, 2, 0, 10);
+        let (mut xl, mut yl) = ([0.0f32; 32], [0.0f32; 32]);
+        long.get(7, &mut xl, &mut yl);
+        assert_eq!(&xl[..5], &x, "a shorter wave is a prefix of the default one");
+        assert_eq!(
+            Synthetic::new(Task::Nlinear, 0, 0, 1).with_seq_len(2).unwrap_err(),
+            Error::BadConfig { field: "seq_len", reason: "applies to sequence tasks only" }
+        );
+        assert!(Synthetic::new(Task::Reverse, 0, 0, 1).with_seq_len(0).is_err());
     }
 
     #[test]

@@ -232,6 +232,9 @@ pub struct rk_mode {
     pub max_batch: u32,
     /// Training: the optimizer (sizes its state). Ignored for inference.
     pub optimizer: rk_optimizer,
+    /// Transformers: the longest sequence the calls will feed (sizes activations and the KV
+    /// cache; `max_seq_len` sizes only the positional embedding). 0: `max_seq_len`.
+    pub seq_len: u32,
 }
 
 /// Learning-rate schedule kinds.

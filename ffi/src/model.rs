@@ -113,7 +113,12 @@ pub(crate) const HANDLE_BYTES: usize = size_of::<rk_model>().next_multiple_of(64
 pub(crate) fn plan(cfg: *const rk_model_config, mode: *const rk_mode) -> Result<Model> {
     // SAFETY: checked for null and alignment; the caller passes valid structs.
     let (cfg, mode) = unsafe { (in_ref(cfg, "config")?, in_ref(mode, "mode")?) };
-    Model::plan(&cfg.to_core()?, mode.to_core()?)
+    let cfg = cfg.to_core()?;
+    let seq_len = match mode.seq_len {
+        0 => cfg.max_seq_len(),
+        n => n as usize,
+    };
+    Model::plan_for(&cfg, mode.to_core()?, seq_len)
 }
 
 /// Compute the bytes of every region of `config` planned for `mode` into `*out`, from the

@@ -221,6 +221,7 @@ fn the_c_compiler_lays_out_every_struct_as_rust_does() {
         rk_schedule.clip_grad_norm,
         rk_mode.max_batch,
         rk_mode.optimizer,
+        rk_mode.seq_len,
         rk_plan.total_bytes,
         rk_error.needed,
         rk_error.got,

@@ -154,6 +154,10 @@ pub struct ModelArgs {
     /// Gemm kernels: `auto` (the CPU's fastest) or `portable` (bit-identical to the firmware).
     #[arg(long, value_enum, default_value = "auto")]
     pub kernels: KernelsArg,
+    /// Tokens per sequence of the synthetic task (transformers) [default: 32]. Activations are
+    /// planned for this length; --max_seq_len sizes only the positional embedding.
+    #[arg(long = "seq_len", alias = "seq-len")]
+    pub seq_len: Option<usize>,
 }
 
 /// Transformer flags (SPEC §3.3 defaults: the seed's `TransformerModelConfig` example).
@@ -372,7 +376,20 @@ impl ModelArgs {
     /// The config on the synthetic task, for `plan`: a KV cache only when asked for.
     pub fn model_config(&self) -> Result<ModelConfig, String> {
         let task = self.task();
-        self.model_config_for(&Shape::of_task(task), &format!("the {} task", task.name()), false)
+        let shape = Shape::of_task(task, self.task_seq_len()?);
+        self.model_config_for(&shape, &format!("the {} task", task.name()), false)
+    }
+
+    /// Tokens per sequence of the synthetic task: `--seq_len`, or the task's default (32); 1 for
+    /// the feature tasks, which refuse `--seq_len`.
+    pub fn task_seq_len(&self) -> Result<usize, String> {
+        let task = self.task();
+        match self.seq_len {
+            None => Ok(task.seq_len()),
+            Some(_) if !task.is_sequence() => Err("--seq_len needs --type transformer".into()),
+            Some(0) => Err("--seq_len must be at least 1".into()),
+            Some(n) => Ok(n),
+        }
     }
 
     /// How CSV rows map to samples for this model (`train --data`).

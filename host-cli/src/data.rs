@@ -29,10 +29,9 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// The shape of a synthetic task.
-    pub fn of_task(task: Task) -> Shape {
-        let seq_len = task.seq_len();
-        let out_dim = if task.per_token() { task.out_len() / seq_len } else { task.out_len() };
+    /// The shape of a synthetic task with sequences of `seq_len` tokens (1 for feature tasks).
+    pub fn of_task(task: Task, seq_len: usize) -> Shape {
+        let out_dim = if task.per_token() { 1 } else { task.out_len() };
         let target_len = if task.per_token() { seq_len } else { 1 };
         Shape { in_dim: task.in_dim(), out_dim, seq_len, target_len }
     }
@@ -263,10 +262,19 @@ pub fn parse_rows(text: &str) -> Result<Rows, String> {
     Ok(Rows { values, width })
 }
 
-/// The synthetic task's splits.
-pub fn synthetic(task: Task, seed: u64, train_size: usize, val_size: usize) -> TrainData {
+/// The synthetic task's splits, with sequences of `seq_len` tokens (sequence tasks).
+pub fn synthetic(
+    task: Task,
+    seed: u64,
+    (train_size, val_size): (usize, usize),
+    seq_len: usize,
+) -> Result<TrainData, String> {
     let (t, v) = Synthetic::split(task, seed, train_size, val_size);
-    TrainData::Synthetic(t, v)
+    if !task.is_sequence() {
+        return Ok(TrainData::Synthetic(t, v));
+    }
+    let with_len = |d: Synthetic| d.with_seq_len(seq_len).map_err(|e| format!("--seq_len: {e}"));
+    Ok(TrainData::Synthetic(with_len(t)?, with_len(v)?))
 }
 
 #[cfg(test)]

@@ -26,9 +26,14 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
     let cfg = args.model.model_config()?;
     let optimizer = args.opt.optimizer()?;
     let batch = args.model.batch();
-    let infer = Model::plan(&cfg, Mode::Inference { max_batch: batch }).map_err(|e| e.to_string())?;
-    let train =
-        Model::plan(&cfg, Mode::Training { max_batch: batch, optimizer }).map_err(|e| e.to_string())?;
+    // Planned for the sequences the task feeds (`--seq_len`, default 32), as `train` plans them.
+    let seq_len = args.model.task_seq_len()?;
+    if seq_len > cfg.max_seq_len() {
+        return Err(format!("--seq_len {seq_len} is longer than --max_seq_len {}", cfg.max_seq_len()));
+    }
+    let plan = |mode| Model::plan_for(&cfg, mode, seq_len).map_err(|e| e.to_string());
+    let infer = plan(Mode::Inference { max_batch: batch })?;
+    let train = plan(Mode::Training { max_batch: batch, optimizer })?;
     if args.json {
         let regions = |r: &Report| {
             let mut m = serde_json::Map::new();
@@ -45,6 +50,7 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
         let out = json!({
             "type": cfg.type_name(),
             "max_batch": batch,
+            "seq_len": seq_len,
             "optimizer": optimizer.name(),
             "param_count": train.param_floats(),
             "inference": regions(infer.report()),
@@ -55,10 +61,11 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "{} model: {} parameters in {} tensors; max batch {batch}; training with {}",
+        "{} model: {} parameters in {} tensors; max batch {batch}; {}training with {}",
         cfg.type_name(),
         group(train.param_floats()),
         train.param_count(),
+        if cfg.max_seq_len() > 1 { format!("sequences of {seq_len} tokens; ") } else { String::new() },
         optimizer.name()
     );
     println!("{:<10} {:>14} {:>14}", "region", "inference", "training");

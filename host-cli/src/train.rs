@@ -300,8 +300,9 @@ pub fn train_then<R>(
             if args.train_size == 0 || args.val_size == 0 {
                 return Err("--train_size and --val_size must be at least 1".into());
             }
-            let d = data::synthetic(task, args.seed, args.train_size, args.val_size);
-            (d, Shape::of_task(task), format!("the {} task", task.name()))
+            let seq_len = args.model.task_seq_len()?;
+            let d = data::synthetic(task, args.seed, (args.train_size, args.val_size), seq_len)?;
+            (d, Shape::of_task(task, seq_len), format!("the {} task", task.name()))
         }
     };
     let cfg = args.model.model_config_for(&shape, &source, cache_by_default)?;
@@ -313,8 +314,17 @@ pub fn train_then<R>(
     if args.plot_every == Some(0) {
         return Err("--plot_every must be at least 1".into());
     }
-    let model =
-        Model::plan(&cfg, Mode::Training { max_batch: batch, optimizer }).map_err(|e| e.to_string())?;
+    // Activations are planned for the longest sequence the run feeds; `generate` may extend the
+    // context to every position of `max_seq_len`.
+    let plan_len = if cache_by_default { cfg.max_seq_len() } else { shape.seq_len.max(shape.target_len) };
+    if plan_len > cfg.max_seq_len() {
+        return Err(format!(
+            "{source} has sequences of {plan_len} tokens, longer than --max_seq_len {}",
+            cfg.max_seq_len()
+        ));
+    }
+    let model = Model::plan_for(&cfg, Mode::Training { max_batch: batch, optimizer }, plan_len)
+        .map_err(|e| e.to_string())?;
     let arena_bytes = model.report().total_bytes().map_err(|e| e.to_string())?;
     let param_count = model.param_floats();
     let (train, val) = (data.train(), data.val());

@@ -285,14 +285,28 @@ fn plan_reports_a_transformer() {
     assert!(v["training"]["acts"].as_u64().unwrap() > v["inference"]["acts"].as_u64().unwrap());
     assert_eq!(v["inference"]["kv_cache"], 0);
     // With a cache, the plan shows it; f16 halves it.
-    let kv = |t: &str| {
-        let o = regkern(&["plan", "--type", "transformer", "--autoregressive", "--kv_cache", t, "--json"]);
+    // Planned for the task's 32 positions (or --seq_len), not max_seq_len's 128.
+    let kv = |t: &str, seq: &str| {
+        let args = ["plan", "--type", "transformer", "--autoregressive", "--kv_cache", t, "--seq_len", seq];
+        let o = regkern(&[&args[..], &["--json"]].concat());
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["params"][2]["shape"], serde_json::json!([128, 64]), "pos_embed keeps max_seq_len rows");
         v["inference"]["kv_cache"].as_u64().unwrap()
     };
-    assert_eq!(kv("f32"), 2 * 2 * 32 * 128 * 32 * 4, "k and v, 2 layers, batch 32, 128 positions, G·D 32");
-    assert_eq!(kv("f16"), kv("f32") / 2);
-    assert_eq!(kv("bf16"), kv("f32") / 2);
+    assert_eq!(
+        kv("f32", "32"),
+        2 * 2 * 32 * 32 * 32 * 4,
+        "k and v, 2 layers, batch 32, 32 positions, G·D 32"
+    );
+    assert_eq!(kv("f32", "128"), 4 * kv("f32", "32"));
+    assert_eq!(kv("f16", "32"), kv("f32", "32") / 2);
+    assert_eq!(kv("bf16", "32"), kv("f32", "32") / 2);
+    let o = regkern(&["plan", "--type", "transformer", "--seq_len", "129"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--max_seq_len 128"));
+    // The README's default experiment fits in 12 MB for training.
+    let o = regkern(&["plan", "--type", "transformer", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["training"]["total"].as_u64().unwrap() <= 12_000_000, "{}", v["training"]["total"]);
 }
 
 #[test]

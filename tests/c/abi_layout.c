@@ -56,6 +56,7 @@ int main(void) {
     OFFSET(rk_schedule, clip_grad_norm);
     OFFSET(rk_mode, max_batch);
     OFFSET(rk_mode, optimizer);
+    OFFSET(rk_mode, seq_len);
     OFFSET(rk_plan, total_bytes);
     OFFSET(rk_error, needed);
     OFFSET(rk_error, got);

@@ -210,6 +210,18 @@ static void planning(void) {
     c = t;
     c.u.transformer.stack.max_seq_len = 0;
     EXPECT_ERR(rk_model_plan(&c, &mode, &plan, ERR), RK_E_BAD_CONFIG, "max_seq_len");
+    /* The planned sequence length: at most max_seq_len; shorter plans are smaller. */
+    {
+        rk_mode short_mode = mode;
+        rk_plan full, part;
+        CHECK_OK(rk_model_plan(&t, &mode, &full, &err), &err);
+        short_mode.seq_len = t.u.transformer.stack.max_seq_len + 1;
+        EXPECT_ERR(rk_model_plan(&t, &short_mode, &plan, ERR), RK_E_BAD_CONFIG, "seq_len");
+        short_mode.seq_len = 2;
+        CHECK_OK(rk_model_plan(&t, &short_mode, &part, &err), &err);
+        CHECK(part.total_bytes < full.total_bytes, "a plan for 2 tokens is not smaller than for max_seq_len");
+        CHECK(part.params == full.params, "seq_len changed the parameters");
+    }
     c = t;
     c.u.transformer.stack.moe = 1;
     c.u.transformer.stack.num_experts = 0;

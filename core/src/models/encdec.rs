@@ -142,18 +142,18 @@ pub struct EncoderDecoder {
 }
 
 impl EncoderDecoder {
-    /// Check the config and lay out both stacks for `max_batch` pairs of sequences.
+    /// Check the config and lay out both stacks for `max_batch` pairs of sequences of at most `t`
+    /// tokens each.
     pub(crate) fn plan(
         cfg: &EncoderDecoderConfig,
-        max_batch: usize,
+        (max_batch, t): (usize, usize),
         training: bool,
         p: &mut Planner,
     ) -> Result<Self> {
         cfg.validate()?;
-        let t = cfg.max_seq_len;
-        let enc = Transformer::plan_role(&cfg.encoder(), Role::Encoder, max_batch, training, p)?;
-        let dec =
-            Transformer::plan_role(&cfg.decoder(), Role::Decoder { max_src: t }, max_batch, training, p)?;
+        let enc = Transformer::plan_role(&cfg.encoder(), Role::Encoder, (max_batch, t), training, p)?;
+        let role = Role::Decoder { max_src: t };
+        let dec = Transformer::plan_role(&cfg.decoder(), role, (max_batch, t), training, p)?;
         let dec_in = p.take(Region::Acts, mul(mul(max_batch, t)?, cfg.output_dim)?)?;
         let dmemory = if training {
             p.take(Region::ActGrads, mul(mul(max_batch, t)?, cfg.embed_dim)?)?

@@ -38,6 +38,16 @@ pub enum ModelConfig {
 }
 
 impl ModelConfig {
+    /// Longest sequence the model can take: `max_seq_len`, the rows of its positional
+    /// embedding (1 for linear and MLP models).
+    pub const fn max_seq_len(&self) -> usize {
+        match self {
+            ModelConfig::Linear(_) | ModelConfig::Mlp(_) => 1,
+            ModelConfig::Transformer(c) => c.max_seq_len,
+            ModelConfig::EncoderDecoder(c) => c.max_seq_len,
+        }
+    }
+
     /// The CLI's `--type` spelling.
     pub const fn type_name(&self) -> &'static str {
         match self {
@@ -201,8 +211,19 @@ pub struct Model {
 }
 
 impl Model {
-    /// Validate `cfg` and lay out every buffer for `mode`. Pure: touches no memory.
+    /// Validate `cfg` and lay out every buffer for `mode`, for sequences of up to the config's
+    /// `max_seq_len`. Pure: touches no memory.
     pub fn plan(cfg: &ModelConfig, mode: Mode) -> Result<Model> {
+        Self::plan_for(cfg, mode, cfg.max_seq_len())
+    }
+
+    /// [`Model::plan`] for sequences of at most `seq_len` tokens (source and target of an
+    /// encoder-decoder alike): activations, their gradients, scratch and the KV cache are sized
+    /// for the longest sequence the run feeds, while `max_seq_len` sizes only the positional
+    /// embedding. The default experiment's transformer trains on 32 tokens with a table of 128
+    /// positions: planned for 32, its activations take a sixteenth of the attention memory.
+    /// `seq_len` must lie in `1..=max_seq_len`; linear and MLP models ignore it.
+    pub fn plan_for(cfg: &ModelConfig, mode: Mode, seq_len: usize) -> Result<Model> {
         let max_batch = mode.max_batch();
         ensure(max_batch > 0, "batch_size", "must be at least 1")?;
         let training = mode.is_training();
@@ -217,8 +238,8 @@ impl Model {
         let (in_dim, out_dim, max_seq, per_token) = match cfg {
             ModelConfig::Linear(c) => (c.n_in, c.n_out, 1, false),
             ModelConfig::Mlp(c) => (c.n_in, c.n_out, 1, false),
-            ModelConfig::Transformer(c) => (c.input_dim, c.output_dim, c.max_seq_len, c.autoregressive),
-            ModelConfig::EncoderDecoder(c) => (c.input_dim, c.output_dim, c.max_seq_len, true),
+            ModelConfig::Transformer(c) => (c.input_dim, c.output_dim, seq_len, c.autoregressive),
+            ModelConfig::EncoderDecoder(c) => (c.input_dim, c.output_dim, seq_len, true),
         };
         let inp = p.take(Region::Acts, mul(mul(max_batch, max_seq)?, in_dim)?)?;
         let out_len = if per_token { mul(max_seq, out_dim)? } else { out_dim };
@@ -235,10 +256,10 @@ impl Model {
             }
             ModelConfig::Mlp(c) => Arch::Mlp(Mlp::plan(c, false, max_batch, training, &mut p)?),
             ModelConfig::Transformer(c) => {
-                Arch::Transformer(Transformer::plan(c, max_batch, training, &mut p)?)
+                Arch::Transformer(Transformer::plan(c, (max_batch, max_seq), training, &mut p)?)
             }
             ModelConfig::EncoderDecoder(c) => {
-                Arch::EncDec(EncoderDecoder::plan(c, max_batch, training, &mut p)?)
+                Arch::EncDec(EncoderDecoder::plan(c, (max_batch, max_seq), training, &mut p)?)
             }
         };
         let report = p.report(training, opt_copies)?;
@@ -322,7 +343,8 @@ impl Model {
         self.in_dim
     }
 
-    /// Longest sequence the model takes (1 for linear and MLP models).
+    /// Longest sequence the plan takes (1 for linear and MLP models): the `seq_len` of
+    /// [`Model::plan_for`], or the config's `max_seq_len`.
     pub fn max_seq_len(&self) -> usize {
         self.max_seq
     }

@@ -47,11 +47,11 @@ impl Decode {
     pub(crate) fn plan(
         cfg: &super::TransformerConfig,
         dtype: KvDtype,
-        max_batch: usize,
+        (max_batch, t): (usize, usize),
         max_src: Option<usize>,
         p: &mut Planner,
     ) -> Result<Self> {
-        let (e, kv, f, t) = (cfg.embed_dim, cfg.attn().kv_dim(), cfg.ffn_dim, cfg.max_seq_len);
+        let (e, kv, f) = (cfg.embed_dim, cfg.attn().kv_dim(), cfg.ffn_dim);
         let cache = KvCache { dtype, n_layers: cfg.num_layers, n_seq: max_batch, max_pos: t, kv_dim: kv };
         let region = p.take(Region::KvCache, cache.words().ok_or(Error::SizeOverflow)?)?;
         debug_assert_eq!(region.offset, 0, "the cache is the only tenant of its region");

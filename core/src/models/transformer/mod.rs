@@ -559,27 +559,28 @@ impl BlockParams {
 
 impl Transformer {
     /// Check the config and lay out every tensor of a plain transformer for `max_batch` sequences
-    /// of `max_seq_len`.
+    /// of at most `seq` tokens (`seq ≤ max_seq_len`, which sizes only `pos_embed`).
     pub(crate) fn plan(
         cfg: &TransformerConfig,
-        max_batch: usize,
+        (max_batch, seq): (usize, usize),
         training: bool,
         p: &mut Planner,
     ) -> Result<Self> {
-        Self::plan_role(cfg, Role::Plain, max_batch, training, p)
+        Self::plan_role(cfg, Role::Plain, (max_batch, seq), training, p)
     }
 
     /// [`Transformer::plan`] for a stack of a given role (encoder-decoder halves).
     pub(crate) fn plan_role(
         cfg: &TransformerConfig,
         role: Role,
-        max_batch: usize,
+        (max_batch, t): (usize, usize),
         training: bool,
         p: &mut Planner,
     ) -> Result<Self> {
         cfg.validate()?;
+        ensure(t > 0, "seq_len", "must be at least 1")?;
+        ensure(t <= cfg.max_seq_len, "seq_len", "must not exceed max_seq_len")?;
         let (e, f, d) = (cfg.embed_dim, cfg.ffn_dim, cfg.attn());
-        let t = cfg.max_seq_len;
         let n = mul(max_batch, t)?; // tokens
         if let Some(m) = cfg.moe {
             // Routing tables index assignments with exact f32 integers.
@@ -601,7 +602,7 @@ impl Transformer {
             None => None,
         };
         let input_proj = [p.take(Region::Params, mul(e, cfg.input_dim)?)?, p.take(Region::Params, e)?];
-        let pos_embed = p.take(Region::Params, mul(t, e)?)?;
+        let pos_embed = p.take(Region::Params, mul(cfg.max_seq_len, e)?)?;
         let res_in = p.take(Region::Acts, ne)?;
         let mut block0: Option<(BlockParams, BlockActs)> = None;
         let mut strides = (0, 0);
@@ -699,7 +700,7 @@ impl Transformer {
         let attn_scratch =
             p.take(Region::Scratch, d.scratch_len(t, t).max(d.scratch_len(t, max_src.unwrap_or(0))))?;
         let decode = match cfg.kv_cache {
-            Some(dtype) => Some(decode::Decode::plan(cfg, dtype, max_batch, max_src, p)?),
+            Some(dtype) => Some(decode::Decode::plan(cfg, dtype, (max_batch, t), max_src, p)?),
             None => None,
         };
         Ok(Transformer {
