@@ -7,10 +7,15 @@ use super::{Header, Progress, Str, bad};
 use crate::error::{Error, Result};
 use crate::layers::moe::Capacity;
 use crate::layers::{Activation, KvDtype};
+#[cfg(feature = "encdec")]
+use crate::models::EncoderDecoderConfig;
+#[cfg(feature = "transformer")]
 use crate::models::transformer::MoeConfig;
-use crate::models::{
-    AttentionType, EncoderDecoderConfig, LinearConfig, MlpConfig, Model, ModelConfig, TransformerConfig,
-};
+#[cfg(feature = "transformer")]
+use crate::models::{AttentionType, TransformerConfig};
+#[cfg(feature = "mlp")]
+use crate::models::{LinearConfig, MlpConfig};
+use crate::models::{Model, ModelConfig};
 use crate::optim::Optimizer;
 
 impl<'b> Header<'b> {
@@ -53,6 +58,7 @@ impl<'b> Header<'b> {
             Activation::from_name(&name(k)?)
                 .ok_or(Error::BadConfig { field: "act", reason: "is not relu, tanh or gelu" })
         };
+        #[cfg(feature = "transformer")]
         let stack = || -> Result<TransformerConfig> {
             let kv_cache = name("kv_cache")?;
             Ok(TransformerConfig {
@@ -91,7 +97,9 @@ impl<'b> Header<'b> {
             })
         };
         let cfg = match kind.as_str() {
+            #[cfg(feature = "mlp")]
             "linear" => ModelConfig::Linear(LinearConfig { n_in: num("n_in")?, n_out: num("n_out")? }),
+            #[cfg(feature = "mlp")]
             "nlinear" => {
                 let dims = get("latent_dims")?.decode::<256>().ok_or(Error::BadConfig {
                     field: "latent_dims",
@@ -115,11 +123,13 @@ impl<'b> Header<'b> {
                     act: act("act")?,
                 })
             }
+            #[cfg(feature = "transformer")]
             "transformer" => ModelConfig::Transformer(TransformerConfig {
                 num_layers: num("num_layers")?,
                 autoregressive: flag("autoregressive")?,
                 ..stack()?
             }),
+            #[cfg(feature = "encdec")]
             "encoder_decoder" => {
                 let t = stack()?;
                 ModelConfig::EncoderDecoder(EncoderDecoderConfig::from_stack(
@@ -128,7 +138,12 @@ impl<'b> Header<'b> {
                     num("num_decoder_layers")?,
                 ))
             }
-            _ => return Err(Error::BadConfig { field: "type", reason: "is not a model type regkern knows" }),
+            _ => {
+                return Err(Error::BadConfig {
+                    field: "type",
+                    reason: "is not a model type this build of regkern has (see its cargo features)",
+                });
+            }
         };
         Ok(cfg)
     }
@@ -176,11 +191,13 @@ fn config_metadata(
     meta: &mut impl FnMut(&str, fmt::Arguments<'_>) -> fmt::Result,
 ) -> fmt::Result {
     match cfg {
+        #[cfg(feature = "mlp")]
         ModelConfig::Linear(c) => {
             meta("type", format_args!("linear"))?;
             meta("n_in", format_args!("{}", c.n_in))?;
             meta("n_out", format_args!("{}", c.n_out))
         }
+        #[cfg(feature = "mlp")]
         ModelConfig::Mlp(c) => {
             meta("type", format_args!("nlinear"))?;
             meta("n_in", format_args!("{}", c.n_in))?;
@@ -188,12 +205,14 @@ fn config_metadata(
             meta("n_out", format_args!("{}", c.n_out))?;
             meta("act", format_args!("{}", c.act.name()))
         }
+        #[cfg(feature = "transformer")]
         ModelConfig::Transformer(c) => {
             meta("type", format_args!("transformer"))?;
             meta("num_layers", format_args!("{}", c.num_layers))?;
             meta("autoregressive", format_args!("{}", c.autoregressive))?;
             stack_metadata(c, meta)
         }
+        #[cfg(feature = "encdec")]
         ModelConfig::EncoderDecoder(c) => {
             meta("type", format_args!("encoder_decoder"))?;
             meta("num_encoder_layers", format_args!("{}", c.num_encoder_layers))?;
@@ -203,6 +222,7 @@ fn config_metadata(
     }
 }
 
+#[cfg(feature = "transformer")]
 fn stack_metadata(
     c: &TransformerConfig,
     meta: &mut impl FnMut(&str, fmt::Arguments<'_>) -> fmt::Result,

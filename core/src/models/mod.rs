@@ -4,10 +4,17 @@
 //! [`Mode`] and returns a `Copy`-free description (dims and slots) with its [`Report`]. A [`Net`]
 //! binds a planned model to the caller's arena; it is what callers train and run.
 
+#[cfg(feature = "encdec")]
 pub mod encdec;
+#[cfg(feature = "transformer")]
 mod generate;
+#[cfg(feature = "mlp")]
 pub mod mlp;
+#[cfg(feature = "transformer")]
 pub mod transformer;
+
+#[cfg(not(any(feature = "mlp", feature = "transformer")))]
+compile_error!("regkern-core needs at least one architecture: enable the `mlp` or `transformer` feature");
 
 use core::fmt::Write;
 
@@ -18,22 +25,30 @@ use crate::ops::Kernels;
 use crate::optim::Optimizer;
 use crate::rng::Xoshiro256;
 
+#[cfg(feature = "encdec")]
 pub use encdec::{EncoderDecoder, EncoderDecoderConfig};
+#[cfg(feature = "transformer")]
 pub use generate::{Context, Decoder, Generate};
+#[cfg(feature = "mlp")]
 pub use mlp::{LinearConfig, MAX_HIDDEN, Mlp, MlpConfig};
+#[cfg(feature = "transformer")]
 pub use transformer::{AttentionType, Transformer, TransformerConfig};
 
 /// What to build.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelConfig {
     /// Linear regression (`--type linear`).
+    #[cfg(feature = "mlp")]
     Linear(LinearConfig),
     /// Multi-layer perceptron (`--type nlinear`).
+    #[cfg(feature = "mlp")]
     Mlp(MlpConfig),
     /// Transformer for sequence regression (`--type transformer`).
+    #[cfg(feature = "transformer")]
     Transformer(TransformerConfig),
     /// Encoder-decoder transformer for sequence-to-sequence regression
     /// (`--type transformer --encoderdecoder`).
+    #[cfg(feature = "encdec")]
     EncoderDecoder(EncoderDecoderConfig),
 }
 
@@ -42,8 +57,11 @@ impl ModelConfig {
     /// embedding (1 for linear and MLP models).
     pub const fn max_seq_len(&self) -> usize {
         match self {
+            #[cfg(feature = "mlp")]
             ModelConfig::Linear(_) | ModelConfig::Mlp(_) => 1,
+            #[cfg(feature = "transformer")]
             ModelConfig::Transformer(c) => c.max_seq_len,
+            #[cfg(feature = "encdec")]
             ModelConfig::EncoderDecoder(c) => c.max_seq_len,
         }
     }
@@ -51,9 +69,14 @@ impl ModelConfig {
     /// The CLI's `--type` spelling.
     pub const fn type_name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "mlp")]
             ModelConfig::Linear(_) => "linear",
+            #[cfg(feature = "mlp")]
             ModelConfig::Mlp(_) => "nlinear",
-            ModelConfig::Transformer(_) | ModelConfig::EncoderDecoder(_) => "transformer",
+            #[cfg(feature = "transformer")]
+            ModelConfig::Transformer(_) => "transformer",
+            #[cfg(feature = "encdec")]
+            ModelConfig::EncoderDecoder(_) => "transformer",
         }
     }
 }
@@ -183,9 +206,24 @@ impl ParamInfo {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Arch {
+    #[cfg(feature = "mlp")]
     Mlp(Mlp),
+    #[cfg(feature = "transformer")]
     Transformer(Transformer),
+    #[cfg(feature = "encdec")]
     EncDec(EncoderDecoder),
+}
+
+impl Arch {
+    /// True for an encoder-decoder.
+    const fn is_encdec(&self) -> bool {
+        match self {
+            #[cfg(feature = "encdec")]
+            Arch::EncDec(_) => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
 }
 
 /// A planned model: dims, slots and the byte report. Holds no memory.
@@ -236,15 +274,20 @@ impl Model {
         };
         let mut p = Planner::default();
         let (in_dim, out_dim, max_seq, per_token) = match cfg {
+            #[cfg(feature = "mlp")]
             ModelConfig::Linear(c) => (c.n_in, c.n_out, 1, false),
+            #[cfg(feature = "mlp")]
             ModelConfig::Mlp(c) => (c.n_in, c.n_out, 1, false),
+            #[cfg(feature = "transformer")]
             ModelConfig::Transformer(c) => (c.input_dim, c.output_dim, seq_len, c.autoregressive),
+            #[cfg(feature = "encdec")]
             ModelConfig::EncoderDecoder(c) => (c.input_dim, c.output_dim, seq_len, true),
         };
         let inp = p.take(Region::Acts, mul(mul(max_batch, max_seq)?, in_dim)?)?;
         let out_len = if per_token { mul(max_seq, out_dim)? } else { out_dim };
         let target = if training { p.take(Region::Acts, mul(max_batch, out_len)?)? } else { Slot::default() };
         let arch = match cfg {
+            #[cfg(feature = "mlp")]
             ModelConfig::Linear(c) => {
                 let mlp = MlpConfig {
                     n_in: c.n_in,
@@ -252,13 +295,21 @@ impl Model {
                     n_out: c.n_out,
                     act: Default::default(),
                 };
+                #[cfg(feature = "mlp")]
                 Arch::Mlp(Mlp::plan(&mlp, true, max_batch, training, &mut p)?)
             }
+            #[cfg(feature = "mlp")]
             ModelConfig::Mlp(c) => Arch::Mlp(Mlp::plan(c, false, max_batch, training, &mut p)?),
-            ModelConfig::Transformer(c) => {
+            #[cfg(feature = "transformer")]
+            ModelConfig::Transformer(c) =>
+            {
+                #[cfg(feature = "transformer")]
                 Arch::Transformer(Transformer::plan(c, (max_batch, max_seq), training, &mut p)?)
             }
-            ModelConfig::EncoderDecoder(c) => {
+            #[cfg(feature = "encdec")]
+            ModelConfig::EncoderDecoder(c) =>
+            {
+                #[cfg(feature = "encdec")]
                 Arch::EncDec(EncoderDecoder::plan(c, (max_batch, max_seq), training, &mut p)?)
             }
         };
@@ -283,8 +334,11 @@ impl Model {
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
         match &mut self.arch {
+            #[cfg(feature = "mlp")]
             Arch::Mlp(m) => m.set_kernels(kernels),
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.set_kernels(kernels),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => e.set_kernels(kernels),
         }
     }
@@ -327,7 +381,9 @@ impl Model {
     /// The KV cache's storage type, when one was planned.
     pub fn kv_cache(&self) -> Option<crate::layers::KvDtype> {
         match &self.config {
+            #[cfg(feature = "transformer")]
             ModelConfig::Transformer(t) => t.kv_cache,
+            #[cfg(feature = "encdec")]
             ModelConfig::EncoderDecoder(c) => c.kv_cache,
             _ => None,
         }
@@ -352,8 +408,11 @@ impl Model {
     /// Number of parameter tensors.
     pub fn param_count(&self) -> usize {
         match &self.arch {
+            #[cfg(feature = "mlp")]
             Arch::Mlp(m) => m.param_count(),
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.param_count(),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => e.param_count(),
         }
     }
@@ -361,8 +420,11 @@ impl Model {
     /// The `i`-th row of the parameter table, in PyTorch `state_dict` order.
     pub fn param(&self, i: usize) -> Option<ParamInfo> {
         match &self.arch {
+            #[cfg(feature = "mlp")]
             Arch::Mlp(m) => m.param(i),
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.param(i),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => e.param(i),
         }
     }
@@ -379,16 +441,22 @@ impl Model {
 
     fn output(&self) -> Slot {
         match &self.arch {
+            #[cfg(feature = "mlp")]
             Arch::Mlp(m) => m.output(),
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.output(),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => e.output(),
         }
     }
 
     fn doutput(&self) -> Slot {
         match &self.arch {
+            #[cfg(feature = "mlp")]
             Arch::Mlp(m) => m.doutput(),
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.doutput(),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => e.doutput(),
         }
     }
@@ -396,8 +464,11 @@ impl Model {
     /// Where backward leaves dL/d(input), for models that compute it.
     fn dinput(&self) -> Option<Slot> {
         match &self.arch {
+            #[cfg(feature = "mlp")]
             Arch::Mlp(_) => None,
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => Some(t.dinput()),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => Some(e.dinput()),
         }
     }
@@ -407,17 +478,24 @@ impl Model {
     /// decodes greedily otherwise (prediction).
     fn forward(&self, bufs: &mut Buffers<'_>, n: usize, lens: (usize, usize), teacher: bool) {
         match &self.arch {
+            #[cfg(feature = "mlp")]
             Arch::Mlp(m) => m.forward(bufs, self.inp, n),
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.forward(bufs, self.inp, (n, lens.0), None),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) if teacher => e.forward(bufs, (self.inp, self.target), n, lens),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => e.greedy(bufs, self.inp, n, lens, self.kv_cache().is_some()),
         }
     }
 
     fn backward(&self, bufs: &mut Buffers<'_>, n: usize, lens: (usize, usize)) {
         match &self.arch {
+            #[cfg(feature = "mlp")]
             Arch::Mlp(m) => m.backward(bufs, self.inp, n),
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.backward(bufs, self.inp, (n, lens.0), None),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => e.backward(bufs, self.inp, n, lens),
         }
     }
@@ -460,7 +538,7 @@ impl<'a> Net<'a> {
     /// Encoder-decoder models: use targets of `tgt` tokens from now on (default: the model's
     /// `max_seq_len`); [`Net::set_seq_len`] sets the source length.
     pub fn set_target_len(&mut self, tgt: usize) -> Result<()> {
-        ensure(matches!(self.model.arch, Arch::EncDec(_)), "target_len", "needs an encoder-decoder model")?;
+        ensure(self.model.arch.is_encdec(), "target_len", "needs an encoder-decoder model")?;
         ensure(tgt > 0, "target_len", "must be at least 1")?;
         ensure(tgt <= self.model.max_seq, "target_len", "is longer than max_seq_len")?;
         self.tgt = tgt;
@@ -469,7 +547,7 @@ impl<'a> Net<'a> {
 
     /// Target tokens per sequence (encoder-decoder models; otherwise the sequence length).
     pub fn target_len(&self) -> usize {
-        if matches!(self.model.arch, Arch::EncDec(_)) { self.tgt } else { self.seq }
+        if self.model.arch.is_encdec() { self.tgt } else { self.seq }
     }
 
     /// Floats of one input sample at the current sequence length.
@@ -642,8 +720,11 @@ impl<'a> Net<'a> {
     /// assignments and the load-balancing loss. `None` without MoE.
     pub fn moe_stats(&self) -> Option<crate::layers::moe::MoeStats> {
         match &self.model.arch {
+            #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.moe_stats(self.bufs.acts),
+            #[cfg(feature = "encdec")]
             Arch::EncDec(e) => e.moe_stats(self.bufs.acts),
+            #[cfg(feature = "mlp")]
             Arch::Mlp(_) => None,
         }
     }

@@ -156,7 +156,8 @@ impl Decode {
 impl Transformer {
     /// The decoding buffers, when a KV cache was planned.
     pub(crate) fn decoder(&self) -> Option<&Decode> {
-        self.decode.as_ref()
+        // Without the `kv-cache` feature no cache is ever planned, and no cached path is linked.
+        if cfg!(feature = "kv-cache") { self.decode.as_ref() } else { None }
     }
 
     /// Decoders: compute every block's cross-attention keys and values of the memory once, for

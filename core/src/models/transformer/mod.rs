@@ -156,6 +156,12 @@ impl TransformerConfig {
         ensure(g <= self.num_heads, "num_groups", "must not exceed num_heads")?;
         ensure(self.num_heads.is_multiple_of(g), "num_groups", "must divide num_heads")?;
         ensure(self.kv_cache.is_none() || self.autoregressive, "kv_cache", "needs an autoregressive model")?;
+        ensure(
+            cfg!(feature = "kv-cache") || self.kv_cache.is_none(),
+            "kv_cache",
+            "needs regkern-core's `kv-cache` feature",
+        )?;
+        ensure(cfg!(feature = "moe") || self.moe.is_none(), "moe", "needs regkern-core's `moe` feature")?;
         if let Some(m) = self.moe_layer() {
             m.validate()?;
             ensure(m.top_k <= MAX_TOP_K, "topk", "must be at most 64")?;
@@ -1417,9 +1423,14 @@ impl Transformer {
         Attn { kernels: self.kernels, ..self.cfg.attn() }
     }
 
-    /// The MoE layer's dims, on this model's kernels.
+    /// The MoE layer's dims, on this model's kernels (always `None` without the `moe` feature,
+    /// so that no MoE code is reachable, and so linked).
     fn moe_layer(&self) -> Option<Moe> {
-        self.cfg.moe_layer().map(|m| Moe { kernels: self.kernels, ..m })
+        if cfg!(feature = "moe") {
+            self.cfg.moe_layer().map(|m| Moe { kernels: self.kernels, ..m })
+        } else {
+            None
+        }
     }
 
     /// The dense FFN's dims, on this model's kernels.
