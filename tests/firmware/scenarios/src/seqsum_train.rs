@@ -1,14 +1,12 @@
 //! (b) Train a tiny transformer — E 16, F 32, 1 layer, 4 heads sharing 2 kv groups (GQA),
 //! `max_seq_len` 8 — with Adam on `seqsum` over 8 positions: batch 4, 100 steps (2 epochs of 200).
 //!
-//! Core's `seqsum` task has 32 positions and no length parameter yet, so [`SeqSum`] draws the
-//! 8-position version here, as core's task does (x ~ U(−1, 1) from the sample's own
-//! `Xoshiro256` stream, y = Σx / √8). When core's synthetic tasks take a sequence length, use
-//! `Synthetic` instead.
+//! The data is core's `seqsum` task at 8 positions (`Synthetic::with_seq_len`): x ~ U(−1, 1),
+//! y = Σx / √8.
 
 use regkern_core::{
-    AttentionType, DataLoader, Dataset, Mode, Model, ModelConfig, Net, Optimizer, Schedule, TrainConfig,
-    Trainer, TransformerConfig, Xoshiro256,
+    AttentionType, DataLoader, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic, Task, TrainConfig,
+    Trainer, TransformerConfig,
 };
 
 use crate::{Failure, Line, LossLog, Platform, fnv1a, portable, report_arena};
@@ -45,43 +43,6 @@ pub fn config() -> TransformerConfig {
     }
 }
 
-/// `seqsum` over [`SEQ`] positions: samples `start .. start + len` of the seeded task.
-#[derive(Clone, Copy, Debug)]
-pub struct SeqSum {
-    seed: u64,
-    start: usize,
-    len: usize,
-}
-
-impl SeqSum {
-    /// Samples `start .. start + len`.
-    pub const fn new(seed: u64, start: usize, len: usize) -> Self {
-        SeqSum { seed, start, len }
-    }
-}
-
-impl Dataset for SeqSum {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn in_len(&self) -> usize {
-        SEQ
-    }
-
-    fn out_len(&self) -> usize {
-        1
-    }
-
-    fn get(&self, i: usize, x: &mut [f32], y: &mut [f32]) {
-        // Stream 2 per sample index, as core's synthetic tasks draw their samples.
-        let mut rng = Xoshiro256::stream(self.seed, 2, (self.start + i) as u64);
-        rng.fill_uniform(x, -1.0, 1.0);
-        // √8 = 2·√2 exactly in binary floating point (scaling by 2 is exact).
-        y[0] = x.iter().sum::<f32>() / (2.0 * core::f32::consts::SQRT_2);
-    }
-}
-
 /// Train and print: every step's loss, 10-step means, the validation loss and a checksum.
 pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
     let optimizer = Optimizer::adam(LR);
@@ -91,7 +52,8 @@ pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
     let mut net = Net::new(model, arena)?;
     portable(&mut net);
     net.init_params(SEED);
-    let (train, val) = (SeqSum::new(SEED, 0, TRAIN), SeqSum::new(SEED, TRAIN, VAL));
+    let (train, val) = Synthetic::split(Task::Seqsum, SEED, TRAIN, VAL);
+    let (train, val) = (train.with_seq_len(SEQ)?, val.with_seq_len(SEQ)?);
     let mut order = [0u32; TRAIN];
     let mut loader = DataLoader::new(&mut order, BATCH, true, SEED)?;
     let schedule = TrainConfig { epochs: EPOCHS, schedule: Schedule::Constant, clip_grad_norm: None };
