@@ -16,9 +16,13 @@ step() { printf '\n== %s ==\n' "$*"; }
 
 # Budgets not met yet are reported but do not fail the run until switched on (1). What each
 # needs from core is in tests/firmware/README.md.
-ENFORCE_MLP_TRAIN_RAM="${ENFORCE_MLP_TRAIN_RAM:-0}"     # (a) MLP training: RAM < 24 KiB
+# Met and enforced: (d)'s flash and (a)'s RAM. Not met yet (issue 13 stays open): (d)'s RAM (its
+# stack: the planned Model moved by value, the portable gemm's 2 KiB pack buffer) and (b)'s RAM
+# (its 86 KB arena: lean training memory is still to do).
+ENFORCE_MLP_TRAIN_RAM="${ENFORCE_MLP_TRAIN_RAM:-1}"     # (a) MLP training: RAM < 24 KiB
 ENFORCE_SEQSUM_RAM="${ENFORCE_SEQSUM_RAM:-0}"           # (b) transformer training: RAM < 64 KiB
-ENFORCE_INFER_FOOTPRINT="${ENFORCE_INFER_FOOTPRINT:-0}" # (d) inference: flash <= 16 KiB, RAM <= 4 KiB
+ENFORCE_INFER_FLASH="${ENFORCE_INFER_FLASH:-1}"         # (d) inference: flash <= 16 KiB
+ENFORCE_INFER_RAM="${ENFORCE_INFER_RAM:-0}"             # (d) inference: RAM <= 4 KiB
 
 FW=tests/firmware
 HOST_TARGET="$(rustc -vV | sed -n 's/^host: //p')"
@@ -29,8 +33,12 @@ fail() { echo "FAIL: $*"; FAILED+=("$*"); }
 
 step "firmware: build (thumbv7em-none-eabihf, release) and the host binary ($HOST_TARGET)"
 FW_BIN="$FW/target/thumbv7em-none-eabihf/release"
-(cd "$FW" && cargo build --release --locked)
-for img in fw-mlp-train fw-seqsum-train fw-sine-generate fw-mlp-infer; do cp "$FW_BIN/$img" "$OUT/$img"; done
+# One image per build: built together, cargo would unify their features and every image would
+# link every architecture any of them uses.
+for img in fw-mlp-train fw-seqsum-train fw-sine-generate fw-mlp-infer; do
+  (cd "$FW" && cargo build --release --locked -p "$img")
+  cp "$FW_BIN/$img" "$OUT/$img"
+done
 for variant in safetensors layers; do
   (cd "$FW" && cargo build --release --locked -p fw-mlp-infer --features "$variant")
   cp "$FW_BIN/fw-mlp-infer" "$OUT/fw-mlp-infer-$variant"
@@ -43,7 +51,7 @@ step "firmware: format, clippy, the scenarios' unit tests (host)"
 (cd "$FW" && cargo clippy --release --locked --workspace --exclude regkern-fw-host -- -D warnings)
 (cd "$FW" && cargo clippy --release --locked --all-targets --target "$HOST_TARGET" -p regkern-fw-host \
   -p regkern-scenarios -- -D warnings)
-(cd "$FW" && cargo test --release --locked -p regkern-scenarios --target "$HOST_TARGET")
+(cd "$FW" && cargo test --release --locked -p regkern-scenarios --features mlp,kv-cache --target "$HOST_TARGET")
 
 step "firmware: the C firmware against libregkern.a (Cortex-M4F) and the same C file on the host"
 cargo build -p regkern-ffi --target thumbv7em-none-eabihf --release
@@ -161,8 +169,8 @@ budget() {
   elif [ "$4" = 1 ]; then fail "budget: $1 = $2 > $3"
   else echo "budget NOT MET (not enforced yet): $1 = $2 > $3"; fi
 }
-budget "fw-mlp-infer flash" "${FLASH_TOTAL[fw-mlp-infer]}" 16384 "$ENFORCE_INFER_FOOTPRINT"
-budget "fw-mlp-infer RAM" "${RAM_TOTAL[fw-mlp-infer]}" 4096 "$ENFORCE_INFER_FOOTPRINT"
+budget "fw-mlp-infer flash" "${FLASH_TOTAL[fw-mlp-infer]}" 16384 "$ENFORCE_INFER_FLASH"
+budget "fw-mlp-infer RAM" "${RAM_TOTAL[fw-mlp-infer]}" 4096 "$ENFORCE_INFER_RAM"
 budget "fw-mlp-train RAM" "${RAM_TOTAL[fw-mlp-train]}" $((24 * 1024 - 1)) "$ENFORCE_MLP_TRAIN_RAM"
 budget "fw-seqsum-train RAM" "${RAM_TOTAL[fw-seqsum-train]}" $((64 * 1024 - 1)) "$ENFORCE_SEQSUM_RAM"
 

@@ -5,8 +5,8 @@
 //! y = Σx / √8.
 
 use regkern_core::{
-    AttentionType, DataLoader, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic, Task, TrainConfig,
-    Trainer, TransformerConfig,
+    AttentionType, DataLoader, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic, Task,
+    TrainConfig, Trainer, TransformerConfig,
 };
 
 use crate::{Failure, Line, LossLog, Platform, fnv1a, portable, report_arena};
