@@ -16,8 +16,6 @@ pub mod transformer;
 #[cfg(not(any(feature = "mlp", feature = "transformer")))]
 compile_error!("regkern-core needs at least one architecture: enable the `mlp` or `transformer` feature");
 
-use core::fmt::Write;
-
 use crate::arena::{Buffers, Planner, Region, Report, Slot, carve};
 use crate::error::{Error, Result, check_len, ensure, mul};
 use crate::layers::mse;
@@ -147,10 +145,19 @@ impl ParamName {
 
     /// Append a numeric component (`layers.3`).
     pub fn index(&mut self, i: usize) -> &mut Self {
-        let mut digits = heapless::String::<20>::new();
-        // 20 bytes hold any usize.
-        write!(digits, "{i}").expect("a usize fits in 20 digits");
-        self.push(&digits)
+        // Decimal digits by hand: `write!` would link core::fmt into every firmware that names
+        // its parameters (init, checkpoints). 20 digits hold any usize.
+        let (mut buf, mut at, mut v) = ([0u8; 20], 20, i);
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let digits = core::str::from_utf8(&buf[at..]).expect("ASCII digits are UTF-8");
+        self.push(digits)
     }
 
     /// Append the final component (`weight`, `bias`).
@@ -765,5 +772,24 @@ impl<'a> Net<'a> {
     pub fn eval_loss(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
         let n = self.set_batch(x, y)?;
         self.eval_loss_in_place(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ParamName;
+
+    #[test]
+    fn parameter_names_spell_indices_in_decimal() {
+        for (i, want) in
+            [(0usize, "layers.0.w"), (7, "layers.7.w"), (10, "layers.10.w"), (1203, "layers.1203.w")]
+        {
+            let mut n = ParamName::new();
+            n.push("layers").index(i).field("w");
+            assert_eq!(n.as_str(), want);
+        }
+        let mut n = ParamName::new();
+        n.index(usize::MAX);
+        assert_eq!(n.as_str(), "18446744073709551615");
     }
 }
