@@ -421,7 +421,7 @@ typedef struct {
   float loss;
   // Learning rate used.
   float lr;
-  // Global L2 norm of the gradient before clipping.
+  // Global L2 norm of the gradient before clipping (measured because `info` was given).
   float grad_norm;
   // Optimizer steps taken so far, this one included.
   uint64_t steps;

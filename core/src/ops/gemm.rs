@@ -4,11 +4,13 @@
 //! `nn` (A·B), `nt` (A·Bᵀ: a linear layer's forward, `inp · Wᵀ`) and `tn` (Aᵀ·B: a weight
 //! gradient, `doutᵀ · inp`). No transpose is ever materialised in the caller's memory.
 //!
-//! Blocking follows BLIS/GotoBLAS: B is packed, a block of `KC` rows by `NC` columns at a time,
-//! into `NR`-wide column panels held on the stack (so gemm needs no scratch from the arena), and a
-//! register-blocked micro-kernel computes `MR × NR` tiles of C, broadcasting elements of A read in
-//! place. The micro-kernel is chosen once per process from the CPU (see [`Kernel`]); the
-//! portable one is also the oracle the SIMD ones are tested against, with [`gemm_naive`].
+//! The SIMD kernels block as BLIS/GotoBLAS do: B is packed, a block of `KC` rows by `NC` columns
+//! at a time, into `NR`-wide column panels held on the (host's) stack, and a register-blocked
+//! micro-kernel computes `MR × NR` tiles of C, broadcasting elements of A read in place. The
+//! portable kernel, which microcontrollers run, packs nothing: it reads both operands in place
+//! (see `gemm_portable`). No kernel takes scratch from the arena. The micro-kernel is chosen once
+//! per process from the CPU (see [`Kernel`]); the portable one is also the oracle the SIMD ones
+//! are tested against, with [`gemm_naive`].
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -451,27 +453,64 @@ pub(crate) fn store_tile<const MR: usize, const NR: usize>(
 
 const PORTABLE_MR: usize = 4;
 const PORTABLE_NR: usize = 8;
-// The portable path also serves microcontrollers, whose stacks are a few KiB: pack 64 rows by
-// one 8-wide panel at a time (2 KiB).
+/// Depth of one block: each `MR × NR` tile of C is summed over 64 values of k in registers, then
+/// stored (overwriting, for the first block) or added to C.
 const PORTABLE_KC: usize = 64;
 
+/// The portable kernel: `MR × NR` register tiles, rank-1 updates over blocks of `KC` values of
+/// k, both operands read in place. It packs nothing — no buffer on the stack or in the arena —
+/// because the targets it serves have no cache to pack for: a microcontroller's stack is a few
+/// KiB and its SRAM answers every load in one cycle. The SIMD kernels pack; each element's
+/// arithmetic (the products summed in k order within a block, blocks added in order) is the same
+/// whichever loop runs first.
 pub(crate) fn gemm_portable(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
-    let mut pack = [0.0f32; PORTABLE_KC * PORTABLE_NR];
-    drive::<PORTABLE_MR, PORTABLE_NR, PORTABLE_KC, PORTABLE_NR>(c, a, b, g, &mut pack, micro_portable);
-}
-
-/// The portable micro-kernel: a 4×8 register tile, rank-1 updates over the block depth.
-#[inline(always)]
-fn micro_portable(c: &mut [f32], a: &[f32], t: &Tile<'_, PORTABLE_MR>) {
-    let mut acc = [[0.0f32; PORTABLE_NR]; PORTABLE_MR];
-    for (p, bv) in t.b_panel[..t.kc * PORTABLE_NR].chunks_exact(PORTABLE_NR).enumerate() {
-        let off = p * t.a_step;
-        for (acc_row, &row) in acc.iter_mut().zip(&t.a_rows) {
-            let av = a[row + off];
-            acc_row.iter_mut().zip(bv).for_each(|(s, &bj)| *s += av * bj);
+    const MR: usize = PORTABLE_MR;
+    const NR: usize = PORTABLE_NR;
+    for j0 in (0..g.n).step_by(NR) {
+        let nr = NR.min(g.n - j0);
+        for pc in (0..g.k).step_by(PORTABLE_KC) {
+            let kc = PORTABLE_KC.min(g.k - pc);
+            let overwrite = !g.accumulate && pc == 0;
+            // B stored n×k: the tile's columns of op(B) are rows of B, each a run over k. Past the
+            // edge (j ≥ nr) the last one repeats: those sums are computed, never stored.
+            let b_cols: [&[f32]; NR] = core::array::from_fn(|j| {
+                if g.trans_b { &b[(j0 + j.min(nr - 1)) * g.ldb + pc..][..kc] } else { &[] }
+            });
+            for i0 in (0..g.m).step_by(MR) {
+                let mr = MR.min(g.m - i0);
+                // A stored m×k: the tile's rows, each a run over k (the last repeats past mr).
+                let a_rows: [&[f32]; MR] = core::array::from_fn(|r| {
+                    if g.trans_a { &[] } else { &a[(i0 + r.min(mr - 1)) * g.lda + pc..][..kc] }
+                });
+                let mut acc = [[0.0f32; NR]; MR];
+                for q in 0..kc {
+                    let bv: [f32; NR] = if g.trans_b {
+                        core::array::from_fn(|j| b_cols[j][q])
+                    } else {
+                        let row = &b[(pc + q) * g.ldb + j0..][..nr];
+                        core::array::from_fn(|j| if j < nr { row[j] } else { 0.0 })
+                    };
+                    let av: [f32; MR] = if g.trans_a {
+                        let col = &a[(pc + q) * g.lda + i0..][..mr];
+                        core::array::from_fn(|r| col[r.min(mr - 1)])
+                    } else {
+                        core::array::from_fn(|r| a_rows[r][q])
+                    };
+                    for (acc_row, &x) in acc.iter_mut().zip(&av) {
+                        acc_row.iter_mut().zip(&bv).for_each(|(s, &bj)| *s += x * bj);
+                    }
+                }
+                for (r, acc_row) in acc.iter().enumerate().take(mr) {
+                    let row = &mut c[(i0 + r) * g.ldc + j0..][..nr];
+                    if overwrite {
+                        row.copy_from_slice(&acc_row[..nr]);
+                    } else {
+                        row.iter_mut().zip(acc_row).for_each(|(y, &v)| *y += v);
+                    }
+                }
+            }
         }
     }
-    store_tile(c, &acc, t);
 }
 
 #[cfg(test)]
