@@ -28,6 +28,8 @@ pub use encdec::{EncoderDecoder, EncoderDecoderConfig};
 #[cfg(feature = "transformer")]
 pub use generate::{Context, Decoder, Generate};
 #[cfg(feature = "mlp")]
+use mlp::Shape;
+#[cfg(feature = "mlp")]
 pub use mlp::{LinearConfig, MAX_HIDDEN, Mlp, MlpConfig};
 #[cfg(feature = "transformer")]
 pub use transformer::{AttentionType, Transformer, TransformerConfig};
@@ -296,17 +298,10 @@ impl Model {
         let arch = match cfg {
             #[cfg(feature = "mlp")]
             ModelConfig::Linear(c) => {
-                let mlp = MlpConfig {
-                    n_in: c.n_in,
-                    latent_dims: heapless::Vec::new(),
-                    n_out: c.n_out,
-                    act: Default::default(),
-                };
-                #[cfg(feature = "mlp")]
-                Arch::Mlp(Mlp::plan(&mlp, true, max_batch, training, &mut p)?)
+                Arch::Mlp(Mlp::plan(Shape::linear(c), true, max_batch, training, &mut p)?)
             }
             #[cfg(feature = "mlp")]
-            ModelConfig::Mlp(c) => Arch::Mlp(Mlp::plan(c, false, max_batch, training, &mut p)?),
+            ModelConfig::Mlp(c) => Arch::Mlp(Mlp::plan(Shape::mlp(c), false, max_batch, training, &mut p)?),
             #[cfg(feature = "transformer")]
             ModelConfig::Transformer(c) =>
             {
@@ -416,7 +411,7 @@ impl Model {
     pub fn param_count(&self) -> usize {
         match &self.arch {
             #[cfg(feature = "mlp")]
-            Arch::Mlp(m) => m.param_count(),
+            Arch::Mlp(m) => m.param_count(self.mlp_shape()),
             #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.param_count(),
             #[cfg(feature = "encdec")]
@@ -428,7 +423,7 @@ impl Model {
     pub fn param(&self, i: usize) -> Option<ParamInfo> {
         match &self.arch {
             #[cfg(feature = "mlp")]
-            Arch::Mlp(m) => m.param(i),
+            Arch::Mlp(m) => m.param(self.mlp_shape(), i),
             #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.param(i),
             #[cfg(feature = "encdec")]
@@ -449,7 +444,7 @@ impl Model {
     fn output(&self) -> Slot {
         match &self.arch {
             #[cfg(feature = "mlp")]
-            Arch::Mlp(m) => m.output(),
+            Arch::Mlp(m) => m.output(self.mlp_shape()),
             #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.output(),
             #[cfg(feature = "encdec")]
@@ -460,7 +455,7 @@ impl Model {
     fn doutput(&self) -> Slot {
         match &self.arch {
             #[cfg(feature = "mlp")]
-            Arch::Mlp(m) => m.doutput(),
+            Arch::Mlp(m) => m.doutput(self.mlp_shape()),
             #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.doutput(),
             #[cfg(feature = "encdec")]
@@ -480,13 +475,24 @@ impl Model {
         }
     }
 
+    /// The widths of a linear or MLP model, from its config.
+    #[cfg(feature = "mlp")]
+    fn mlp_shape(&self) -> Shape<'_> {
+        match &self.config {
+            ModelConfig::Linear(c) => Shape::linear(c),
+            ModelConfig::Mlp(c) => Shape::mlp(c),
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("an Mlp is planned only from a linear or MLP config"),
+        }
+    }
+
     /// Forward pass over the `n` samples in the input buffer. An encoder-decoder is
     /// teacher-forced from the target buffer when `teacher` (training and validation) and
     /// decodes greedily otherwise (prediction).
     fn forward(&self, bufs: &mut Buffers<'_>, n: usize, lens: (usize, usize), teacher: bool) {
         match &self.arch {
             #[cfg(feature = "mlp")]
-            Arch::Mlp(m) => m.forward(bufs, self.inp, n),
+            Arch::Mlp(m) => m.forward(self.mlp_shape(), bufs, self.inp, n),
             #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.forward(bufs, self.inp, (n, lens.0), None),
             #[cfg(feature = "encdec")]
@@ -499,7 +505,7 @@ impl Model {
     fn backward(&self, bufs: &mut Buffers<'_>, n: usize, lens: (usize, usize)) {
         match &self.arch {
             #[cfg(feature = "mlp")]
-            Arch::Mlp(m) => m.backward(bufs, self.inp, n),
+            Arch::Mlp(m) => m.backward(self.mlp_shape(), bufs, self.inp, n),
             #[cfg(feature = "transformer")]
             Arch::Transformer(t) => t.backward(bufs, self.inp, (n, lens.0), None),
             #[cfg(feature = "encdec")]
