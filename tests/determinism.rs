@@ -54,6 +54,34 @@ fn non_finite_loss_stops_before_the_update() {
     assert_eq!(trainer.steps(), 1);
 }
 
+/// The gradient norm (f64, software on a Cortex-M4F) is computed only when a step clips or is
+/// asked for it; measuring it changes nothing else.
+#[test]
+fn the_gradient_norm_is_measured_only_when_clipping_or_asked() {
+    let run = |clip: Option<f32>, measure: bool| {
+        let cfg = mlp(2, &[3], 1, Activation::Relu);
+        let optimizer = Optimizer::adam(0.1);
+        let model = Model::plan(&cfg, Mode::Training { max_batch: 2, optimizer }).unwrap();
+        let mut arena = vec![0.0; model.report().total_floats()];
+        let mut net = Net::new(model, &mut arena).unwrap();
+        net.init_params(0);
+        let config = TrainConfig { epochs: 1, schedule: Schedule::Constant, clip_grad_norm: clip };
+        let mut trainer = Trainer::new(net, optimizer, config).unwrap();
+        trainer.measure_grad_norm(measure);
+        let norms: Vec<Option<f32>> = (0..3)
+            .map(|_| trainer.train_step(&[0.1, 0.2, 0.3, 0.4], &[1.0, 2.0]).unwrap().grad_norm)
+            .collect();
+        (norms, trainer.net().params().to_vec())
+    };
+    let (quiet, w_quiet) = run(None, false);
+    let (measured, w_measured) = run(None, true);
+    assert_eq!(quiet, [None; 3]);
+    assert!(measured.iter().all(|n| n.is_some_and(|v| v.is_finite() && v > 0.0)), "{measured:?}");
+    assert_eq!(w_quiet, w_measured, "measuring the norm changed the weights");
+    let (clipped, _) = run(Some(1e9), false);
+    assert_eq!(clipped, measured, "clipping measures the same norm");
+}
+
 /// SPEC §3.4: GQA with G = H is MHA, bit for bit, in outputs and every gradient.
 #[test]
 fn gqa_with_as_many_groups_as_heads_is_mha_bit_for_bit() {

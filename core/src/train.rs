@@ -53,8 +53,11 @@ pub struct StepInfo {
     pub loss: f32,
     /// Learning rate used.
     pub lr: f32,
-    /// Global L2 norm of the gradient, before clipping.
-    pub grad_norm: f32,
+    /// Global L2 norm of the gradient, before clipping, when the step measured it: when it clips
+    /// (`clip_grad_norm`), or when asked to ([`Trainer::measure_grad_norm`],
+    /// [`Observer::wants_grad_norm`]). It is summed in f64, once per parameter, which a
+    /// microcontroller's single-precision FPU does in software: a step that needs it not, skips it.
+    pub grad_norm: Option<f32>,
     /// MoE routing of the step's forward pass (summed over blocks), for MoE models.
     pub moe: Option<MoeStats>,
 }
@@ -84,6 +87,12 @@ pub struct EpochInfo {
 pub trait Observer {
     /// After each optimizer step.
     fn on_step(&mut self, _info: &StepInfo) {}
+
+    /// True to have every step of [`Trainer::fit`] measure the gradient norm
+    /// ([`StepInfo::grad_norm`]) even when it does not clip.
+    fn wants_grad_norm(&self) -> bool {
+        false
+    }
 
     /// After each epoch's validation, with the trainer (to predict, or save a checkpoint).
     /// Return `ControlFlow::Break(())` to stop early.
@@ -121,6 +130,8 @@ pub struct Trainer<'a> {
     steps: u64,
     /// Epochs [`Trainer::fit`] has completed (restored by [`Trainer::load_checkpoint`]).
     epochs_done: usize,
+    /// Measure the gradient norm at every step, clipping or not.
+    grad_norm: bool,
 }
 
 impl<'a> Trainer<'a> {
@@ -136,7 +147,7 @@ impl<'a> Trainer<'a> {
         if needed > planned {
             return Err(Error::OptimizerMismatch { needed, planned });
         }
-        Ok(Trainer { net, optimizer, config, steps: 0, epochs_done: 0 })
+        Ok(Trainer { net, optimizer, config, steps: 0, epochs_done: 0, grad_norm: false })
     }
 
     /// Replace the epochs, schedule and clipping (e.g. between runs, or from the C ABI).
@@ -144,6 +155,12 @@ impl<'a> Trainer<'a> {
         config.validate()?;
         self.config = config;
         Ok(())
+    }
+
+    /// Measure the gradient norm at every step from now on ([`StepInfo::grad_norm`]), or only
+    /// when clipping needs it (the default).
+    pub fn measure_grad_norm(&mut self, on: bool) {
+        self.grad_norm = on;
     }
 
     /// The net being trained, for reading.
@@ -215,17 +232,25 @@ impl<'a> Trainer<'a> {
     /// One optimizer step on the `n` samples already in the net's batch buffers, at `lr`.
     /// On `Err(NonFinite)` the parameters are unchanged.
     pub fn step(&mut self, n: usize, lr: f32) -> Result<StepInfo> {
+        self.step_measuring(n, lr, self.grad_norm)
+    }
+
+    /// [`Trainer::step`], measuring the gradient norm when clipping or `measure`.
+    fn step_measuring(&mut self, n: usize, lr: f32, measure: bool) -> Result<StepInfo> {
         let step = self.steps;
         let loss = self.net.loss_and_grads_in_place(n)?;
         if !loss.is_finite() {
             return Err(Error::NonFinite { step, what: "loss" });
         }
+        let clip = self.config.clip_grad_norm;
         let bufs = self.net.buffers();
-        let norm = libm::sqrt(sum_sq_f64(bufs.grads));
-        if !norm.is_finite() {
+        let norm = (clip.is_some() || measure).then(|| libm::sqrt(sum_sq_f64(bufs.grads)));
+        // Without the norm, a comparison per gradient (no arithmetic) finds a NaN or infinity.
+        let finite = norm.map_or_else(|| bufs.grads.iter().all(|g| g.is_finite()), f64::is_finite);
+        if !finite {
             return Err(Error::NonFinite { step, what: "gradient" });
         }
-        if let Some(max) = self.config.clip_grad_norm {
+        if let (Some(max), Some(norm)) = (clip, norm) {
             // reference: torch.nn.utils.clip_grad_norm_ — coef = max / (norm + 1e-6), applied if < 1
             let coef = f64::from(max) / (norm + 1e-6);
             if coef < 1.0 {
@@ -235,7 +260,7 @@ impl<'a> Trainer<'a> {
         self.optimizer.step(bufs.params, bufs.grads, bufs.opt_state, lr, step + 1);
         self.steps += 1;
         let moe = self.net.moe_stats();
-        Ok(StepInfo { epoch: 0, step, batch: n, loss, lr, grad_norm: norm as f32, moe })
+        Ok(StepInfo { epoch: 0, step, batch: n, loss, lr, grad_norm: norm.map(|v| v as f32), moe })
     }
 
     /// Copy a batch in, then [`Trainer::step`] at the optimizer's base rate.
@@ -278,6 +303,7 @@ impl<'a> Trainer<'a> {
             best_val: None,
             final_moe: None,
         };
+        let measure = self.grad_norm || observer.wants_grad_norm();
         for epoch in self.epochs_done..epochs {
             loader.start_epoch(epoch as u64);
             let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, self.optimizer.lr());
@@ -290,7 +316,7 @@ impl<'a> Trainer<'a> {
                     .config
                     .schedule
                     .lr(self.optimizer.lr(), Progress { step: self.steps, epoch, total_steps });
-                let mut info = self.step(n, lr)?;
+                let mut info = self.step_measuring(n, lr, measure)?;
                 info.epoch = epoch;
                 let aux = info.moe.map_or(0.0, |m| m.aux);
                 loss_sum += f64::from(info.loss - aux) * n as f64;

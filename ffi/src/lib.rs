@@ -151,7 +151,7 @@ pub struct rk_step_info {
     pub loss: f32,
     /// Learning rate used.
     pub lr: f32,
-    /// Global L2 norm of the gradient before clipping.
+    /// Global L2 norm of the gradient before clipping (measured because `info` was given).
     pub grad_norm: f32,
     /// Optimizer steps taken so far, this one included.
     pub steps: u64,

@@ -79,13 +79,16 @@ pub unsafe extern "C" fn rk_train_step(
             let epoch = (step / u64::from(s.steps_per_epoch.max(1))) as usize;
             let at = Progress { step, epoch, total_steps: s.total_steps };
             let lr = schedule.lr(trainer.optimizer().lr(), at);
+            // The norm costs a pass in f64 (software on a Cortex-M4F): measured only for a
+            // caller that takes the step's details.
+            trainer.measure_grad_norm(info.is_some());
             let st = trainer.step(n, lr)?;
             if let Some(i) = info {
                 let moe = st.moe.unwrap_or_default();
                 *i = rk_step_info {
                     loss: st.loss,
                     lr: st.lr,
-                    grad_norm: st.grad_norm,
+                    grad_norm: st.grad_norm.unwrap_or(f32::NAN),
                     steps: trainer.steps(),
                     moe_aux: moe.aux,
                     moe_dropped: moe.dropped as u64,

@@ -113,15 +113,22 @@ impl Progress<'_> {
 }
 
 impl Observer for Progress<'_> {
+    /// A run directory logs the norm of every step.
+    fn wants_grad_norm(&self) -> bool {
+        self.run.is_some()
+    }
+
     fn on_step(&mut self, info: &StepInfo) {
         self.bar.inc(1);
         if let Some(run) = &mut self.run {
-            run.grad_sum += f64::from(info.grad_norm);
+            // Measured at every step: `wants_grad_norm` asked for it.
+            let grad_norm = info.grad_norm.unwrap_or(f32::NAN);
+            run.grad_sum += f64::from(grad_norm);
             run.grad_steps += 1;
             let step = info.step as i64 + 1;
             let logged = run.events.scalar("step/loss", step, info.loss).and_then(|()| {
                 run.events.scalar("step/lr", step, info.lr)?;
-                run.events.scalar("step/grad_norm", step, info.grad_norm)
+                run.events.scalar("step/grad_norm", step, grad_norm)
             });
             if let Err(e) = logged {
                 self.error.get_or_insert(format!("cannot write TensorBoard events: {e}"));
