@@ -5,7 +5,8 @@
 //! `0..=pos` — O(context) work per token instead of re-running the prefix. Buffers are one row
 //! per sequence (planned for `max_batch`), and the cache is sized for `max_seq_len` positions.
 
-use super::{Memory, Transformer, add_into, disjoint, moe_forward};
+use super::moe_ffn::moe_forward;
+use super::{Memory, Transformer, add_into, disjoint};
 use crate::arena::{Buffers, Planner, Region, Slot};
 use crate::error::{Error, Result, mul};
 use crate::layers::{KvCache, KvDtype, attention, ffn, layernorm, linear};

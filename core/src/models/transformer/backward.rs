@@ -1,0 +1,267 @@
+//! The backward pass: the forward, mirrored, accumulating parameter gradients.
+
+use super::plan::{BlockActs, BlockParams, CrossActs, CrossParams};
+use super::{Memory, Role, Transformer, disjoint};
+use crate::arena::{Buffers, Slot};
+use crate::layers::{Attn, attention, ffn, layernorm, linear, moe, pool, position};
+
+impl Transformer {
+    /// Backward pass: the forward, mirrored. Reads dL/d(output) from `act_grads[doutput]`;
+    /// accumulates into `grads`; leaves dL/d(input) in `act_grads[dinput]`. Training plans only.
+    ///
+    /// `memory`: a decoder's cross-attention adds the gradient of the encoder's output into
+    /// `memory.grads`; an encoder (no head) starts from that gradient instead of a head's.
+    pub(crate) fn backward(
+        &self,
+        bufs: &mut Buffers<'_>,
+        inp: Slot,
+        (batch, seq): (usize, usize),
+        memory: Option<Memory>,
+    ) {
+        debug_assert!(self.training);
+        let c = &self.cfg;
+        let (e, n, g) = (c.embed_dim, batch * seq, &self.g);
+        let ne = n * e;
+        let (w, acts, grads, ag, scratch) =
+            (&*bufs.params, &*bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads, &mut *bufs.scratch);
+        // head (and mean-pool): dhf ← d(final norm's output); an encoder's comes from its decoder.
+        let dhf_slot = match (self.role, memory) {
+            (Role::Encoder, Some(mem)) => mem.grads,
+            _ => {
+                self.head_backward(w, acts, grads, ag, (batch, seq));
+                g.dh
+            }
+        };
+        let [dhf, dres] = disjoint(ag, [dhf_slot.prefix(ne), g.dres.prefix(ne)]);
+        dres.fill(0.0);
+        let last = self.block(c.num_layers - 1).1.res_out;
+        let [dw, db] = disjoint(grads, [self.final_norm[0].range(), self.final_norm[1].range()]);
+        let stats = [&acts[self.statsf[0].prefix(n)], &acts[self.statsf[1].prefix(n)]];
+        let x = &acts[last.prefix(ne)];
+        layernorm::backward(dres, dw, db, dhf, x, stats[0], stats[1], &w[self.final_norm[0].range()]);
+        for i in (0..c.num_layers).rev() {
+            let (bp, a) = self.block(i);
+            self.block_backward(&bp, &a, (w, acts, grads), ag, scratch, (batch, seq), memory);
+        }
+        // positions and input projection
+        let [dres, dinp] = disjoint(ag, [g.dres.prefix(ne), g.dinp.prefix(n * c.input_dim)]);
+        position::backward(&mut grads[self.pos_embed.range()], dres, e, seq);
+        let [dw, db] = disjoint(grads, [self.input_proj[0].range(), self.input_proj[1].range()]);
+        dinp.fill(0.0);
+        let x = &acts[inp.prefix(n * c.input_dim)];
+        linear::backward(
+            Some(dinp),
+            dw,
+            db,
+            dres,
+            x,
+            &w[self.input_proj[0].range()],
+            self.lin(c.input_dim, e),
+        );
+    }
+
+    /// Backward of [`Transformer::cross_forward`]. On entry `act_grads[dres]` holds d(stream after
+    /// cross-attention); on exit d(stream after self-attention). Adds d(memory) into `mem.grads`.
+    #[allow(clippy::too_many_arguments)] // the sub-layer, the carved regions, the shape, the memory
+    fn cross_backward(
+        &self,
+        xp: &CrossParams,
+        a: &BlockActs,
+        xa: &CrossActs,
+        (w, acts, grads): (&[f32], &[f32], &mut [f32]),
+        ag: &mut [f32],
+        scratch: &mut [f32],
+        (batch, seq): (usize, usize),
+        mem: Memory,
+    ) {
+        let c = &self.cfg;
+        let (e, d, g) = (c.embed_dim, Attn { causal: false, ..self.attn() }, &self.g);
+        let (n, src) = (batch * seq, batch * mem.len);
+        let (ne, skv) = (n * e, src * d.kv_dim());
+        let p = |s: Slot| &w[s.range()];
+        let act = |s: Slot, len: usize| &acts[s.prefix(len)];
+        let [dres, dao, dq, dk, dv, dh, dmem] = disjoint(
+            ag,
+            [
+                g.dres.prefix(ne),
+                g.dao.prefix(ne),
+                g.dq.prefix(ne),
+                g.dkx.prefix(skv),
+                g.dvx.prefix(skv),
+                g.dh.prefix(ne),
+                mem.grads.prefix(src * e),
+            ],
+        );
+        let [dw, db] = disjoint(grads, [xp.proj[3][0].range(), xp.proj[3][1].range()]);
+        dao.fill(0.0);
+        linear::backward(Some(&mut *dao), dw, db, dres, act(xa.ao, ne), p(xp.proj[3][0]), self.lin(e, e));
+        dq.fill(0.0);
+        dk.fill(0.0);
+        dv.fill(0.0);
+        let att = act(xa.att, batch * d.n_heads * mem.len * seq);
+        let qkv = [act(xa.q, ne), act(xa.k, skv), act(xa.v, skv)];
+        let work = &mut scratch[self.attn_scratch.range()];
+        attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, (seq, mem.len));
+        // q came from the decoder's norm; k and v from the memory, whose gradient accumulates over
+        // every decoder block.
+        dh.fill(0.0);
+        let [dw, db] = disjoint(grads, [xp.proj[0][0].range(), xp.proj[0][1].range()]);
+        linear::backward(Some(&mut *dh), dw, db, dq, act(xa.h, ne), p(xp.proj[0][0]), self.lin(e, e));
+        let m = act(mem.acts, src * e);
+        for (j, dy) in [(1, &*dk), (2, &*dv)] {
+            let [dw, db] = disjoint(grads, [xp.proj[j][0].range(), xp.proj[j][1].range()]);
+            linear::backward(Some(&mut *dmem), dw, db, dy, m, p(xp.proj[j][0]), self.lin(e, d.kv_dim()));
+        }
+        let [dln_w, dln_b] = disjoint(grads, [xp.norm[0].range(), xp.norm[1].range()]);
+        let stats = [act(xa.stats[0], n), act(xa.stats[1], n)];
+        layernorm::backward(dres, dln_w, dln_b, dh, act(a.res_mid, ne), stats[0], stats[1], p(xp.norm[0]));
+    }
+
+    /// The head's backward (and the mean-pool's): leaves d(final norm's output) in `dh`.
+    fn head_backward(
+        &self,
+        w: &[f32],
+        acts: &[f32],
+        grads: &mut [f32],
+        ag: &mut [f32],
+        (batch, seq): (usize, usize),
+    ) {
+        let c = &self.cfg;
+        let (e, n, g) = (c.embed_dim, batch * seq, &self.g);
+        let ne = n * e;
+        let (out_rows, pooled_len) = if c.autoregressive { (n, 0) } else { (batch, batch * e) };
+        let [dout, dpooled, dhf] = disjoint(
+            ag,
+            [g.dout.prefix(out_rows * c.output_dim), g.dpooled.prefix(pooled_len), g.dh.prefix(ne)],
+        );
+        let [dw, db] = disjoint(grads, [self.head[0].range(), self.head[1].range()]);
+        let hw = &w[self.head[0].range()];
+        dhf.fill(0.0);
+        if c.autoregressive {
+            linear::backward(
+                Some(&mut *dhf),
+                dw,
+                db,
+                dout,
+                &acts[self.hf.prefix(ne)],
+                hw,
+                self.lin(e, c.output_dim),
+            );
+        } else {
+            dpooled.fill(0.0);
+            let pooled = &acts[self.pooled.prefix(batch * e)];
+            linear::backward(Some(&mut *dpooled), dw, db, dout, pooled, hw, self.lin(e, c.output_dim));
+            pool::backward(dhf, dpooled, e, seq);
+        }
+    }
+
+    /// One block's backward. On entry `act_grads[dres]` holds d(res_out); on exit d(res_in).
+    #[allow(clippy::too_many_arguments)] // the block, the carved regions, the shape, the memory
+    fn block_backward(
+        &self,
+        bp: &BlockParams,
+        a: &BlockActs,
+        (w, acts, grads): (&[f32], &[f32], &mut [f32]),
+        ag: &mut [f32],
+        scratch: &mut [f32],
+        (batch, seq): (usize, usize),
+        memory: Option<Memory>,
+    ) {
+        let c = &self.cfg;
+        let (e, d, g) = (c.embed_dim, self.attn(), &self.g);
+        let n = batch * seq;
+        let (ne, nkv, nf) = (n * e, n * d.kv_dim(), n * c.ffn_dim);
+        let p = |s: Slot| &w[s.range()];
+        let act = |s: Slot, len: usize| &acts[s.prefix(len)];
+        // FFN: dh ← d(norm2 out); dres += norm2 backward (the residual passes dres through).
+        if let (Some(d), Some(mp)) = (self.moe_layer(), bp.moe) {
+            let [dres, dh, dm @ ..] = disjoint(
+                ag,
+                [
+                    g.dres.prefix(ne),
+                    g.dh.prefix(ne),
+                    g.dmoe[0].range(),
+                    g.dmoe[1].range(),
+                    g.dmoe[2].range(),
+                    g.dmoe[3].range(),
+                    g.dmoe[4].range(),
+                    g.dmoe[5].range(),
+                ],
+            );
+            dh.fill(0.0);
+            let experts = mp.expert0[0].offset..mp.expert0[0].offset + d.n_experts * mp.stride;
+            let [dwr, dexperts] = disjoint(grads, [mp.router.range(), experts.clone()]);
+            let saved = moe::Saved::from_slices(a.moe.map(|s| &acts[s.range()]));
+            let weights = (p(mp.router), &w[experts], mp.layout());
+            moe::backward(
+                dh,
+                (dwr, dexperts),
+                moe::GradBuffers::from_slices(dm),
+                dres,
+                &saved,
+                act(a.h2, ne),
+                weights,
+                d,
+                n,
+            );
+        } else {
+            let [dres, dh, dhid, dpre] =
+                disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne), g.dhid.prefix(nf), g.dpre.prefix(nf)]);
+            let [dw1, db1, dw2, db2] =
+                disjoint(grads, [bp.fc1[0].range(), bp.fc1[1].range(), bp.fc2[0].range(), bp.fc2[1].range()]);
+            dh.fill(0.0);
+            let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
+            let saved = [act(a.h2, ne), act(a.pre, nf), act(a.hid, nf)];
+            ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dpre, dres, saved, weights, self.ffn());
+        }
+        let [dres, dh] = disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne)]);
+        let [dln_w, dln_b] = disjoint(grads, [bp.norm2[0].range(), bp.norm2[1].range()]);
+        let (x, stats) = (act(a.ffn_in(), ne), [act(a.stats2[0], n), act(a.stats2[1], n)]);
+        layernorm::backward(dres, dln_w, dln_b, dh, x, stats[0], stats[1], p(bp.norm2[0]));
+
+        // Decoder blocks: cross-attention, then its norm; dres becomes d(stream after self-attention).
+        if let (Some(xp), Some(xa), Some(mem)) = (bp.cross, a.cross, memory) {
+            self.cross_backward(&xp, a, &xa, (w, acts, grads), ag, scratch, (batch, seq), mem);
+        }
+
+        // Attention: o_proj, attention, q/k/v projections, norm1.
+        let [dres, dao, dq, dk, dv, dh] = disjoint(
+            ag,
+            [
+                g.dres.prefix(ne),
+                g.dao.prefix(ne),
+                g.dq.prefix(ne),
+                g.dk.prefix(nkv),
+                g.dv.prefix(nkv),
+                g.dh.prefix(ne),
+            ],
+        );
+        let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
+        dao.fill(0.0);
+        linear::backward(Some(dao), dw, db, dres, act(a.ao, ne), p(bp.proj[3][0]), self.lin(e, e));
+        dq.fill(0.0);
+        dk.fill(0.0);
+        dv.fill(0.0);
+        let att = act(a.att, batch * d.n_heads * seq * seq);
+        let qkv = [act(a.q, ne), act(a.k, nkv), act(a.v, nkv)];
+        let work = &mut scratch[self.attn_scratch.range()];
+        attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, (seq, seq));
+        dh.fill(0.0);
+        let h1 = act(a.h1, ne);
+        for (j, (dy, width)) in [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())].into_iter().enumerate() {
+            let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
+            linear::backward(Some(&mut *dh), dw, db, dy, h1, p(bp.proj[j][0]), self.lin(e, width));
+        }
+        let [dln_w, dln_b] = disjoint(grads, [bp.norm1[0].range(), bp.norm1[1].range()]);
+        layernorm::backward(
+            dres,
+            dln_w,
+            dln_b,
+            dh,
+            act(a.res_in, ne),
+            act(a.stats1[0], n),
+            act(a.stats1[1], n),
+            p(bp.norm1[0]),
+        );
+    }
+}

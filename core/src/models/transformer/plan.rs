@@ -1,0 +1,476 @@
+//! Planning: where every tensor lies. Block 0's parameter and activation slots, the gradient
+//! buffers, the model's own tensors; every other block is block 0 shifted by a stride.
+
+use super::moe_ffn::MoeParams;
+use super::{Role, Transformer, TransformerConfig, decode};
+use crate::arena::{Planner, Region, Slot};
+use crate::error::{Result, ensure, mul};
+use crate::layers::moe::{self, MAX_ASSIGNMENTS, Moe};
+use crate::ops::Kernels;
+
+/// Parameters of one block, in `state_dict` order.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct BlockParams {
+    pub(super) norm1: [Slot; 2],
+    /// q, k, v, o projections: weight and bias each.
+    pub(super) proj: [[Slot; 2]; 4],
+    pub(super) norm2: [Slot; 2],
+    /// Dense FFN (unused with MoE).
+    pub(super) fc1: [Slot; 2],
+    pub(super) fc2: [Slot; 2],
+    /// The MoE FFN, when configured.
+    pub(super) moe: Option<MoeParams>,
+    /// Decoder blocks: cross-attention's norm (`norm2`) and q/k/v/o projections.
+    pub(super) cross: Option<CrossParams>,
+}
+
+/// Cross-attention parameters of a decoder block.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct CrossParams {
+    pub(super) norm: [Slot; 2],
+    pub(super) proj: [[Slot; 2]; 4],
+}
+
+impl BlockParams {
+    fn plan(c: &TransformerConfig, cross: bool, p: &mut Planner) -> Result<Self> {
+        let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
+        // A weight (rows × cols) and its bias (rows).
+        let pair = |p: &mut Planner, rows: usize, cols: usize| -> Result<[Slot; 2]> {
+            Ok([p.take(Region::Params, mul(rows, cols)?)?, p.take(Region::Params, rows)?])
+        };
+        let norm1 = pair(p, e, 1)?;
+        let proj = [pair(p, e, e)?, pair(p, kv, e)?, pair(p, kv, e)?, pair(p, e, e)?];
+        let cross = if cross {
+            let norm = pair(p, e, 1)?;
+            Some(CrossParams {
+                norm,
+                proj: [pair(p, e, e)?, pair(p, kv, e)?, pair(p, kv, e)?, pair(p, e, e)?],
+            })
+        } else {
+            None
+        };
+        let norm2 = pair(p, e, 1)?;
+        let (fc1, fc2, moe) = match c.moe {
+            None => (pair(p, f, e)?, pair(p, e, f)?, None),
+            Some(m) => {
+                let router = p.take(Region::Params, mul(m.num_experts, e)?)?;
+                let mut expert0 = [Slot::default(); 4];
+                let mut stride = 0;
+                for ex in 0..m.num_experts {
+                    let [w1, b1] = pair(p, f, e)?;
+                    let [w2, b2] = pair(p, e, f)?;
+                    if ex == 0 {
+                        expert0 = [w1, b1, w2, b2];
+                    } else if ex == 1 {
+                        stride = w1.offset - expert0[0].offset;
+                    }
+                    // Experts are laid out identically, one stride apart.
+                    debug_assert_eq!(b2.offset, expert0[3].offset + ex * stride);
+                }
+                ([Slot::default(); 2], [Slot::default(); 2], Some(MoeParams { router, expert0, stride }))
+            }
+        };
+        Ok(BlockParams { norm1, proj, norm2, fc1, fc2, moe, cross })
+    }
+
+    fn shifted(&self, by: usize) -> Self {
+        let pair = |x: [Slot; 2]| x.map(|s| s.shifted(by));
+        BlockParams {
+            norm1: pair(self.norm1),
+            proj: self.proj.map(pair),
+            norm2: pair(self.norm2),
+            fc1: pair(self.fc1),
+            fc2: pair(self.fc2),
+            moe: self.moe.map(|m| MoeParams {
+                router: m.router.shifted(by),
+                expert0: m.expert0.map(|s| s.shifted(by)),
+                stride: m.stride,
+            }),
+            cross: self.cross.map(|c| CrossParams { norm: pair(c.norm), proj: c.proj.map(pair) }),
+        }
+    }
+}
+
+/// Activations of one block (training: one set per layer; inference: one set shared).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct BlockActs {
+    /// Residual stream entering the block, (N, E).
+    pub(super) res_in: Slot,
+    /// After the attention residual, (N, E); equals `res_in` in inference.
+    pub(super) res_mid: Slot,
+    /// Leaving the block, (N, E); equals `res_in` in inference.
+    pub(super) res_out: Slot,
+    /// norm1 output, (N, E), with its row statistics.
+    pub(super) h1: Slot,
+    pub(super) stats1: [Slot; 2],
+    pub(super) q: Slot,
+    pub(super) k: Slot,
+    pub(super) v: Slot,
+    /// Attention probabilities (B, H, T, T); unused in inference (a tile of scratch serves).
+    pub(super) att: Slot,
+    /// Attention output before o_proj, (N, E).
+    pub(super) ao: Slot,
+    pub(super) h2: Slot,
+    pub(super) stats2: [Slot; 2],
+    /// FFN pre- and post-activation, (N, F); `hid` unused in inference (in place).
+    pub(super) pre: Slot,
+    pub(super) hid: Slot,
+    /// Output of o_proj / fc2 before the residual add (inference only).
+    pub(super) tmp: Slot,
+    /// MoE routing table and expert activations (`moe::buffer_lens` order), and the call's
+    /// statistics: assignments, dropped, aux loss.
+    pub(super) moe: [Slot; 12],
+    pub(super) moe_stats: Slot,
+    /// Decoder blocks: cross-attention's activations.
+    pub(super) cross: Option<CrossActs>,
+}
+
+/// Cross-attention activations of a decoder block: the stream after it, its norm's output and
+/// statistics, q (from the decoder), k and v (from the memory), probabilities (Tsrc × T tiles),
+/// and its output before o_proj.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct CrossActs {
+    pub(super) res: Slot,
+    pub(super) h: Slot,
+    pub(super) stats: [Slot; 2],
+    pub(super) q: Slot,
+    pub(super) k: Slot,
+    pub(super) v: Slot,
+    pub(super) att: Slot,
+    pub(super) ao: Slot,
+}
+
+impl BlockActs {
+    /// The stream the FFN sub-layer reads: after cross-attention in decoder blocks.
+    pub(super) fn ffn_in(&self) -> Slot {
+        self.cross.map_or(self.res_mid, |x| x.res)
+    }
+
+    /// Lay out one block's activations: every buffer per layer in training, one shared set with a
+    /// `tmp` for the residual adds in inference. `(n, ne, nkv, nf)` are the token count and the
+    /// widths times tokens; `att_len` the probabilities of one layer.
+    fn plan(
+        p: &mut Planner,
+        training: bool,
+        res_in: Slot,
+        sizes: (usize, usize, usize, usize),
+        att_len: usize,
+        moe: Option<Moe>,
+        cross: Option<(usize, usize)>,
+    ) -> Result<Self> {
+        let (n, ne, nkv, nf) = sizes;
+        // With MoE the experts' hidden layers live in the routing buffers, not in pre/hid.
+        let nf = if moe.is_some() { 0 } else { nf };
+        let mut acts = |len: usize| p.take(Region::Acts, len);
+        let mut a = if training {
+            BlockActs {
+                res_in,
+                res_mid: acts(ne)?,
+                res_out: acts(ne)?,
+                h1: acts(ne)?,
+                stats1: [acts(n)?, acts(n)?],
+                q: acts(ne)?,
+                k: acts(nkv)?,
+                v: acts(nkv)?,
+                att: acts(att_len)?,
+                ao: acts(ne)?,
+                h2: acts(ne)?,
+                stats2: [acts(n)?, acts(n)?],
+                pre: acts(nf)?,
+                hid: acts(nf)?,
+                tmp: Slot::default(),
+                moe: [Slot::default(); 12],
+                moe_stats: Slot::default(),
+                cross: None,
+            }
+        } else {
+            let h = acts(ne)?;
+            let stats = [acts(n)?, acts(n)?];
+            BlockActs {
+                res_in,
+                res_mid: res_in,
+                res_out: res_in,
+                h1: h,
+                stats1: stats,
+                q: acts(ne)?,
+                k: acts(nkv)?,
+                v: acts(nkv)?,
+                att: Slot::default(),
+                ao: acts(ne)?,
+                h2: h,
+                stats2: stats,
+                pre: acts(nf)?,
+                hid: Slot::default(),
+                tmp: acts(ne)?,
+                moe: [Slot::default(); 12],
+                moe_stats: Slot::default(),
+                cross: None,
+            }
+        };
+        if let Some(d) = moe {
+            for (slot, len) in a.moe.iter_mut().zip(moe::buffer_lens(&d, n, training)) {
+                *slot = acts(len)?;
+            }
+            a.moe_stats = acts(3)?;
+        }
+        // Decoder blocks: (memory tokens × kv width, probabilities of one layer).
+        if let Some((src_kv, cross_att)) = cross {
+            a.cross = Some(if training {
+                CrossActs {
+                    res: acts(ne)?,
+                    h: acts(ne)?,
+                    stats: [acts(n)?, acts(n)?],
+                    q: acts(ne)?,
+                    k: acts(src_kv)?,
+                    v: acts(src_kv)?,
+                    att: acts(cross_att)?,
+                    ao: acts(ne)?,
+                }
+            } else {
+                // Inference shares the self-attention's buffers; only k and v differ in length.
+                CrossActs {
+                    res: a.res_in,
+                    h: a.h1,
+                    stats: a.stats1,
+                    q: a.q,
+                    k: acts(src_kv)?,
+                    v: acts(src_kv)?,
+                    att: Slot::default(),
+                    ao: a.ao,
+                }
+            });
+        }
+        Ok(a)
+    }
+
+    /// Block `i`'s activations, given block 0's and the stride; the stream entering block i > 0 is
+    /// the one leaving block i − 1.
+    fn of_block(&self, i: usize, stride: usize) -> Self {
+        let at = |s: Slot| s.shifted(i * stride);
+        let res_in = if i == 0 { self.res_in } else { self.res_out.shifted((i - 1) * stride) };
+        BlockActs {
+            res_in,
+            res_mid: at(self.res_mid),
+            res_out: at(self.res_out),
+            h1: at(self.h1),
+            stats1: self.stats1.map(at),
+            q: at(self.q),
+            k: at(self.k),
+            v: at(self.v),
+            att: at(self.att),
+            ao: at(self.ao),
+            h2: at(self.h2),
+            stats2: self.stats2.map(at),
+            pre: at(self.pre),
+            hid: at(self.hid),
+            tmp: at(self.tmp),
+            moe: self.moe.map(at),
+            moe_stats: at(self.moe_stats),
+            cross: self.cross.map(|x| CrossActs {
+                res: at(x.res),
+                h: at(x.h),
+                stats: x.stats.map(at),
+                q: at(x.q),
+                k: at(x.k),
+                v: at(x.v),
+                att: at(x.att),
+                ao: at(x.ao),
+            }),
+        }
+    }
+}
+
+/// Gradient buffers, one per kind, reused by every layer in backward.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Grads {
+    pub(super) dres: Slot,
+    pub(super) dh: Slot,
+    pub(super) dao: Slot,
+    pub(super) dq: Slot,
+    pub(super) dk: Slot,
+    pub(super) dv: Slot,
+    pub(super) dhid: Slot,
+    pub(super) dpre: Slot,
+    pub(super) dpooled: Slot,
+    pub(super) dout: Slot,
+    pub(super) dinp: Slot,
+    /// MoE gradient buffers (`moe::grad_buffer_lens` order).
+    pub(super) dmoe: [Slot; 6],
+    /// Decoder: gradients of cross-attention's k and v (memory tokens × kv width).
+    pub(super) dkx: Slot,
+    pub(super) dvx: Slot,
+}
+
+impl Transformer {
+    /// Check the config and lay out every tensor of a plain transformer for `max_batch` sequences
+    /// of at most `seq` tokens (`seq ≤ max_seq_len`, which sizes only `pos_embed`).
+    pub(crate) fn plan(
+        cfg: &TransformerConfig,
+        (max_batch, seq): (usize, usize),
+        training: bool,
+        p: &mut Planner,
+    ) -> Result<Self> {
+        Self::plan_role(cfg, Role::Plain, (max_batch, seq), training, p)
+    }
+
+    /// [`Transformer::plan`] for a stack of a given role (encoder-decoder halves).
+    pub(crate) fn plan_role(
+        cfg: &TransformerConfig,
+        role: Role,
+        (max_batch, t): (usize, usize),
+        training: bool,
+        p: &mut Planner,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        ensure(t > 0, "seq_len", "must be at least 1")?;
+        ensure(t <= cfg.max_seq_len, "seq_len", "must not exceed max_seq_len")?;
+        let (e, f, d) = (cfg.embed_dim, cfg.ffn_dim, cfg.attn());
+        let n = mul(max_batch, t)?; // tokens
+        if let Some(m) = cfg.moe {
+            // Routing tables index assignments with exact f32 integers.
+            ensure(mul(n, m.top_k)? <= MAX_ASSIGNMENTS, "moe", "routes more than 2^24 assignments per call")?;
+        }
+        let ne = mul(n, e)?;
+        let nkv = mul(n, d.kv_dim())?;
+        let nf = mul(n, f)?;
+        let tt = mul(t, t)?;
+        let max_src = match role {
+            Role::Decoder { max_src } => Some(max_src),
+            Role::Plain | Role::Encoder => None,
+        };
+        // Decoder blocks: (memory tokens × kv width, cross-attention probabilities of one layer).
+        let cross = match max_src {
+            Some(s) => {
+                Some((mul(mul(max_batch, s)?, d.kv_dim())?, mul(mul(max_batch, d.n_heads)?, mul(s, t)?)?))
+            }
+            None => None,
+        };
+        let input_proj = [p.take(Region::Params, mul(e, cfg.input_dim)?)?, p.take(Region::Params, e)?];
+        let pos_embed = p.take(Region::Params, mul(cfg.max_seq_len, e)?)?;
+        let res_in = p.take(Region::Acts, ne)?;
+        let mut block0: Option<(BlockParams, BlockActs)> = None;
+        let mut strides = (0, 0);
+        for i in 0..cfg.num_layers {
+            let params = BlockParams::plan(cfg, max_src.is_some(), p)?;
+            // Inference shares one set of activation buffers between all blocks.
+            let a = match block0 {
+                Some((_, a0)) if !training => a0,
+                _ => BlockActs::plan(
+                    p,
+                    training,
+                    res_in,
+                    (n, ne, nkv, nf),
+                    mul(mul(max_batch, d.n_heads)?, tt)?,
+                    cfg.moe_layer(),
+                    cross,
+                )?,
+            };
+            match block0 {
+                None => block0 = Some((params, a)),
+                Some((p0, a0)) => {
+                    if i == 1 {
+                        // 0 for shared inference buffers.
+                        strides = (
+                            params.norm1[0].offset - p0.norm1[0].offset,
+                            a.res_mid.offset - a0.res_mid.offset,
+                        );
+                    }
+                    // Every block is laid out like block 0, one stride further per block.
+                    debug_assert_eq!(params.norm2[1].offset, p0.norm2[1].offset + i * strides.0);
+                    debug_assert_eq!(a.h2.offset, a0.h2.offset + i * strides.1);
+                }
+            }
+        }
+        let block0 = block0.expect("validate() requires num_layers >= 1");
+        let final_norm = [p.take(Region::Params, e)?, p.take(Region::Params, e)?];
+        let has_head = role != Role::Encoder;
+        let head = if has_head {
+            [p.take(Region::Params, mul(cfg.output_dim, e)?)?, p.take(Region::Params, cfg.output_dim)?]
+        } else {
+            [Slot::default(); 2]
+        };
+        let hf = p.take(Region::Acts, ne)?;
+        let statsf = [p.take(Region::Acts, n)?, p.take(Region::Acts, n)?];
+        // Regression pools each sequence to one row for the head; autoregressive heads every token.
+        let out_rows = if !has_head {
+            0
+        } else if cfg.autoregressive {
+            n
+        } else {
+            max_batch
+        };
+        let pooled = if cfg.autoregressive || !has_head {
+            Slot::default()
+        } else {
+            p.take(Region::Acts, mul(max_batch, e)?)?
+        };
+        let out = p.take(Region::Acts, mul(out_rows, cfg.output_dim)?)?;
+        let g = if training {
+            let mut ag = |len: usize| p.take(Region::ActGrads, len);
+            Grads {
+                dres: ag(ne)?,
+                dh: ag(ne)?,
+                dao: ag(ne)?,
+                dq: ag(ne)?,
+                dk: ag(nkv)?,
+                dv: ag(nkv)?,
+                dhid: ag(if cfg.moe.is_some() { 0 } else { nf })?,
+                dpre: ag(if cfg.moe.is_some() { 0 } else { nf })?,
+                dpooled: if cfg.autoregressive || !has_head {
+                    Slot::default()
+                } else {
+                    ag(mul(max_batch, e)?)?
+                },
+                dout: ag(mul(out_rows, cfg.output_dim)?)?,
+                dinp: ag(mul(n, cfg.input_dim)?)?,
+                dmoe: match cfg.moe_layer() {
+                    Some(m) => {
+                        let mut slots = [Slot::default(); 6];
+                        for (slot, len) in slots.iter_mut().zip(moe::grad_buffer_lens(&m, n)) {
+                            *slot = ag(len)?;
+                        }
+                        slots
+                    }
+                    None => [Slot::default(); 6],
+                },
+                dkx: ag(cross.map_or(0, |c| c.0))?,
+                dvx: ag(cross.map_or(0, |c| c.0))?,
+            }
+        } else {
+            Grads::default()
+        };
+        // The layer says how much scratch it needs; t·t and e·t were checked above, which bounds
+        // scratch_len = (t + head_dim + 2)·t.
+        let attn_scratch =
+            p.take(Region::Scratch, d.scratch_len(t, t).max(d.scratch_len(t, max_src.unwrap_or(0))))?;
+        let decode = match cfg.kv_cache {
+            Some(dtype) => Some(decode::Decode::plan(cfg, dtype, (max_batch, t), max_src, p)?),
+            None => None,
+        };
+        Ok(Transformer {
+            role,
+            attn_scratch,
+            decode,
+            cfg: *cfg,
+            training,
+            input_proj,
+            pos_embed,
+            block0,
+            strides,
+            final_norm,
+            head,
+            hf,
+            statsf,
+            pooled,
+            out,
+            g,
+            kernels: Kernels::Auto,
+        })
+    }
+
+    /// Block `i`'s parameter and activation slots.
+    pub(super) fn block(&self, i: usize) -> (BlockParams, BlockActs) {
+        let (p0, a0) = &self.block0;
+        (p0.shifted(i * self.strides.0), a0.of_block(i, self.strides.1))
+    }
+}
