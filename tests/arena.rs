@@ -172,6 +172,44 @@ fn plan_equals_bytes_used_for_many_configs() {
     }
 }
 
+/// The compile-time sizes (`regkern_core::sizing`) equal the run-time plans for every config of
+/// [`configs`]: every architecture, optimizer, mode and planned length.
+#[test]
+fn const_sizes_equal_the_plans() {
+    use regkern_core::sizing;
+    for (cfg, mode, seq) in configs() {
+        let planned = Model::plan_for(&cfg, mode, seq).unwrap().report().total_floats();
+        let sized = match &cfg {
+            ModelConfig::Linear(c) => sizing::linear_floats(c.n_in, c.n_out, mode),
+            ModelConfig::Mlp(c) => sizing::mlp_floats(c.n_in, &c.latent_dims, c.n_out, mode),
+            ModelConfig::Transformer(c) => sizing::transformer_floats(c, mode, seq),
+            ModelConfig::EncoderDecoder(c) => sizing::encoder_decoder_floats(c, mode, seq),
+        };
+        assert_eq!(sized, planned, "{cfg:?} {mode:?} seq {seq}");
+    }
+    // And in a const: a firmware's static arena.
+    const MODE: Mode = Mode::Training { max_batch: 4, optimizer: Optimizer::adam(1e-3) };
+    const TINY: TransformerConfig = TransformerConfig {
+        input_dim: 1,
+        output_dim: 1,
+        embed_dim: 16,
+        ffn_dim: 32,
+        num_layers: 1,
+        num_heads: 4,
+        num_groups: 2,
+        attention: AttentionType::Gqa,
+        max_seq_len: 8,
+        ffn_act: Activation::Gelu,
+        autoregressive: false,
+        kv_cache: None,
+        moe: None,
+    };
+    const FLOATS: usize = sizing::transformer_floats(&TINY, MODE, 8);
+    static ARENA: [f32; FLOATS] = [0.0; FLOATS];
+    let model = Model::plan(&ModelConfig::Transformer(TINY), MODE).unwrap();
+    assert_eq!(ARENA.len(), model.report().total_floats());
+}
+
 #[test]
 fn inference_plans_reserve_nothing_for_training() {
     let m =

@@ -85,6 +85,7 @@ pub mod ops;
 pub mod optim;
 pub mod rng;
 pub mod schedule;
+pub mod sizing;
 pub mod train;
 
 #[cfg(any(test, feature = "testing"))]

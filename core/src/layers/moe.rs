@@ -94,21 +94,25 @@ impl Moe {
 
     /// Per-expert capacity for a call of `tokens` tokens (never more than `tokens`: a token
     /// picks an expert at most once).
-    pub fn capacity_for(&self, tokens: usize) -> usize {
+    /// A `const fn`, so that an arena can be sized at compile time ([`crate::sizing`]).
+    pub const fn capacity_for(&self, tokens: usize) -> usize {
         let c = match self.capacity {
             Capacity::Absolute(c) => c,
             Capacity::Factor(f) => {
                 // In f64, as the reference computes `ceil(factor * N * k / E)` with Python floats.
-                let raw = f64::from(f) * (tokens * self.top_k) as f64 / self.n_experts as f64;
-                libm::ceil(raw) as usize
+                let raw = f as f64 * (tokens * self.top_k) as f64 / self.n_experts as f64;
+                // ceil(raw) for raw >= 0 (as `libm::ceil`, which is not a const fn).
+                let floor = raw as usize;
+                if (floor as f64) < raw { floor.saturating_add(1) } else { floor }
             }
         };
-        c.min(tokens)
+        if c < tokens { c } else { tokens }
     }
 
     /// Most packed rows a call of up to `max_tokens` tokens can keep.
-    pub fn max_rows(&self, max_tokens: usize) -> usize {
-        (max_tokens * self.top_k).min(self.n_experts * self.capacity_for(max_tokens))
+    pub const fn max_rows(&self, max_tokens: usize) -> usize {
+        let (assigned, room) = (max_tokens * self.top_k, self.n_experts * self.capacity_for(max_tokens));
+        if assigned < room { assigned } else { room }
     }
 
     fn expert(&self) -> Ffn {
@@ -203,7 +207,7 @@ impl<'a> Buffers<'a> {
 
 /// Floats of each field of [`Buffers`] for calls of up to `max_tokens` tokens, in field order
 /// (`training` keeps `hid`).
-pub fn buffer_lens(d: &Moe, max_tokens: usize, training: bool) -> [usize; 12] {
+pub const fn buffer_lens(d: &Moe, max_tokens: usize, training: bool) -> [usize; 12] {
     let (n, k, e) = (max_tokens, d.top_k, d.n_experts);
     let rows = d.max_rows(max_tokens);
     let hid = if training { rows * d.n_hidden } else { 0 };
@@ -388,7 +392,7 @@ impl<'a> GradBuffers<'a> {
 }
 
 /// Floats of each field of [`GradBuffers`] for calls of up to `max_tokens` tokens.
-pub fn grad_buffer_lens(d: &Moe, max_tokens: usize) -> [usize; 6] {
+pub const fn grad_buffer_lens(d: &Moe, max_tokens: usize) -> [usize; 6] {
     let rows = d.max_rows(max_tokens);
     [
         rows * d.n_embd,

@@ -81,7 +81,7 @@ impl EncoderDecoderConfig {
         }
     }
 
-    fn stack(&self, layers: usize) -> TransformerConfig {
+    const fn stack(&self, layers: usize) -> TransformerConfig {
         TransformerConfig {
             input_dim: self.input_dim,
             output_dim: self.output_dim,
@@ -101,12 +101,12 @@ impl EncoderDecoderConfig {
 
     /// The encoder stack's config (non-causal): the widths, attention and FFN both stacks share,
     /// with `num_encoder_layers` blocks.
-    pub fn encoder(&self) -> TransformerConfig {
+    pub const fn encoder(&self) -> TransformerConfig {
         self.stack(self.num_encoder_layers)
     }
 
     /// The decoder stack's config: it reads targets, attends causally, predicts every position.
-    pub(crate) fn decoder(&self) -> TransformerConfig {
+    pub(crate) const fn decoder(&self) -> TransformerConfig {
         TransformerConfig {
             input_dim: self.output_dim,
             autoregressive: true,

@@ -172,7 +172,7 @@ impl TransformerConfig {
         Ok(())
     }
 
-    fn attn(&self) -> Attn {
+    pub(crate) const fn attn(&self) -> Attn {
         Attn {
             n_heads: self.num_heads,
             n_kv_heads: self.kv_heads(),
@@ -183,17 +183,20 @@ impl TransformerConfig {
     }
 
     /// The MoE layer's dims, when the FFNs are mixtures of experts.
-    fn moe_layer(&self) -> Option<Moe> {
-        self.moe.map(|m| Moe {
-            n_embd: self.embed_dim,
-            n_hidden: self.ffn_dim,
-            n_experts: m.num_experts,
-            top_k: m.top_k,
-            capacity: m.capacity,
-            alpha: m.alpha,
-            act: self.ffn_act,
-            kernels: Kernels::Auto,
-        })
+    pub(crate) const fn moe_layer(&self) -> Option<Moe> {
+        match self.moe {
+            Some(m) => Some(Moe {
+                n_embd: self.embed_dim,
+                n_hidden: self.ffn_dim,
+                n_experts: m.num_experts,
+                top_k: m.top_k,
+                capacity: m.capacity,
+                alpha: m.alpha,
+                act: self.ffn_act,
+                kernels: Kernels::Auto,
+            }),
+            None => None,
+        }
     }
 
     fn ffn(&self) -> Ffn {
