@@ -63,15 +63,16 @@ impl Firmware {
     /// the program with status 0 if `ok`, else 1.
     pub fn exit(mut self, ok: bool) -> ! {
         let (used, size) = stack_high_water();
-        let l = note("stack_high_water").dec(used as u64).word("of").dec(size as u64);
-        l.emit(&mut self);
+        note("stack_high_water").dec(used as u64).word("of").dec(size as u64).emit(&mut self);
         let calibrated = 2 * u64::from(CALIBRATION_ITERS);
-        let l = note("calibration").dec(calibrated).word("instructions").dec(self.calibration_ticks.into());
-        l.word("ticks").emit(&mut self);
+        let mut l = note("calibration");
+        l.dec(calibrated).word("instructions").dec(self.calibration_ticks.into()).word("ticks");
+        l.emit(&mut self);
         if self.steps > 0 && self.calibration_ticks > 0 {
             let per_step =
                 self.step_ticks * calibrated / (u64::from(self.calibration_ticks) * u64::from(self.steps));
-            let l = note("steps").dec(self.steps.into()).word("ticks").dec(self.step_ticks);
+            let mut l = note("steps");
+            l.dec(self.steps.into()).word("ticks").dec(self.step_ticks);
             l.word("instructions_per_step").dec(per_step).emit(&mut self);
         }
         exit(ok)
@@ -106,7 +107,9 @@ impl Platform for Firmware {
 
 /// A `#` line: a measurement, which the host does not print and CI's diff ignores.
 fn note(key: &str) -> Line {
-    Line::new("#").word(key)
+    let mut l = Line::new("#");
+    l.word(key);
+    l
 }
 
 /// End QEMU through semihosting: status 0 if `ok`, else 1.

@@ -69,6 +69,7 @@ pub fn finish(p: &mut impl Platform, result: Result<(), Failure>) -> bool {
 
 /// Print the bytes of every arena region of `model`, the total, and the static arena's size
 /// (`arena <region> <bytes>`, `arena total <planned> static <available>`).
+#[inline(never)] // a frame of its own, gone before the scenario runs
 pub fn report_arena(p: &mut impl Platform, label: &str, model: &Model, arena_floats: usize) {
     let r = model.report();
     for region in Region::ALL {

@@ -15,20 +15,25 @@
 
 use regkern_core::arena::{Layout, Slot};
 use regkern_core::layers::{Linear, activation, linear};
-use regkern_core::{Activation, Kernels, Mode, Model, Net};
+use regkern_core::{Activation, Kernels, Mode, Model, Net, sizing};
 
 use crate::{Failure, Line, Platform, fnv1a, mlp_train, portable, report_arena, weights};
 
-/// Rows per forward pass.
-pub const MAX_BATCH: usize = 4;
-/// Rows predicted (two passes).
+/// Rows per forward pass: two, as a sensor's firmware predicts a row or two at a time (each row
+/// more costs 128 bytes of arena and 32 of stack; the image's 4 KiB budget has ~50 to spare).
+pub const MAX_BATCH: usize = 2;
+/// Rows predicted (four passes).
 pub const ROWS: usize = weights::ROWS_Y.len();
 /// Features per row.
 const N_IN: usize = 8;
 
-/// Floats of the static arena of [`run_net`] and [`run_safetensors`] (see
-/// [`mlp_train::ARENA_FLOATS`] on why it is a number).
-pub const ARENA_FLOATS: usize = 480;
+/// Floats of the static arena of [`run_net`] and [`run_safetensors`], at compile time.
+pub const ARENA_FLOATS: usize = sizing::mlp_floats(
+    mlp_train::N_IN,
+    &mlp_train::HIDDEN,
+    mlp_train::N_OUT,
+    Mode::Inference { max_batch: MAX_BATCH },
+);
 
 /// Floats of the activation buffers [`run_layers`] needs: two ping-pong buffers as wide as the
 /// widest layer.
@@ -56,6 +61,9 @@ pub fn run_safetensors(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), F
     predict(p, |x, out| net.predict(x, out).map_err(Failure::from))
 }
 
+// Inlined into its callers: returning the `Net` through a frame of its own would put a second
+// copy of it on the stack.
+#[inline(always)]
 fn plan<'a>(p: &mut impl Platform, arena: &'a mut [f32]) -> Result<Net<'a>, Failure> {
     let model = Model::plan(&mlp_train::config(), Mode::Inference { max_batch: MAX_BATCH })?;
     report_arena(p, "mlp_infer", &model, arena.len());
@@ -64,8 +72,11 @@ fn plan<'a>(p: &mut impl Platform, arena: &'a mut [f32]) -> Result<Net<'a>, Fail
     Ok(net)
 }
 
-/// The weights as floats, converted at compile time: they stay in flash.
+/// The weights and rows as floats, converted at compile time: they stay in flash (and the rows
+/// are read in place, not copied to the stack).
 static PARAMS: [f32; weights::MLP_PARAMS.len()] = to_f32(&weights::MLP_PARAMS);
+static ROWS_X: [f32; weights::ROWS_X.len()] = to_f32(&weights::ROWS_X);
+static ROWS_Y: [f32; ROWS] = to_f32(&weights::ROWS_Y);
 
 const fn to_f32<const N: usize>(bits: &[u32; N]) -> [f32; N] {
     let mut out = [0.0; N];
@@ -138,23 +149,19 @@ pub fn run_layers(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failur
 /// Predict the rows in batches of [`MAX_BATCH`] with `forward` (x: n × 8 → out: n); print each
 /// prediction beside its target and the MSE beside that of predicting the rows' mean target.
 /// Fails unless the model beats the mean.
+#[inline(never)]
 fn predict(
     p: &mut impl Platform,
     mut forward: impl FnMut(&[f32], &mut [f32]) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let mut out = [0.0f32; ROWS];
-    let mut x = [0.0f32; MAX_BATCH * N_IN];
     for (batch, ob) in out.chunks_mut(MAX_BATCH).enumerate() {
-        let rows = &weights::ROWS_X[batch * MAX_BATCH * N_IN..][..ob.len() * N_IN];
-        for (v, &bits) in x.iter_mut().zip(rows) {
-            *v = f32::from_bits(bits);
-        }
-        forward(&x[..ob.len() * N_IN], ob)?;
+        forward(&ROWS_X[batch * MAX_BATCH * N_IN..][..ob.len() * N_IN], ob)?;
     }
-    let y = weights::ROWS_Y.map(f32::from_bits);
+    let y = &ROWS_Y;
     let mean = y.iter().sum::<f32>() / ROWS as f32;
     let (mut model_se, mut mean_se) = (0.0f32, 0.0f32);
-    for (i, (&o, &t)) in out.iter().zip(&y).enumerate() {
+    for (i, (&o, &t)) in out.iter().zip(y).enumerate() {
         Line::new("predict").dec(i as u64).f32(o).f32(t).emit(p);
         (model_se, mean_se) = (model_se + (o - t) * (o - t), mean_se + (mean - t) * (mean - t));
     }

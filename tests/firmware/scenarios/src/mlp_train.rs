@@ -8,7 +8,7 @@
 
 use regkern_core::{
     Activation, DataLoader, MlpConfig, Mode, Model, ModelConfig, Net, Optimizer, Region, Schedule, Synthetic,
-    Task, TrainConfig, Trainer,
+    Task, TrainConfig, Trainer, sizing,
 };
 
 use crate::{Failure, LossLog, Platform, fnv1a, portable, report_arena};
@@ -26,20 +26,26 @@ pub const SEED: u64 = 13;
 /// Adam's learning rate.
 pub const LR: f32 = 1e-2;
 
-/// Floats of the static arena this scenario needs.
-///
-/// `Model::plan` is not a `const fn` yet, so this is the number its `report().total_floats()`
-/// gives (the run prints the bytes as `arena mlp total`); the host test
-/// `static_arenas_equal_the_plans` pins it to the plan, and `Net::new` fails with
-/// `ArenaTooSmall` if the plan outgrows it. When core offers a const plan size, compute it here.
-pub const ARENA_FLOATS: usize = 2992;
+/// Input features, hidden widths, outputs.
+pub const N_IN: usize = 8;
+/// Widths of the hidden layers.
+pub const HIDDEN: [usize; 2] = [16, 8];
+/// Outputs.
+pub const N_OUT: usize = 1;
+/// What the model is planned for.
+pub const MODE: Mode = Mode::Training { max_batch: BATCH, optimizer: Optimizer::adam(LR) };
+
+/// Floats of the static arena this scenario needs, computed at compile time from the config
+/// (`regkern_core::sizing`, which a core test holds equal to `Model::plan`'s report).
+pub const ARENA_FLOATS: usize = sizing::mlp_floats(N_IN, &HIDDEN, N_OUT, MODE);
 
 /// The model: 8 → 16 → 8 → 1, relu between hidden layers.
 pub fn config() -> ModelConfig {
     // `latent_dims` is a `heapless::Vec`, which core does not re-export: fill it through its
     // methods so the firmware needs no dependency beyond core and cortex-m.
-    let mut cfg = MlpConfig { n_in: 8, latent_dims: Default::default(), n_out: 1, act: Activation::Relu };
-    for d in [16, 8] {
+    let mut cfg =
+        MlpConfig { n_in: N_IN, latent_dims: Default::default(), n_out: N_OUT, act: Activation::Relu };
+    for d in HIDDEN {
         // Two widths fit: MAX_HIDDEN is 16.
         let _ = cfg.latent_dims.push(d);
     }
@@ -49,8 +55,7 @@ pub fn config() -> ModelConfig {
 /// Train and print; on success the trained parameters are the first `Ok(n)` floats of `arena`
 /// (the params region comes first in every arena).
 pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<usize, Failure> {
-    let optimizer = Optimizer::adam(LR);
-    let model = Model::plan(&config(), Mode::Training { max_batch: BATCH, optimizer })?;
+    let model = Model::plan(&config(), MODE)?;
     report_arena(p, "mlp", &model, arena.len());
     let params = model.report().floats(Region::Params);
     let mut net = Net::new(model, arena)?;
@@ -60,7 +65,7 @@ pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<usize, Failure> {
     let mut order = [0u32; TRAIN];
     let mut loader = DataLoader::new(&mut order, BATCH, true, SEED)?;
     let schedule = TrainConfig { epochs: EPOCHS, schedule: Schedule::Constant, clip_grad_norm: None };
-    let mut trainer = Trainer::new(net, optimizer, schedule)?;
+    let mut trainer = Trainer::new(net, Optimizer::adam(LR), schedule)?;
     let mut log = LossLog::new(p);
     log.p.step_start();
     let summary = trainer.fit(&train, None, &mut loader, &mut log)?;

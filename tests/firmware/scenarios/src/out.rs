@@ -20,7 +20,9 @@ pub const LINE_CAP: usize = 96;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// A line under construction. Fields are separated by single spaces.
+/// A line under construction. Fields are separated by single spaces. The builder methods take
+/// and return `&mut Line`, so a chain builds one line in place rather than moving a copy per
+/// field across a microcontroller's stack.
 pub struct Line {
     buf: [u8; LINE_CAP],
     len: usize,
@@ -51,14 +53,14 @@ impl Line {
     }
 
     /// A word.
-    pub fn word(mut self, w: &str) -> Self {
+    pub fn word(&mut self, w: &str) -> &mut Self {
         self.sep();
         self.push(w.as_bytes());
         self
     }
 
     /// A u32 as 8 hex digits.
-    pub fn hex(mut self, v: u32) -> Self {
+    pub fn hex(&mut self, v: u32) -> &mut Self {
         self.sep();
         for i in (0..8).rev() {
             self.push(&[HEX[(v >> (4 * i)) as usize & 0xf]]);
@@ -67,19 +69,19 @@ impl Line {
     }
 
     /// An f32 as the 8 hex digits of its bits.
-    pub fn f32(self, v: f32) -> Self {
+    pub fn f32(&mut self, v: f32) -> &mut Self {
         self.hex(v.to_bits())
     }
 
     /// An unsigned integer in decimal.
-    pub fn dec(mut self, v: u64) -> Self {
+    pub fn dec(&mut self, v: u64) -> &mut Self {
         self.sep();
         self.digits(v);
         self
     }
 
     /// A signed integer in decimal.
-    pub fn int(mut self, v: i64) -> Self {
+    pub fn int(&mut self, v: i64) -> &mut Self {
         self.sep();
         if v < 0 {
             self.push(b"-");
@@ -108,7 +110,7 @@ impl Line {
     }
 
     /// Hand the line to `p`.
-    pub fn emit(self, p: &mut impl Platform) {
+    pub fn emit(&self, p: &mut impl Platform) {
         p.line(self.as_bytes());
     }
 }
@@ -132,7 +134,8 @@ mod tests {
 
     #[test]
     fn fields_are_spaced_and_exact() {
-        let l = Line::new("loss").dec(0).dec(1234567).f32(1.0).hex(0xdead_beef).int(-42).int(7);
+        let mut l = Line::new("loss");
+        l.dec(0).dec(1234567).f32(1.0).hex(0xdead_beef).int(-42).int(7);
         assert_eq!(l.as_bytes(), b"loss 0 1234567 3f800000 deadbeef -42 7");
     }
 
@@ -140,7 +143,7 @@ mod tests {
     fn a_long_line_is_cut_visibly() {
         let mut l = Line::new("x");
         for _ in 0..40 {
-            l = l.hex(0);
+            l.hex(0);
         }
         assert_eq!(l.as_bytes().len(), LINE_CAP);
         assert_eq!(*l.as_bytes().last().unwrap(), b'~');

@@ -5,8 +5,8 @@
 //! y = Σx / √8.
 
 use regkern_core::{
-    AttentionType, DataLoader, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic, Task,
-    TrainConfig, Trainer, TransformerConfig,
+    Activation, AttentionType, DataLoader, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic,
+    Task, TrainConfig, Trainer, TransformerConfig, sizing,
 };
 
 use crate::{Failure, Line, LossLog, Platform, fnv1a, portable, report_arena};
@@ -26,28 +26,38 @@ pub const SEED: u64 = 13;
 /// Adam's learning rate.
 pub const LR: f32 = 3e-3;
 
-/// Floats of the static arena (see [`crate::mlp_train::ARENA_FLOATS`] on why it is a number).
-pub const ARENA_FLOATS: usize = 21600;
+/// What the model is planned for.
+pub const MODE: Mode = Mode::Training { max_batch: BATCH, optimizer: Optimizer::adam(LR) };
+
+/// Floats of the static arena, at compile time (`regkern_core::sizing`).
+pub const ARENA_FLOATS: usize = sizing::transformer_floats(&CONFIG, MODE, SEQ);
 
 /// The model: E 16, F 32, 1 layer, H 4, G 2 (GQA), GELU, mean-pooled regression head.
+pub const CONFIG: TransformerConfig = TransformerConfig {
+    input_dim: 1,
+    output_dim: 1,
+    embed_dim: 16,
+    ffn_dim: 32,
+    num_layers: 1,
+    num_heads: 4,
+    num_groups: 2,
+    attention: AttentionType::Gqa,
+    max_seq_len: SEQ,
+    ffn_act: Activation::Gelu,
+    autoregressive: false,
+    kv_cache: None,
+    moe: None,
+};
+
+/// The model's config ([`CONFIG`]).
 pub fn config() -> TransformerConfig {
-    TransformerConfig {
-        embed_dim: 16,
-        ffn_dim: 32,
-        num_layers: 1,
-        num_heads: 4,
-        num_groups: 2,
-        attention: AttentionType::Gqa,
-        max_seq_len: SEQ,
-        ..TransformerConfig::default()
-    }
+    CONFIG
 }
 
 /// Train and print: every step's loss, 10-step means, the validation loss and a checksum.
 pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
     let optimizer = Optimizer::adam(LR);
-    let model =
-        Model::plan(&ModelConfig::Transformer(config()), Mode::Training { max_batch: BATCH, optimizer })?;
+    let model = Model::plan(&ModelConfig::Transformer(CONFIG), MODE)?;
     report_arena(p, "seqsum", &model, arena.len());
     let mut net = Net::new(model, arena)?;
     portable(&mut net);

@@ -11,8 +11,8 @@ use regkern_core::data::SINE_LEN;
 use regkern_core::layers::KvDtype;
 use regkern_core::models::{Context, Generate};
 use regkern_core::{
-    AttentionType, DataLoader, Dataset, Mode, Model, ModelConfig, Net, Optimizer, Region, Schedule,
-    Synthetic, Task, TrainConfig, Trainer, TransformerConfig,
+    Activation, AttentionType, DataLoader, Dataset, Mode, Model, ModelConfig, Net, Optimizer, Region,
+    Schedule, Synthetic, Task, TrainConfig, Trainer, TransformerConfig, sizing,
 };
 
 use crate::{Failure, Line, LossLog, Platform, fnv1a, max_abs_diff, portable, report_arena};
@@ -38,13 +38,26 @@ pub const STEPS: usize = 8;
 /// Largest |cached − uncached| accepted with an f32 cache.
 pub const F32_CACHE_TOL: f32 = 1e-5;
 
-/// Floats of the static arena: the saved parameters, then the largest of the three plans (see
-/// [`crate::mlp_train::ARENA_FLOATS`] on why it is a number).
-pub const ARENA_FLOATS: usize = 39280;
+/// What the model is trained for.
+pub const MODE: Mode = Mode::Training { max_batch: BATCH, optimizer: Optimizer::adam(LR) };
+/// What it generates with.
+pub const GEN_MODE: Mode = Mode::Inference { max_batch: GEN_N };
+
+/// Floats of the static arena, at compile time (`regkern_core::sizing`): the saved parameters,
+/// then the largest of the three plans.
+pub const ARENA_FLOATS: usize = {
+    let train = sizing::transformer_floats(&config(None), MODE, SEQ);
+    let f32_cache = sizing::transformer_floats(&config(Some(KvDtype::F32)), GEN_MODE, SEQ);
+    let f16_cache = sizing::transformer_floats(&config(Some(KvDtype::F16)), GEN_MODE, SEQ);
+    let widest = if train > f32_cache { train } else { f32_cache };
+    sizing::transformer_param_floats(&config(None)) + if widest > f16_cache { widest } else { f16_cache }
+};
 
 /// The model: autoregressive (causal, a prediction per position), GELU FFN.
-pub fn config(kv_cache: Option<KvDtype>) -> TransformerConfig {
+pub const fn config(kv_cache: Option<KvDtype>) -> TransformerConfig {
     TransformerConfig {
+        input_dim: 1,
+        output_dim: 1,
         embed_dim: 16,
         ffn_dim: 32,
         num_layers: 1,
@@ -52,9 +65,10 @@ pub fn config(kv_cache: Option<KvDtype>) -> TransformerConfig {
         num_groups: 2,
         attention: AttentionType::Gqa,
         max_seq_len: SEQ,
+        ffn_act: Activation::Gelu,
         autoregressive: true,
         kv_cache,
-        ..TransformerConfig::default()
+        moe: None,
     }
 }
 
@@ -86,8 +100,7 @@ impl Dataset for Prefix<'_> {
 /// Train, generate three ways, compare and print.
 pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
     let optimizer = Optimizer::adam(LR);
-    let train_model =
-        Model::plan(&ModelConfig::Transformer(config(None)), Mode::Training { max_batch: BATCH, optimizer })?;
+    let train_model = Model::plan(&ModelConfig::Transformer(config(None)), MODE)?;
     let n_params = train_model.report().floats(Region::Params);
     if n_params > arena.len() {
         return Err(regkern_core::Error::ArenaTooSmall { needed: n_params * 4, got: arena.len() * 4 }.into());
@@ -125,10 +138,7 @@ pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
     let (mut cached, mut uncached, mut half) =
         ([0.0f32; GEN_N * STEPS], [0.0; GEN_N * STEPS], [0.0; GEN_N * STEPS]);
     for (dtype, label) in [(KvDtype::F32, "gen_f32"), (KvDtype::F16, "gen_f16")] {
-        let model = Model::plan(
-            &ModelConfig::Transformer(config(Some(dtype))),
-            Mode::Inference { max_batch: GEN_N },
-        )?;
+        let model = Model::plan(&ModelConfig::Transformer(config(Some(dtype))), GEN_MODE)?;
         report_arena(p, label, &model, arena.len());
         let mut net = Net::new(model, arena)?;
         portable(&mut net);
