@@ -48,8 +48,8 @@ fn bench_moe(c: &mut Criterion) {
                 bufs.iter_mut().map(|v| &mut v[..]).collect::<Vec<_>>().try_into().expect("12 buffers");
             let mut b = moe::Buffers::from_slices(b);
             let stats = moe::forward(&mut out, &mut b, black_box(&x), &router, (&experts, layout), d, TOKENS);
-            let g: [&mut [f32]; 6] =
-                grads.iter_mut().map(|v| &mut v[..]).collect::<Vec<_>>().try_into().expect("6 buffers");
+            let g: [&mut [f32]; 5] =
+                grads.iter_mut().map(|v| &mut v[..]).collect::<Vec<_>>().try_into().expect("5 buffers");
             moe::backward(
                 &mut dx,
                 (&mut dr, &mut de),
@@ -75,13 +75,13 @@ fn bench_dense(c: &mut Criterion) {
     let mut dw: Vec<Vec<f32>> = w.iter().map(|v| vec![0.0; v.len()]).collect();
     let (mut out, mut pre, mut hid, mut dx) =
         (vec![0.0; n * C], vec![0.0; n * F], vec![0.0; n * F], vec![0.0; n * C]);
-    let (mut dhid, mut dpre) = (vec![0.0; n * F], vec![0.0; n * F]);
+    let mut dhid = vec![0.0; n * F];
     c.bench_function("moe/layer/dense/2048", |bench| {
         bench.iter(|| {
             let weights = [&w[0][..], &w[1], &w[2], &w[3]];
             ffn::forward(&mut out, &mut pre, Some(&mut hid), black_box(&x), weights, d);
             let [a, b, cc, e] = &mut dw[..] else { unreachable!("four tensors") };
-            ffn::backward(&mut dx, [a, b, cc, e], &mut dhid, &mut dpre, &dout, [&x, &pre, &hid], weights, d);
+            ffn::backward(&mut dx, [a, b, cc, e], &mut dhid, &dout, [&x, &pre, &hid], weights, d);
         })
     });
 }

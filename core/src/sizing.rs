@@ -59,6 +59,11 @@ const fn slot(len: usize) -> usize {
     }
 }
 
+/// The larger of `a` and `b`.
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
 /// A weight (`rows × cols`) and its bias (`rows`).
 const fn pair(rows: usize, cols: usize) -> usize {
     add(slot(mul(rows, cols)), slot(rows))
@@ -137,7 +142,7 @@ pub use transformer::encoder_decoder_floats;
 
 #[cfg(feature = "transformer")]
 mod transformer {
-    use super::{Sizes, add, mul, pair, slot, slots};
+    use super::{Sizes, add, max, mul, pair, slot, slots};
     use crate::layers::KvDtype;
     use crate::layers::moe;
     use crate::models::{Mode, TransformerConfig};
@@ -283,17 +288,21 @@ mod transformer {
             add(add(slot(ne), mul(2, slot(n))), add(pooled, slot(mul(out_rows, cfg.output_dim)))),
         );
         if training {
-            // dres, dh, dao, dq; dk, dv; dhid, dpre; dpooled, dout, dinp.
-            let mut g = add(add(mul(4, slot(ne)), mul(2, slot(nkv))), mul(2, slot(nf)));
-            g = add(g, add(pooled, add(slot(mul(out_rows, cfg.output_dim)), slot(mul(n, cfg.input_dim)))));
+            // dres; then one work region for the longest sub-layer's set: the head's (dh, dout,
+            // dpooled), an FFN's (dh, dhid, MoE's), an attention's (dao = dh, dq, dk, dv, and a
+            // decoder's cross k and v) or the input projection's (dinp).
+            let head_set = add(slot(ne), add(slot(mul(out_rows, cfg.output_dim)), pooled));
+            let mut ffn_set = add(slot(ne), slot(nf));
             if let Some(m) = moe {
-                g = add(g, slots(&moe::grad_buffer_lens(&m, n)));
+                ffn_set = add(ffn_set, slots(&moe::grad_buffer_lens(&m, n)));
             }
             let cross_kv = match max_src {
                 Some(src) => mul(mul(b, src), kv),
                 None => 0,
             };
-            s.act_grads = add(s.act_grads, add(g, mul(2, slot(cross_kv))));
+            let attn_set = add(add(mul(2, slot(ne)), mul(2, slot(nkv))), mul(2, slot(cross_kv)));
+            let work = max(max(head_set, ffn_set), max(attn_set, slot(mul(n, cfg.input_dim))));
+            s.act_grads = add(s.act_grads, add(slot(ne), work));
         }
         let src = match max_src {
             Some(src) => src,

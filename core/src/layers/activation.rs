@@ -110,6 +110,28 @@ pub fn backward(dinp: &mut [f32], dout: &[f32], inp: &[f32], out: &[f32], act: A
     )
 }
 
+/// `d ← d · f'(inp)` in place: a gradient with respect to the output becomes one with respect
+/// to the input, in the same buffer (an FFN's d(hidden) becomes its d(pre-activation)).
+pub fn backward_inplace(d: &mut [f32], inp: &[f32], out: &[f32], act: Activation) {
+    debug_assert!(d.len() == inp.len() && inp.len() == out.len());
+    vectorized(
+        #[inline(always)]
+        || match act {
+            Activation::Relu => scale_with(d, inp, out, |x, y| Activation::Relu.derivative(x, y)),
+            Activation::Tanh => scale_with(d, inp, out, |x, y| Activation::Tanh.derivative(x, y)),
+            Activation::Gelu => scale_with(d, inp, out, |x, y| Activation::Gelu.derivative(x, y)),
+        },
+    )
+}
+
+/// `d ·= f(inp, out)`, monomorphised per activation.
+#[inline(always)]
+fn scale_with(d: &mut [f32], inp: &[f32], out: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for ((g, &x), &y) in d.iter_mut().zip(inp).zip(out) {
+        *g *= f(x, y);
+    }
+}
+
 /// `dinp += dout · f(inp, out)`, monomorphised per activation so each loop vectorises.
 #[inline(always)]
 fn backward_with(dinp: &mut [f32], dout: &[f32], inp: &[f32], out: &[f32], f: impl Fn(f32, f32) -> f32) {

@@ -59,13 +59,13 @@ pub fn forward(
 }
 
 /// Backward of [`forward`]. Accumulates (`+=`) into `dinp` and the four parameter gradients
-/// `dw` (same order as [`Weights`]); `dhid` and `dpre` (n, f) are overwritten as scratch.
+/// `dw` (same order as [`Weights`]); `dhid` (n, f) is overwritten as scratch: d(hidden), then
+/// in place d(pre-activation).
 #[allow(clippy::too_many_arguments)] // input grad, param grads, two scratch grads, dout, saved, weights
 pub fn backward(
     dinp: &mut [f32],
     dw: [&mut [f32]; 4],
     dhid: &mut [f32],
-    dpre: &mut [f32],
     dout: &[f32],
     saved: [&[f32]; 3],
     w: Weights<'_>,
@@ -75,9 +75,8 @@ pub fn backward(
     let [dw1, db1, dw2, db2] = dw;
     dhid.fill(0.0);
     linear::backward(Some(dhid), dw2, db2, dout, hid, w[2], d.fc2());
-    dpre.fill(0.0);
-    activation::backward(dpre, dhid, pre, hid, d.act);
-    linear::backward(Some(dinp), dw1, db1, dpre, inp, w[0], d.fc1());
+    activation::backward_inplace(dhid, pre, hid, d.act);
+    linear::backward(Some(dinp), dw1, db1, dhid, inp, w[0], d.fc1());
 }
 
 #[cfg(test)]
@@ -112,11 +111,11 @@ mod tests {
 
         let mut dx = vec![0.0; n * 4];
         let mut dparams: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
-        let (mut dhid, mut dpre) = (vec![0.0; n * 6], vec![0.0; n * 6]);
+        let mut dhid = vec![0.0; n * 6];
         {
             let [a, b, c, e] = &mut dparams[..] else { unreachable!() };
             let w = [&params[0][..], &params[1], &params[2], &params[3]];
-            backward(&mut dx, [a, b, c, e], &mut dhid, &mut dpre, &r, [&x, &pre, &hid], w, d);
+            backward(&mut dx, [a, b, c, e], &mut dhid, &r, [&x, &pre, &hid], w, d);
         }
         let p0 = params.clone();
         assert!(grad_check(&mut x, &dx, |x| weighted_sum(&run(x, &p0).0, &r)) < 1e-3);

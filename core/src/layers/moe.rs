@@ -373,10 +373,8 @@ pub struct GradBuffers<'a> {
     pub dyout: &'a mut [f32],
     /// d(gathered inputs), rows × C.
     pub dxin: &'a mut [f32],
-    /// d(hidden post-activation), rows × F.
+    /// d(hidden post-activation), then in place d(pre-activation), rows × F.
     pub dhid: &'a mut [f32],
-    /// d(hidden pre-activation), rows × F.
-    pub dpre: &'a mut [f32],
     /// d(gates), N × k.
     pub dgate: &'a mut [f32],
     /// d(probs), then d(router logits), N × E.
@@ -384,24 +382,17 @@ pub struct GradBuffers<'a> {
 }
 
 impl<'a> GradBuffers<'a> {
-    /// The buffers over six slices in [`grad_buffer_lens`] order.
-    pub fn from_slices(s: [&'a mut [f32]; 6]) -> Self {
-        let [dyout, dxin, dhid, dpre, dgate, dprobs] = s;
-        GradBuffers { dyout, dxin, dhid, dpre, dgate, dprobs }
+    /// The buffers over five slices in [`grad_buffer_lens`] order.
+    pub fn from_slices(s: [&'a mut [f32]; 5]) -> Self {
+        let [dyout, dxin, dhid, dgate, dprobs] = s;
+        GradBuffers { dyout, dxin, dhid, dgate, dprobs }
     }
 }
 
 /// Floats of each field of [`GradBuffers`] for calls of up to `max_tokens` tokens.
-pub const fn grad_buffer_lens(d: &Moe, max_tokens: usize) -> [usize; 6] {
+pub const fn grad_buffer_lens(d: &Moe, max_tokens: usize) -> [usize; 5] {
     let rows = d.max_rows(max_tokens);
-    [
-        rows * d.n_embd,
-        rows * d.n_embd,
-        rows * d.n_hidden,
-        rows * d.n_hidden,
-        max_tokens * d.top_k,
-        max_tokens * d.n_experts,
-    ]
+    [rows * d.n_embd, rows * d.n_embd, rows * d.n_hidden, max_tokens * d.top_k, max_tokens * d.n_experts]
 }
 
 /// Backward of [`forward`] (training buffers). Accumulates (`+=`) into `dinp`, `dw_router` and
@@ -440,14 +431,13 @@ pub fn backward(
             continue;
         }
         let saved = [&b.xin[r0 * c..][..len * c], &b.pre[r0 * f..][..len * f], &b.hid[r0 * f..][..len * f]];
-        let (dhid, dpre) = (&mut g.dhid[r0 * f..][..len * f], &mut g.dpre[r0 * f..][..len * f]);
+        let dhid = &mut g.dhid[r0 * f..][..len * f];
         let dy = &g.dyout[r0 * c..][..len * c];
         let dw = expert_grads(dexperts, layout, &d, e);
         ffn::backward(
             &mut g.dxin[r0 * c..][..len * c],
             dw,
             dhid,
-            dpre,
             dy,
             saved,
             expert_weights(experts, layout, &d, e),
@@ -647,8 +637,8 @@ mod tests {
             let (mut dx, mut dr, mut de) =
                 (vec![0.0; x.len()], vec![0.0; router.len()], vec![0.0; experts.len()]);
             let mut gb: Vec<Vec<f32>> = grad_buffer_lens(&d, n).iter().map(|&l| vec![0.0; l]).collect();
-            let [dyout, dxin, dhid, dpre, dgate, dprobs] = &mut gb[..] else { unreachable!("six buffers") };
-            let g = GradBuffers { dyout, dxin, dhid, dpre, dgate, dprobs };
+            let [dyout, dxin, dhid, dgate, dprobs] = &mut gb[..] else { unreachable!("five buffers") };
+            let g = GradBuffers { dyout, dxin, dhid, dgate, dprobs };
             backward(
                 &mut dx,
                 (&mut dr, &mut de),

@@ -80,17 +80,9 @@ impl Transformer {
         let (ne, skv) = (n * e, src * d.kv_dim());
         let p = |s: Slot| &w[s.range()];
         let act = |s: Slot, len: usize| &acts[s.prefix(len)];
-        let [dres, dao, dq, dk, dv, dh, dmem] = disjoint(
+        let [dres, dao, dq, dk, dv] = disjoint(
             ag,
-            [
-                g.dres.prefix(ne),
-                g.dao.prefix(ne),
-                g.dq.prefix(ne),
-                g.dkx.prefix(skv),
-                g.dvx.prefix(skv),
-                g.dh.prefix(ne),
-                mem.grads.prefix(src * e),
-            ],
+            [g.dres.prefix(ne), g.dao.prefix(ne), g.dq.prefix(ne), g.dkx.prefix(skv), g.dvx.prefix(skv)],
         );
         let [dw, db] = disjoint(grads, [xp.proj[3][0].range(), xp.proj[3][1].range()]);
         dao.fill(0.0);
@@ -103,7 +95,18 @@ impl Transformer {
         let work = &mut scratch[self.attn_scratch.range()];
         attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, (seq, mem.len));
         // q came from the decoder's norm; k and v from the memory, whose gradient accumulates over
-        // every decoder block.
+        // every decoder block. dh takes dao's place, now consumed.
+        let [dres, dq, dk, dv, dh, dmem] = disjoint(
+            ag,
+            [
+                g.dres.prefix(ne),
+                g.dq.prefix(ne),
+                g.dkx.prefix(skv),
+                g.dvx.prefix(skv),
+                g.dh.prefix(ne),
+                mem.grads.prefix(src * e),
+            ],
+        );
         dh.fill(0.0);
         let [dw, db] = disjoint(grads, [xp.proj[0][0].range(), xp.proj[0][1].range()]);
         linear::backward(Some(&mut *dh), dw, db, dq, act(xa.h, ne), p(xp.proj[0][0]), self.lin(e, e));
@@ -185,7 +188,6 @@ impl Transformer {
                     g.dmoe[2].range(),
                     g.dmoe[3].range(),
                     g.dmoe[4].range(),
-                    g.dmoe[5].range(),
                 ],
             );
             dh.fill(0.0);
@@ -205,14 +207,13 @@ impl Transformer {
                 n,
             );
         } else {
-            let [dres, dh, dhid, dpre] =
-                disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne), g.dhid.prefix(nf), g.dpre.prefix(nf)]);
+            let [dres, dh, dhid] = disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne), g.dhid.prefix(nf)]);
             let [dw1, db1, dw2, db2] =
                 disjoint(grads, [bp.fc1[0].range(), bp.fc1[1].range(), bp.fc2[0].range(), bp.fc2[1].range()]);
             dh.fill(0.0);
             let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
             let saved = [act(a.h2, ne), act(a.pre, nf), act(a.hid, nf)];
-            ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dpre, dres, saved, weights, self.ffn());
+            ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dres, saved, weights, self.ffn());
         }
         let [dres, dh] = disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne)]);
         let [dln_w, dln_b] = disjoint(grads, [bp.norm2[0].range(), bp.norm2[1].range()]);
@@ -225,16 +226,9 @@ impl Transformer {
         }
 
         // Attention: o_proj, attention, q/k/v projections, norm1.
-        let [dres, dao, dq, dk, dv, dh] = disjoint(
+        let [dres, dao, dq, dk, dv] = disjoint(
             ag,
-            [
-                g.dres.prefix(ne),
-                g.dao.prefix(ne),
-                g.dq.prefix(ne),
-                g.dk.prefix(nkv),
-                g.dv.prefix(nkv),
-                g.dh.prefix(ne),
-            ],
+            [g.dres.prefix(ne), g.dao.prefix(ne), g.dq.prefix(ne), g.dk.prefix(nkv), g.dv.prefix(nkv)],
         );
         let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
         dao.fill(0.0);
@@ -246,6 +240,11 @@ impl Transformer {
         let qkv = [act(a.q, ne), act(a.k, nkv), act(a.v, nkv)];
         let work = &mut scratch[self.attn_scratch.range()];
         attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, (seq, seq));
+        // dh takes dao's place, now consumed.
+        let [dres, dq, dk, dv, dh] = disjoint(
+            ag,
+            [g.dres.prefix(ne), g.dq.prefix(ne), g.dk.prefix(nkv), g.dv.prefix(nkv), g.dh.prefix(ne)],
+        );
         dh.fill(0.0);
         let h1 = act(a.h1, ne);
         for (j, (dy, width)) in [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())].into_iter().enumerate() {

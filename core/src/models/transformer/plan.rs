@@ -3,7 +3,7 @@
 
 use super::moe_ffn::MoeParams;
 use super::{Role, Transformer, TransformerConfig, decode};
-use crate::arena::{Planner, Region, Slot};
+use crate::arena::{Layout, Planner, Region, Slot};
 use crate::error::{Result, ensure, mul};
 use crate::layers::moe::{self, MAX_ASSIGNMENTS, Moe};
 use crate::ops::Kernels;
@@ -280,25 +280,79 @@ impl BlockActs {
     }
 }
 
-/// Gradient buffers, one per kind, reused by every layer in backward.
+/// Gradient buffers, reused by every layer in backward.
+///
+/// Only `dres` (d(residual stream)) lives through the whole backward pass. The others serve one
+/// sub-layer at a time — the head, an FFN, an attention, the input projection — so they share
+/// one work region, each sub-layer's set laid out from its start: `dh` (d(a norm's output)) first
+/// in every set, where the attention's set keeps `dao`, which is dead by the time `dh` is written.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Grads {
     pub(super) dres: Slot,
     pub(super) dh: Slot,
+    /// Equals `dh`.
     pub(super) dao: Slot,
     pub(super) dq: Slot,
     pub(super) dk: Slot,
     pub(super) dv: Slot,
+    /// d(FFN hidden), then in place d(its pre-activation).
     pub(super) dhid: Slot,
-    pub(super) dpre: Slot,
     pub(super) dpooled: Slot,
     pub(super) dout: Slot,
     pub(super) dinp: Slot,
     /// MoE gradient buffers (`moe::grad_buffer_lens` order).
-    pub(super) dmoe: [Slot; 6],
+    pub(super) dmoe: [Slot; 5],
     /// Decoder: gradients of cross-attention's k and v (memory tokens × kv width).
     pub(super) dkx: Slot,
     pub(super) dvx: Slot,
+}
+
+impl Grads {
+    /// Lay out the gradient buffers: `dres`, then the work region as long as the longest
+    /// sub-layer's set. `(n, ne, nkv, nf)` as for [`BlockActs::plan`]; `head` the lengths of
+    /// `dout` and `dpooled`; `skv` the memory's k/v length (decoders, else 0).
+    fn plan(
+        p: &mut Planner,
+        (n, ne, nkv, nf): (usize, usize, usize, usize),
+        head: (usize, usize),
+        input: usize,
+        moe: Option<Moe>,
+        skv: usize,
+    ) -> Result<Self> {
+        let mut g = Grads { dres: p.take(Region::ActGrads, ne)?, ..Grads::default() };
+        let mut sets = [Layout::default(); 4];
+        let [head_set, ffn, attn, inp] = &mut sets;
+        (g.dh, g.dout, g.dpooled) = (head_set.take(ne)?, head_set.take(head.0)?, head_set.take(head.1)?);
+        ffn.take(ne)?; // dh
+        g.dhid = ffn.take(nf)?;
+        if let Some(m) = moe {
+            for (slot, len) in g.dmoe.iter_mut().zip(moe::grad_buffer_lens(&m, n)) {
+                *slot = ffn.take(len)?;
+            }
+        }
+        g.dao = attn.take(ne)?; // and dh, once dao is consumed
+        (g.dq, g.dk, g.dv) = (attn.take(ne)?, attn.take(nkv)?, attn.take(nkv)?);
+        (g.dkx, g.dvx) = (attn.take(skv)?, attn.take(skv)?);
+        g.dinp = inp.take(input)?;
+        let longest = sets.iter().map(|l| l.len()).max().unwrap_or(0);
+        let work = p.take(Region::ActGrads, longest)?;
+        let at = |s: Slot| s.shifted(work.offset);
+        Ok(Grads {
+            dres: g.dres,
+            dh: at(g.dh),
+            dao: at(g.dao),
+            dq: at(g.dq),
+            dk: at(g.dk),
+            dv: at(g.dv),
+            dhid: at(g.dhid),
+            dpooled: at(g.dpooled),
+            dout: at(g.dout),
+            dinp: at(g.dinp),
+            dmoe: g.dmoe.map(at),
+            dkx: at(g.dkx),
+            dvx: at(g.dvx),
+        })
+    }
 }
 
 impl Transformer {
@@ -406,36 +460,11 @@ impl Transformer {
         };
         let out = p.take(Region::Acts, mul(out_rows, cfg.output_dim)?)?;
         let g = if training {
-            let mut ag = |len: usize| p.take(Region::ActGrads, len);
-            Grads {
-                dres: ag(ne)?,
-                dh: ag(ne)?,
-                dao: ag(ne)?,
-                dq: ag(ne)?,
-                dk: ag(nkv)?,
-                dv: ag(nkv)?,
-                dhid: ag(if cfg.moe.is_some() { 0 } else { nf })?,
-                dpre: ag(if cfg.moe.is_some() { 0 } else { nf })?,
-                dpooled: if cfg.autoregressive || !has_head {
-                    Slot::default()
-                } else {
-                    ag(mul(max_batch, e)?)?
-                },
-                dout: ag(mul(out_rows, cfg.output_dim)?)?,
-                dinp: ag(mul(n, cfg.input_dim)?)?,
-                dmoe: match cfg.moe_layer() {
-                    Some(m) => {
-                        let mut slots = [Slot::default(); 6];
-                        for (slot, len) in slots.iter_mut().zip(moe::grad_buffer_lens(&m, n)) {
-                            *slot = ag(len)?;
-                        }
-                        slots
-                    }
-                    None => [Slot::default(); 6],
-                },
-                dkx: ag(cross.map_or(0, |c| c.0))?,
-                dvx: ag(cross.map_or(0, |c| c.0))?,
-            }
+            let pooled_len = if cfg.autoregressive || !has_head { 0 } else { mul(max_batch, e)? };
+            let head = (mul(out_rows, cfg.output_dim)?, pooled_len);
+            let skv = cross.map_or(0, |c| c.0);
+            let nf = if cfg.moe.is_some() { 0 } else { nf };
+            Grads::plan(p, (n, ne, nkv, nf), head, mul(n, cfg.input_dim)?, cfg.moe_layer(), skv)?
         } else {
             Grads::default()
         };
