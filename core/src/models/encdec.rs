@@ -261,7 +261,7 @@ impl EncoderDecoder {
         self.enc.forward(bufs, inp, (batch, src), None);
         let mem = self.memory(src);
         let out = self.dec.output();
-        match self.dec.decoder().filter(|_| use_cache).copied() {
+        match self.dec.decoder().filter(|_| use_cache) {
             Some(dec) => {
                 self.dec.prepare_cross(&dec, bufs, batch, mem);
                 for t in 0..tgt {

@@ -38,7 +38,7 @@ impl<'a> Net<'a> {
             return Err(Error::BadConfig { field: "decoder", reason: "needs an autoregressive transformer" });
         };
         ensure(self.model.per_token, "decoder", "needs an autoregressive transformer")?;
-        let dec = *t.decoder().ok_or(Error::BadConfig {
+        let dec = t.decoder().ok_or(Error::BadConfig {
             field: "kv_cache",
             reason: "was not planned: set kv_cache in the config",
         })?;
@@ -155,7 +155,7 @@ impl Net<'_> {
         check_len("out", out.len(), mul(mul(n, g.steps)?, dim)?)?;
         let decoder = match (g.use_cache, t.decoder()) {
             (false, _) => None,
-            (true, Some(dec)) => Some(*dec),
+            (true, Some(dec)) => Some(dec),
             (true, None) => {
                 return Err(Error::BadConfig {
                     field: "kv_cache",

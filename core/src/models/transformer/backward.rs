@@ -20,7 +20,7 @@ impl Transformer {
     ) {
         debug_assert!(self.training);
         let c = &self.cfg;
-        let (e, n, g) = (c.embed_dim, batch * seq, &self.g);
+        let (e, n, g) = (c.embed_dim, batch * seq, &self.grads());
         let ne = n * e;
         let (w, acts, grads, ag, scratch) =
             (&*bufs.params, &*bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads, &mut *bufs.scratch);
@@ -75,7 +75,7 @@ impl Transformer {
         mem: Memory,
     ) {
         let c = &self.cfg;
-        let (e, d, g) = (c.embed_dim, Attn { causal: false, ..self.attn() }, &self.g);
+        let (e, d, g) = (c.embed_dim, Attn { causal: false, ..self.attn() }, &self.grads());
         let (n, src) = (batch * seq, batch * mem.len);
         let (ne, skv) = (n * e, src * d.kv_dim());
         let p = |s: Slot| &w[s.range()];
@@ -130,7 +130,7 @@ impl Transformer {
         (batch, seq): (usize, usize),
     ) {
         let c = &self.cfg;
-        let (e, n, g) = (c.embed_dim, batch * seq, &self.g);
+        let (e, n, g) = (c.embed_dim, batch * seq, &self.grads());
         let ne = n * e;
         let (out_rows, pooled_len) = if c.autoregressive { (n, 0) } else { (batch, batch * e) };
         let [dout, dpooled, dhf] = disjoint(
@@ -171,7 +171,7 @@ impl Transformer {
         memory: Option<Memory>,
     ) {
         let c = &self.cfg;
-        let (e, d, g) = (c.embed_dim, self.attn(), &self.g);
+        let (e, d, g) = (c.embed_dim, self.attn(), &self.grads());
         let n = batch * seq;
         let (ne, nkv, nf) = (n * e, n * d.kv_dim(), n * c.ffn_dim);
         let p = |s: Slot| &w[s.range()];

@@ -156,9 +156,9 @@ impl Decode {
 
 impl Transformer {
     /// The decoding buffers, when a KV cache was planned.
-    pub(crate) fn decoder(&self) -> Option<&Decode> {
+    pub(crate) fn decoder(&self) -> Option<Decode> {
         // Without the `kv-cache` feature no cache is ever planned, and no cached path is linked.
-        if cfg!(feature = "kv-cache") { self.decode.as_ref() } else { None }
+        if cfg!(feature = "kv-cache") { self.decode_plan() } else { None }
     }
 
     /// Decoders: compute every block's cross-attention keys and values of the memory once, for

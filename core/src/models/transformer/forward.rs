@@ -23,7 +23,7 @@ impl Transformer {
         let (e, n) = (c.embed_dim, batch * seq);
         let ne = n * e;
         let (w, acts, scratch) = (&*bufs.params, &mut *bufs.acts, &mut *bufs.scratch);
-        let [x, res] = disjoint(acts, [inp.prefix(n * c.input_dim), self.block0.1.res_in.prefix(ne)]);
+        let [x, res] = disjoint(acts, [inp.prefix(n * c.input_dim), self.res_in.prefix(ne)]);
         linear::forward(
             res,
             x,

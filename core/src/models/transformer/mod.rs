@@ -27,8 +27,8 @@ mod moe_ffn;
 mod params;
 mod plan;
 
+use crate::arena::Planner;
 pub(crate) use decode::Decode;
-use plan::{BlockActs, BlockParams, Grads};
 
 /// Largest `top_k` (the MoE layer selects into a fixed buffer of this many).
 const MAX_TOP_K: usize = 64;
@@ -239,10 +239,20 @@ pub struct Transformer {
     cfg: TransformerConfig,
     role: Role,
     training: bool,
+    /// Sequences and tokens per sequence planned for.
+    dims: (usize, usize),
     input_proj: [Slot; 2],
     pos_embed: Slot,
-    /// Block 0's slots; block i's are these shifted by i strides.
-    block0: (BlockParams, BlockActs),
+    /// The stream entering block 0.
+    res_in: Slot,
+    /// The planner before block 0 took its slots: [`Transformer::block`] replays block 0's
+    /// planning from it (block i's slots are block 0's shifted by i strides). The same for the
+    /// gradient buffers and the decoding buffers: replaying a few dozen bump allocations costs
+    /// nothing beside a forward pass, and keeps the planned model small (a few hundred bytes,
+    /// moved across a microcontroller's stack as it is planned, carved and trained).
+    at_blocks: Planner,
+    at_grads: Planner,
+    at_decode: Planner,
     /// Floats between consecutive blocks in params and in acts (0 in inference: shared buffers).
     strides: (usize, usize),
     final_norm: [Slot; 2],
@@ -252,11 +262,8 @@ pub struct Transformer {
     statsf: [Slot; 2],
     pooled: Slot,
     out: Slot,
-    g: Grads,
     /// Attention's working memory (scratch): a T×T tile and a D×T transposed product.
     attn_scratch: Slot,
-    /// Buffers of incremental decoding, when the config asks for a KV cache.
-    decode: Option<decode::Decode>,
     /// The gemm kernels every product runs on.
     kernels: Kernels,
 }
@@ -274,12 +281,12 @@ impl Transformer {
 
     /// Where backward reads dL/d(output) (act_grads).
     pub(crate) fn doutput(&self) -> Slot {
-        self.g.dout
+        self.grads().dout
     }
 
     /// Where backward leaves dL/d(input) (act_grads): (B, T, input_dim).
     pub(crate) fn dinput(&self) -> Slot {
-        self.g.dinp
+        self.grads().dinp
     }
 }
 

@@ -73,20 +73,16 @@ impl BlockParams {
         Ok(BlockParams { norm1, proj, norm2, fc1, fc2, moe, cross })
     }
 
-    fn shifted(&self, by: usize) -> Self {
-        let pair = |x: [Slot; 2]| x.map(|s| s.shifted(by));
-        BlockParams {
-            norm1: pair(self.norm1),
-            proj: self.proj.map(pair),
-            norm2: pair(self.norm2),
-            fc1: pair(self.fc1),
-            fc2: pair(self.fc2),
-            moe: self.moe.map(|m| MoeParams {
-                router: m.router.shifted(by),
-                expert0: m.expert0.map(|s| s.shifted(by)),
-                stride: m.stride,
-            }),
-            cross: self.cross.map(|c| CrossParams { norm: pair(c.norm), proj: c.proj.map(pair) }),
+    /// Move every slot `by` floats on, in place (block i's are block 0's moved i strides).
+    fn shift(&mut self, by: usize) {
+        let pairs = self.norm1.iter_mut().chain(&mut self.norm2).chain(&mut self.fc1).chain(&mut self.fc2);
+        pairs.chain(self.proj.iter_mut().flatten()).for_each(|s| s.offset += by);
+        if let Some(m) = &mut self.moe {
+            m.router.offset += by;
+            m.expert0.iter_mut().for_each(|s| s.offset += by);
+        }
+        if let Some(c) = &mut self.cross {
+            c.norm.iter_mut().chain(c.proj.iter_mut().flatten()).for_each(|s| s.offset += by);
         }
     }
 }
@@ -243,39 +239,34 @@ impl BlockActs {
         Ok(a)
     }
 
-    /// Block `i`'s activations, given block 0's and the stride; the stream entering block i > 0 is
-    /// the one leaving block i − 1.
-    fn of_block(&self, i: usize, stride: usize) -> Self {
-        let at = |s: Slot| s.shifted(i * stride);
-        let res_in = if i == 0 { self.res_in } else { self.res_out.shifted((i - 1) * stride) };
-        BlockActs {
-            res_in,
-            res_mid: at(self.res_mid),
-            res_out: at(self.res_out),
-            h1: at(self.h1),
-            stats1: self.stats1.map(at),
-            q: at(self.q),
-            k: at(self.k),
-            v: at(self.v),
-            att: at(self.att),
-            ao: at(self.ao),
-            h2: at(self.h2),
-            stats2: self.stats2.map(at),
-            pre: at(self.pre),
-            hid: at(self.hid),
-            tmp: at(self.tmp),
-            moe: self.moe.map(at),
-            moe_stats: at(self.moe_stats),
-            cross: self.cross.map(|x| CrossActs {
-                res: at(x.res),
-                h: at(x.h),
-                stats: x.stats.map(at),
-                q: at(x.q),
-                k: at(x.k),
-                v: at(x.v),
-                att: at(x.att),
-                ao: at(x.ao),
-            }),
+    /// Block 0's activations become block `i`'s, in place: every slot moves `i` strides on,
+    /// except the stream entering the block, which for i > 0 is the one leaving block i − 1.
+    fn move_to_block(&mut self, i: usize, stride: usize) {
+        if i == 0 {
+            return;
+        }
+        let by = i * stride;
+        self.res_in = self.res_out.shifted(by - stride);
+        let singles = [
+            &mut self.res_mid,
+            &mut self.res_out,
+            &mut self.h1,
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.att,
+            &mut self.ao,
+            &mut self.h2,
+            &mut self.pre,
+            &mut self.hid,
+            &mut self.tmp,
+            &mut self.moe_stats,
+        ];
+        let many = self.stats1.iter_mut().chain(&mut self.stats2).chain(&mut self.moe);
+        singles.into_iter().chain(many).for_each(|s| s.offset += by);
+        if let Some(x) = &mut self.cross {
+            let singles = [&mut x.res, &mut x.h, &mut x.q, &mut x.k, &mut x.v, &mut x.att, &mut x.ao];
+            singles.into_iter().chain(&mut x.stats).for_each(|s| s.offset += by);
         }
     }
 }
@@ -355,6 +346,16 @@ impl Grads {
     }
 }
 
+/// What [`Transformer::plan_role`] derives from the config to size a block's buffers: tokens
+/// and tokens times the widths `(n, ne, nkv, nf)`, one layer's attention probabilities, a
+/// decoder's memory k/v and cross-attention probabilities, and its longest memory.
+struct Sizes {
+    tokens: (usize, usize, usize, usize),
+    att_len: usize,
+    cross: Option<(usize, usize)>,
+    max_src: Option<usize>,
+}
+
 impl Transformer {
     /// Check the config and lay out every tensor of a plain transformer for `max_batch` sequences
     /// of at most `seq` tokens (`seq ≤ max_seq_len`, which sizes only `pos_embed`).
@@ -402,6 +403,7 @@ impl Transformer {
         let input_proj = [p.take(Region::Params, mul(e, cfg.input_dim)?)?, p.take(Region::Params, e)?];
         let pos_embed = p.take(Region::Params, mul(cfg.max_seq_len, e)?)?;
         let res_in = p.take(Region::Acts, ne)?;
+        let at_blocks = *p;
         let mut block0: Option<(BlockParams, BlockActs)> = None;
         let mut strides = (0, 0);
         for i in 0..cfg.num_layers {
@@ -435,7 +437,7 @@ impl Transformer {
                 }
             }
         }
-        let block0 = block0.expect("validate() requires num_layers >= 1");
+        ensure(block0.is_some(), "num_layers", "must be at least 1")?;
         let final_norm = [p.take(Region::Params, e)?, p.take(Region::Params, e)?];
         let has_head = role != Role::Encoder;
         let head = if has_head {
@@ -459,32 +461,34 @@ impl Transformer {
             p.take(Region::Acts, mul(max_batch, e)?)?
         };
         let out = p.take(Region::Acts, mul(out_rows, cfg.output_dim)?)?;
-        let g = if training {
+        let at_grads = *p;
+        if training {
             let pooled_len = if cfg.autoregressive || !has_head { 0 } else { mul(max_batch, e)? };
             let head = (mul(out_rows, cfg.output_dim)?, pooled_len);
             let skv = cross.map_or(0, |c| c.0);
             let nf = if cfg.moe.is_some() { 0 } else { nf };
-            Grads::plan(p, (n, ne, nkv, nf), head, mul(n, cfg.input_dim)?, cfg.moe_layer(), skv)?
-        } else {
-            Grads::default()
-        };
+            Grads::plan(p, (n, ne, nkv, nf), head, mul(n, cfg.input_dim)?, cfg.moe_layer(), skv)?;
+        }
         // The layer says how much scratch it needs; t·t and e·t were checked above, which bounds
         // scratch_len = (t + head_dim + 2)·t.
         let attn_scratch =
             p.take(Region::Scratch, d.scratch_len(t, t).max(d.scratch_len(t, max_src.unwrap_or(0))))?;
-        let decode = match cfg.kv_cache {
-            Some(dtype) => Some(decode::Decode::plan(cfg, dtype, (max_batch, t), max_src, p)?),
-            None => None,
-        };
+        let at_decode = *p;
+        if let Some(dtype) = cfg.kv_cache {
+            decode::Decode::plan(cfg, dtype, (max_batch, t), max_src, p)?;
+        }
         Ok(Transformer {
             role,
             attn_scratch,
-            decode,
             cfg: *cfg,
             training,
+            dims: (max_batch, t),
             input_proj,
             pos_embed,
-            block0,
+            res_in,
+            at_blocks,
+            at_grads,
+            at_decode,
             strides,
             final_norm,
             head,
@@ -492,14 +496,79 @@ impl Transformer {
             statsf,
             pooled,
             out,
-            g,
             kernels: Kernels::Auto,
         })
     }
 
-    /// Block `i`'s parameter and activation slots.
+    /// The sizes planning derived from the config (it checked every product).
+    fn sizes(&self) -> Sizes {
+        let (c, (b, t), d) = (&self.cfg, self.dims, self.cfg.attn());
+        let n = b * t;
+        let max_src = match self.role {
+            Role::Decoder { max_src } => Some(max_src),
+            Role::Plain | Role::Encoder => None,
+        };
+        let cross = max_src.map(|s| (b * s * d.kv_dim(), b * d.n_heads * s * t));
+        Sizes {
+            tokens: (n, n * c.embed_dim, n * d.kv_dim(), n * c.ffn_dim),
+            att_len: b * d.n_heads * t * t,
+            cross,
+            max_src,
+        }
+    }
+
+    /// Block `i`'s parameter and activation slots: block 0's, replayed from the planner as it
+    /// stood before them, shifted by `i` strides.
     pub(super) fn block(&self, i: usize) -> (BlockParams, BlockActs) {
-        let (p0, a0) = &self.block0;
-        (p0.shifted(i * self.strides.0), a0.of_block(i, self.strides.1))
+        let s = self.sizes();
+        let mut p = self.at_blocks;
+        // (No `Result::expect`: formatting the error would link core::fmt into firmware.)
+        let Ok(mut bp) = BlockParams::plan(&self.cfg, s.max_src.is_some(), &mut p) else {
+            unreachable!("planned once from the same state")
+        };
+        let moe = self.cfg.moe_layer();
+        let Ok(mut a) =
+            BlockActs::plan(&mut p, self.training, self.res_in, s.tokens, s.att_len, moe, s.cross)
+        else {
+            unreachable!("planned once from the same state")
+        };
+        bp.shift(i * self.strides.0);
+        a.move_to_block(i, self.strides.1);
+        (bp, a)
+    }
+
+    /// The gradient buffers (training plans; empty slots otherwise), replayed.
+    pub(super) fn grads(&self) -> Grads {
+        if !self.training {
+            return Grads::default();
+        }
+        let (c, (b, _)) = (&self.cfg, self.dims);
+        let Sizes { tokens: (n, ne, nkv, nf), cross, .. } = self.sizes();
+        let has_head = self.role != Role::Encoder;
+        let out_rows = if !has_head {
+            0
+        } else if c.autoregressive {
+            n
+        } else {
+            b
+        };
+        let pooled_len = if c.autoregressive || !has_head { 0 } else { b * c.embed_dim };
+        let nf = if c.moe.is_some() { 0 } else { nf };
+        let head = (out_rows * c.output_dim, pooled_len);
+        let skv = cross.map_or(0, |x| x.0);
+        let mut p = self.at_grads;
+        let planned = Grads::plan(&mut p, (n, ne, nkv, nf), head, n * c.input_dim, c.moe_layer(), skv);
+        let Ok(g) = planned else { unreachable!("planned once from the same state") };
+        g
+    }
+
+    /// The decoding buffers, when a KV cache was planned, replayed.
+    pub(super) fn decode_plan(&self) -> Option<decode::Decode> {
+        let dtype = self.cfg.kv_cache?;
+        let mut p = self.at_decode;
+        let Ok(d) = decode::Decode::plan(&self.cfg, dtype, self.dims, self.sizes().max_src, &mut p) else {
+            unreachable!("planned once from the same state")
+        };
+        Some(d)
     }
 }
