@@ -156,8 +156,8 @@ mod tests {
         Model::plan(cfg, mode).unwrap().report().total_floats()
     }
 
-    /// Each static arena is exactly what its plans need, so the footprint table is the plan's.
-    /// When core's plans change, set the constant to the `needed` value this prints.
+    /// Each static arena (sized at compile time by `regkern_core::sizing`) is exactly what its
+    /// run-time plans need, so the footprint table is the plan's.
     #[test]
     fn static_arenas_equal_the_plans() {
         let adam = Optimizer::adam(1e-3);
