@@ -30,7 +30,28 @@ pub mod sine_generate;
 #[rustfmt::skip]
 pub mod weights;
 
+#[cfg(feature = "transformer")]
+use regkern_core::{Activation, AttentionType, TransformerConfig};
 use regkern_core::{Error, Model, Net, Region};
+
+/// The tiny transformer (b) trains and (c) trains autoregressively: E 16, F 32, 1 layer, H 4,
+/// G 2 (GQA), GELU, 8 positions, one feature in and out.
+#[cfg(feature = "transformer")]
+pub const TINY_TRANSFORMER: TransformerConfig = TransformerConfig {
+    input_dim: 1,
+    output_dim: 1,
+    embed_dim: 16,
+    ffn_dim: 32,
+    num_layers: 1,
+    num_heads: 4,
+    num_groups: 2,
+    attention: AttentionType::Gqa,
+    max_seq_len: 8,
+    ffn_act: Activation::Gelu,
+    autoregressive: false,
+    kv_cache: None,
+    moe: None,
+};
 
 pub use out::{Line, Platform, fnv1a};
 

@@ -5,8 +5,8 @@
 //! y = Σx / √8.
 
 use regkern_core::{
-    Activation, AttentionType, DataLoader, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic,
-    Task, TrainConfig, Trainer, TransformerConfig, sizing,
+    DataLoader, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic, Task, TrainConfig, Trainer,
+    TransformerConfig, sizing,
 };
 
 use crate::{Failure, Line, LossLog, Platform, fnv1a, portable, report_arena};
@@ -32,22 +32,9 @@ pub const MODE: Mode = Mode::Training { max_batch: BATCH, optimizer: Optimizer::
 /// Floats of the static arena, at compile time (`regkern_core::sizing`).
 pub const ARENA_FLOATS: usize = sizing::transformer_floats(&CONFIG, MODE, SEQ);
 
-/// The model: E 16, F 32, 1 layer, H 4, G 2 (GQA), GELU, mean-pooled regression head.
-pub const CONFIG: TransformerConfig = TransformerConfig {
-    input_dim: 1,
-    output_dim: 1,
-    embed_dim: 16,
-    ffn_dim: 32,
-    num_layers: 1,
-    num_heads: 4,
-    num_groups: 2,
-    attention: AttentionType::Gqa,
-    max_seq_len: SEQ,
-    ffn_act: Activation::Gelu,
-    autoregressive: false,
-    kv_cache: None,
-    moe: None,
-};
+/// The model: [`crate::TINY_TRANSFORMER`] (E 16, F 32, 1 layer, H 4, G 2, GELU) over [`SEQ`]
+/// positions, with a mean-pooled regression head.
+pub const CONFIG: TransformerConfig = TransformerConfig { max_seq_len: SEQ, ..crate::TINY_TRANSFORMER };
 
 /// The model's config ([`CONFIG`]).
 pub fn config() -> TransformerConfig {

@@ -11,8 +11,8 @@ use regkern_core::data::SINE_LEN;
 use regkern_core::layers::KvDtype;
 use regkern_core::models::{Context, Generate};
 use regkern_core::{
-    Activation, AttentionType, DataLoader, Dataset, Mode, Model, ModelConfig, Net, Optimizer, Region,
-    Schedule, Synthetic, Task, TrainConfig, Trainer, TransformerConfig, sizing,
+    DataLoader, Dataset, Mode, Model, ModelConfig, Net, Optimizer, Region, Schedule, Synthetic, Task,
+    TrainConfig, Trainer, TransformerConfig, sizing,
 };
 
 use crate::{Failure, Line, LossLog, Platform, fnv1a, max_abs_diff, portable, report_arena};
@@ -55,21 +55,7 @@ pub const ARENA_FLOATS: usize = {
 
 /// The model: autoregressive (causal, a prediction per position), GELU FFN.
 pub const fn config(kv_cache: Option<KvDtype>) -> TransformerConfig {
-    TransformerConfig {
-        input_dim: 1,
-        output_dim: 1,
-        embed_dim: 16,
-        ffn_dim: 32,
-        num_layers: 1,
-        num_heads: 4,
-        num_groups: 2,
-        attention: AttentionType::Gqa,
-        max_seq_len: SEQ,
-        ffn_act: Activation::Gelu,
-        autoregressive: true,
-        kv_cache,
-        moe: None,
-    }
+    TransformerConfig { max_seq_len: SEQ, autoregressive: true, kv_cache, ..crate::TINY_TRANSFORMER }
 }
 
 /// The first [`SEQ`] positions of each `sine` sample: still the sine task (input x[0..T],
