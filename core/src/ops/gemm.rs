@@ -307,6 +307,8 @@ pub fn gemm_naive(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
     }
 }
 
+// The SIMD kernels' blocking (x86_64 only: elsewhere only the portable kernel exists).
+#[cfg(target_arch = "x86_64")]
 /// What the blocked driver hands a micro-kernel: one `MR × NR` tile of C over `kc` steps.
 pub(crate) struct Tile<'t, const MR: usize> {
     /// Index in A of element (row r of the tile, first k of the block); rows past `mr` repeat the
@@ -330,12 +332,14 @@ pub(crate) struct Tile<'t, const MR: usize> {
     pub overwrite: bool,
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Rows of C per block (the block of A reused from L2 across B panels).
 const MC: usize = 72;
 
 /// The blocked loops shared by every kernel. `KC` rows by `NC` columns of op(B) are packed per
 /// pass into `pack` (`KC * NC` floats); `micro` computes one tile. Inlined into each kernel's
 /// entry point so that the entry point's target features apply to the packing loops too.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn drive<const MR: usize, const NR: usize, const KC: usize, const NC: usize>(
     c: &mut [f32],
@@ -384,6 +388,7 @@ pub(crate) fn drive<const MR: usize, const NR: usize, const KC: usize, const NC:
 /// Floats of packing buffer [`drive`] uses for `g`: one `KC × NC` block, or less for small
 /// problems (a kernel sizes its stack buffer by this, so that small gemms do not pay for zeroing
 /// a large one).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) const fn pack_len<const NR: usize, const KC: usize, const NC: usize>(g: &Gemm) -> usize {
     let kc = if g.k < KC { g.k } else { KC };
@@ -391,6 +396,7 @@ pub(crate) const fn pack_len<const NR: usize, const KC: usize, const NC: usize>(
     kc * nc.div_ceil(NR) * NR
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Pack op(B)[pc..pc+kc, jc..jc+nc] into `NR`-wide panels, each `kc × NR`, zero-padding columns.
 #[inline(always)]
 fn pack_b<const NR: usize>(
@@ -434,6 +440,7 @@ fn pack_b<const NR: usize>(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Store an accumulated tile into C: overwrite or add, valid rows/columns only.
 #[inline(always)]
 pub(crate) fn store_tile<const MR: usize, const NR: usize>(
