@@ -10,15 +10,16 @@ use regkern_core::models::{Context, Generate};
 use regkern_core::optim::{RmsProp, Sgd};
 use regkern_core::testing::lcg_fill;
 use regkern_core::{
-    Activation, AttentionType, Error, LinearConfig, Mode, Model, ModelConfig, Net, Optimizer, Region,
+    Activation, AttentionType, Error, LinearConfig, Memory, Mode, Model, ModelConfig, Net, Optimizer, Region,
     Schedule, TrainConfig, Trainer, TransformerConfig,
 };
 use regkern_core::{Capacity, MoeConfig};
 use regkern_tests::mlp;
 
 /// Configs with the modes and the sequence length to plan for: every other transformer is planned
-/// for fewer tokens than its `max_seq_len` (`Model::plan_for`).
-fn configs() -> Vec<(ModelConfig, Mode, usize)> {
+/// for fewer tokens than its `max_seq_len` (`Model::plan_for`), and every third training plan is
+/// lean (`Memory::Lean`: no attention probabilities kept).
+fn configs() -> Vec<(ModelConfig, Mode, usize, Memory)> {
     let sgd_m =
         Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.9, dampening: 0.0, weight_decay: 0.0, nesterov: false });
     let rms_c = Optimizer::RmsProp(RmsProp {
@@ -64,9 +65,10 @@ fn configs() -> Vec<(ModelConfig, Mode, usize)> {
         let seq = if i % 2 == 1 && max_seq > 1 { max_seq - 1 } else { max_seq };
         for (j, &optimizer) in optimizers.iter().enumerate() {
             let max_batch = [1, 7, 64, 33][(i + j) % 4];
-            out.push((m.clone(), Mode::Training { max_batch, optimizer }, seq));
+            let memory = if (i + j) % 3 == 0 { Memory::Lean } else { Memory::Fast };
+            out.push((m.clone(), Mode::Training { max_batch, optimizer }, seq, memory));
         }
-        out.push((m.clone(), Mode::Inference { max_batch: 1 + 10 * i }, seq));
+        out.push((m.clone(), Mode::Inference { max_batch: 1 + 10 * i }, seq, Memory::Fast));
     }
     out
 }
@@ -127,8 +129,10 @@ const GUARD: usize = 64;
 fn plan_equals_bytes_used_for_many_configs() {
     let configs = configs();
     assert!(configs.len() >= 20, "{} configs", configs.len());
-    for (cfg, mode, seq) in configs {
-        let model = Model::plan_for(&cfg, mode, seq).unwrap();
+    let lean = configs.iter().filter(|c| c.3 == Memory::Lean && c.0.max_seq_len() > 1).count();
+    assert!(lean >= 10, "{lean} lean transformer configs");
+    for (cfg, mode, seq, memory) in configs {
+        let model = Model::plan_with(&cfg, mode, seq, memory).unwrap();
         assert_eq!(model.max_seq_len(), seq);
         let floats = model.report().total_floats();
         assert_eq!(model.report().total_bytes().unwrap(), floats * 4);
@@ -177,15 +181,15 @@ fn plan_equals_bytes_used_for_many_configs() {
 #[test]
 fn const_sizes_equal_the_plans() {
     use regkern_core::sizing;
-    for (cfg, mode, seq) in configs() {
-        let planned = Model::plan_for(&cfg, mode, seq).unwrap().report().total_floats();
+    for (cfg, mode, seq, memory) in configs() {
+        let planned = Model::plan_with(&cfg, mode, seq, memory).unwrap().report().total_floats();
         let sized = match &cfg {
             ModelConfig::Linear(c) => sizing::linear_floats(c.n_in, c.n_out, mode),
             ModelConfig::Mlp(c) => sizing::mlp_floats(c.n_in, &c.latent_dims, c.n_out, mode),
-            ModelConfig::Transformer(c) => sizing::transformer_floats(c, mode, seq),
-            ModelConfig::EncoderDecoder(c) => sizing::encoder_decoder_floats(c, mode, seq),
+            ModelConfig::Transformer(c) => sizing::transformer_floats(c, mode, seq, memory),
+            ModelConfig::EncoderDecoder(c) => sizing::encoder_decoder_floats(c, mode, seq, memory),
         };
-        assert_eq!(sized, planned, "{cfg:?} {mode:?} seq {seq}");
+        assert_eq!(sized, planned, "{cfg:?} {mode:?} seq {seq} {memory:?}");
     }
     // And in a const: a firmware's static arena.
     const MODE: Mode = Mode::Training { max_batch: 4, optimizer: Optimizer::adam(1e-3) };
@@ -204,7 +208,7 @@ fn const_sizes_equal_the_plans() {
         kv_cache: None,
         moe: None,
     };
-    const FLOATS: usize = sizing::transformer_floats(&TINY, MODE, 8);
+    const FLOATS: usize = sizing::transformer_floats(&TINY, MODE, 8, Memory::Fast);
     static ARENA: [f32; FLOATS] = [0.0; FLOATS];
     let model = Model::plan(&ModelConfig::Transformer(TINY), MODE).unwrap();
     assert_eq!(ARENA.len(), model.report().total_floats());

@@ -211,3 +211,42 @@ fn planning_for_the_run_length_changes_memory_not_results() {
     assert!(Model::plan_for(&cfg, mode, 41).is_err(), "longer than max_seq_len");
     assert!(Model::plan_for(&cfg, mode, 0).is_err());
 }
+
+/// A lean plan (`Memory::Lean`: attention probabilities recomputed in backward, not kept) takes
+/// less memory and gives the same bits: losses and every gradient of a MoE transformer, an
+/// autoregressive one and an encoder-decoder (cross-attention too).
+#[test]
+fn lean_plans_change_memory_not_results() {
+    use regkern_core::{Capacity, EncoderDecoderConfig, Memory, ModelConfig, MoeConfig, TransformerConfig};
+    let base = TransformerConfig {
+        embed_dim: 16,
+        ffn_dim: 24,
+        num_heads: 4,
+        num_groups: 2,
+        max_seq_len: 6,
+        ..TransformerConfig::default()
+    };
+    let moe = MoeConfig { num_experts: 3, top_k: 2, capacity: Capacity::Factor(1.0), alpha: 0.01 };
+    let configs = [
+        ModelConfig::Transformer(TransformerConfig { moe: Some(moe), ..base }),
+        ModelConfig::Transformer(TransformerConfig { autoregressive: true, ..base }),
+        ModelConfig::EncoderDecoder(EncoderDecoderConfig::from_stack(&base, 1, 2)),
+    ];
+    let mode = Mode::Training { max_batch: 3, optimizer: Optimizer::adam(1e-3) };
+    for cfg in &configs {
+        let run = |memory| {
+            let model = Model::plan_with(cfg, mode, 6, memory).unwrap();
+            let floats = model.report().total_floats();
+            let mut arena = vec![0.0; floats];
+            let mut net = Net::new(model, &mut arena).unwrap();
+            net.init_params(5);
+            let x: Vec<f32> = (0..3 * net.in_len()).map(|i| ((i * 37) % 23) as f32 / 11.5 - 1.0).collect();
+            let y: Vec<f32> = (0..3 * net.out_len()).map(|i| ((i * 11) % 7) as f32 / 3.5 - 1.0).collect();
+            let loss = net.loss_and_grads(&x, &y).unwrap();
+            (floats, loss.to_bits(), net.grads().iter().map(|g| g.to_bits()).collect::<Vec<_>>())
+        };
+        let (fast, lean) = (run(Memory::Fast), run(Memory::Lean));
+        assert!(lean.0 < fast.0, "{cfg:?}: lean {} floats, fast {}", lean.0, fast.0);
+        assert_eq!((lean.1, &lean.2), (fast.1, &fast.2), "{cfg:?}");
+    }
+}

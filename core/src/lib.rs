@@ -102,7 +102,7 @@ pub use models::EncoderDecoderConfig;
 pub use models::transformer::MoeConfig;
 #[cfg(feature = "transformer")]
 pub use models::{AttentionType, TransformerConfig};
-pub use models::{Init, Mode, Model, ModelConfig, Net, ParamInfo};
+pub use models::{Init, Memory, Mode, Model, ModelConfig, Net, ParamInfo};
 #[cfg(feature = "mlp")]
 pub use models::{LinearConfig, MlpConfig};
 pub use ops::Kernels;

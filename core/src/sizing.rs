@@ -145,7 +145,7 @@ mod transformer {
     use super::{Sizes, add, max, mul, pair, slot, slots};
     use crate::layers::KvDtype;
     use crate::layers::moe;
-    use crate::models::{Mode, TransformerConfig};
+    use crate::models::{Memory, Mode, TransformerConfig};
 
     /// What a stack is (the planner's `Role`): its own head, an encoder, or a decoder over
     /// memories of up to the given length.
@@ -158,9 +158,14 @@ mod transformer {
         Decoder(usize),
     }
 
-    /// Arena floats of a transformer planned for `mode` and sequences of up to `seq_len` tokens
-    /// (as [`crate::Model::plan_for`]; `seq_len` is usually the config's `max_seq_len`).
-    pub const fn transformer_floats(cfg: &TransformerConfig, mode: Mode, seq_len: usize) -> usize {
+    /// Arena floats of a transformer planned for `mode`, sequences of up to `seq_len` tokens and
+    /// `memory` (as [`crate::Model::plan_with`]; `seq_len` is usually the config's `max_seq_len`).
+    pub const fn transformer_floats(
+        cfg: &TransformerConfig,
+        mode: Mode,
+        seq_len: usize,
+        memory: Memory,
+    ) -> usize {
         let b = mode.max_batch();
         let mut s = Sizes::NONE;
         // The model's input and target batches.
@@ -169,7 +174,7 @@ mod transformer {
             let out_len = if cfg.autoregressive { mul(seq_len, cfg.output_dim) } else { cfg.output_dim };
             s.acts = add(s.acts, slot(mul(b, out_len)));
         }
-        stack(&mut s, cfg, Role::Plain, b, seq_len, mode.is_training());
+        stack(&mut s, cfg, Role::Plain, b, seq_len, keep(mode, memory));
         s.total(mode)
     }
 
@@ -177,17 +182,18 @@ mod transformer {
     /// [`crate::Region::Params`]).
     pub const fn transformer_param_floats(cfg: &TransformerConfig) -> usize {
         let mut s = Sizes::NONE;
-        stack(&mut s, cfg, Role::Plain, 1, 1, false);
+        stack(&mut s, cfg, Role::Plain, 1, 1, (false, false));
         s.params
     }
 
     /// Arena floats of an encoder-decoder planned for `mode`, sources and targets of up to
-    /// `seq_len` tokens.
+    /// `seq_len` tokens, and `memory`.
     #[cfg(feature = "encdec")]
     pub const fn encoder_decoder_floats(
         cfg: &crate::models::EncoderDecoderConfig,
         mode: Mode,
         seq_len: usize,
+        memory: Memory,
     ) -> usize {
         let (b, t, training) = (mode.max_batch(), seq_len, mode.is_training());
         let mut s = Sizes::NONE;
@@ -195,8 +201,8 @@ mod transformer {
         if training {
             s.acts = add(s.acts, slot(mul(b, mul(t, cfg.output_dim))));
         }
-        stack(&mut s, &cfg.encoder(), Role::Encoder, b, t, training);
-        stack(&mut s, &cfg.decoder(), Role::Decoder(t), b, t, training);
+        stack(&mut s, &cfg.encoder(), Role::Encoder, b, t, keep(mode, memory));
+        stack(&mut s, &cfg.decoder(), Role::Decoder(t), b, t, keep(mode, memory));
         // The decoder's input; d(memory) in training.
         s.acts = add(s.acts, slot(mul(mul(b, t), cfg.output_dim)));
         if training {
@@ -205,8 +211,21 @@ mod transformer {
         s.total(mode)
     }
 
+    /// A training plan, and a lean one.
+    const fn keep(mode: Mode, memory: Memory) -> (bool, bool) {
+        (mode.is_training(), mode.is_training() && matches!(memory, Memory::Lean))
+    }
+
     /// Add one stack of blocks (`Transformer::plan_role`) for `b` sequences of `t` tokens.
-    const fn stack(s: &mut Sizes, cfg: &TransformerConfig, role: Role, b: usize, t: usize, training: bool) {
+    const fn stack(
+        s: &mut Sizes,
+        cfg: &TransformerConfig,
+        role: Role,
+        b: usize,
+        t: usize,
+        keep: (bool, bool),
+    ) {
+        let (training, lean) = keep;
         let (e, f, d) = (cfg.embed_dim, cfg.ffn_dim, cfg.attn());
         let kv = d.kv_dim();
         let n = mul(b, t);
@@ -244,7 +263,8 @@ mod transformer {
         s.params = add(s.params, mul(cfg.num_layers, block));
 
         // One block's activations: one set per layer in training, one shared set in inference.
-        let att_len = mul(mul(b, d.n_heads), mul(t, t));
+        // A lean plan keeps no attention probabilities: backward recomputes them in scratch.
+        let att_len = if lean { 0 } else { mul(mul(b, d.n_heads), mul(t, t)) };
         let mut acts = if training {
             // res_mid, res_out, h1, q, ao, h2; k, v; the probabilities; two norms' statistics;
             // the FFN's pre- and post-activation.
@@ -264,7 +284,7 @@ mod transformer {
             acts = add(acts, mul(2, slot(src_kv)));
             if training {
                 // res, h, q, ao; two statistics; the probabilities.
-                let cross_att = mul(mul(b, d.n_heads), mul(src, t));
+                let cross_att = if lean { 0 } else { mul(mul(b, d.n_heads), mul(src, t)) };
                 acts = add(acts, add(add(mul(4, slot(ne)), mul(2, slot(n))), slot(cross_att)));
             }
         }
@@ -308,7 +328,11 @@ mod transformer {
             Some(src) => src,
             None => 0,
         };
-        let (self_scratch, cross_scratch) = (d.scratch_len(t, t), d.scratch_len(t, src));
+        let (self_scratch, cross_scratch) = if lean {
+            (d.backward_scratch_len(t, t), d.backward_scratch_len(t, src))
+        } else {
+            (d.scratch_len(t, t), d.scratch_len(t, src))
+        };
         s.scratch =
             add(s.scratch, slot(if self_scratch > cross_scratch { self_scratch } else { cross_scratch }));
         if let Some(dtype) = cfg.kv_cache {

@@ -158,6 +158,10 @@ pub struct ModelArgs {
     /// planned for this length; --max_seq_len sizes only the positional embedding.
     #[arg(long = "seq_len", alias = "seq-len")]
     pub seq_len: Option<usize>,
+    /// Training keeps less between the passes and recomputes the rest in backward (a
+    /// transformer's attention probabilities): the same results, less memory, slower steps.
+    #[arg(long = "lean_memory", alias = "lean-memory")]
+    pub lean_memory: bool,
 }
 
 /// Transformer flags (SPEC §3.3 defaults: the seed's `TransformerModelConfig` example).
@@ -382,6 +386,11 @@ impl ModelArgs {
 
     /// Tokens per sequence of the synthetic task: `--seq_len`, or the task's default (32); 1 for
     /// the feature tasks, which refuse `--seq_len`.
+    /// What training keeps between the passes (`--lean_memory`).
+    pub fn memory(&self) -> regkern_core::Memory {
+        if self.lean_memory { regkern_core::Memory::Lean } else { regkern_core::Memory::Fast }
+    }
+
     pub fn task_seq_len(&self) -> Result<usize, String> {
         let task = self.task();
         match self.seq_len {

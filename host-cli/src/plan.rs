@@ -31,7 +31,8 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
     if seq_len > cfg.max_seq_len() {
         return Err(format!("--seq_len {seq_len} is longer than --max_seq_len {}", cfg.max_seq_len()));
     }
-    let plan = |mode| Model::plan_for(&cfg, mode, seq_len).map_err(|e| e.to_string());
+    let memory = args.model.memory();
+    let plan = |mode| Model::plan_with(&cfg, mode, seq_len, memory).map_err(|e| e.to_string());
     let infer = plan(Mode::Inference { max_batch: batch })?;
     let train = plan(Mode::Training { max_batch: batch, optimizer })?;
     if args.json {
@@ -51,6 +52,7 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
             "type": cfg.type_name(),
             "max_batch": batch,
             "seq_len": seq_len,
+            "lean_memory": memory == regkern_core::Memory::Lean,
             "optimizer": optimizer.name(),
             "param_count": train.param_floats(),
             "inference": regions(infer.report()),
@@ -61,11 +63,12 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "{} model: {} parameters in {} tensors; max batch {batch}; {}training with {}",
+        "{} model: {} parameters in {} tensors; max batch {batch}; {}{}training with {}",
         cfg.type_name(),
         group(train.param_floats()),
         train.param_count(),
         if cfg.max_seq_len() > 1 { format!("sequences of {seq_len} tokens; ") } else { String::new() },
+        if memory == regkern_core::Memory::Lean { "lean " } else { "" },
         optimizer.name()
     );
     println!("{:<10} {:>14} {:>14}", "region", "inference", "training");

@@ -330,8 +330,9 @@ pub fn train_then<R>(
             cfg.max_seq_len()
         ));
     }
-    let model = Model::plan_for(&cfg, Mode::Training { max_batch: batch, optimizer }, plan_len)
-        .map_err(|e| e.to_string())?;
+    let model =
+        Model::plan_with(&cfg, Mode::Training { max_batch: batch, optimizer }, plan_len, args.model.memory())
+            .map_err(|e| e.to_string())?;
     let arena_bytes = model.report().total_bytes().map_err(|e| e.to_string())?;
     let param_count = model.param_floats();
     let (train, val) = (data.train(), data.val());

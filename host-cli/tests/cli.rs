@@ -307,6 +307,14 @@ fn plan_reports_a_transformer() {
     let o = regkern(&["plan", "--type", "transformer", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["training"]["total"].as_u64().unwrap() <= 12_000_000, "{}", v["training"]["total"]);
+    // --lean_memory keeps no attention probabilities: 2 layers × batch 32 × 8 heads × 32 × 32
+    // floats fewer in acts, a second 32 × 32 tile more in scratch; inference is unchanged.
+    let o = regkern(&["plan", "--type", "transformer", "--json", "--lean_memory"]);
+    let lean: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(lean["lean_memory"], true);
+    let acts = |v: &serde_json::Value| v["training"]["acts"].as_u64().unwrap();
+    assert_eq!(acts(&v) - acts(&lean), 2 * 32 * 8 * 32 * 32 * 4);
+    assert_eq!(lean["inference"], v["inference"]);
 }
 
 #[test]

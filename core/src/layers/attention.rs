@@ -57,6 +57,12 @@ impl Attn {
     pub const fn scratch_len(&self, tq: usize, tk: usize) -> usize {
         tk * tq + (self.head_dim + 2) * tq
     }
+
+    /// Floats of scratch [`backward`] needs when the probabilities were not saved: a second
+    /// Tk × Tq tile, where it recomputes them.
+    pub const fn backward_scratch_len(&self, tq: usize, tk: usize) -> usize {
+        2 * tk * tq + (self.head_dim + 2) * tq
+    }
 }
 
 /// `rows[i·ld + d] (+)= ct[d·T + i]`: a D × T result back into T rows of stride `ld`.
@@ -137,8 +143,13 @@ pub fn forward(
     }
 }
 
-/// Backward of [`forward`] (training: `att` saved). Accumulates (`+=`) into `dq`, `dk`, `dv`;
-/// `scratch` holds at least [`Attn::scratch_len`] floats.
+/// Backward of [`forward`]. Accumulates (`+=`) into `dq`, `dk`, `dv`.
+///
+/// With the probabilities `att` saved by [`forward`], `scratch` holds at least
+/// [`Attn::scratch_len`] floats. With `att` empty, each head's probabilities are recomputed
+/// from q and k into a tile of `scratch`, which then holds [`Attn::backward_scratch_len`]
+/// floats: the same products and softmax as the forward's, so the same bits, without keeping
+/// B·H·Tk·Tq of them between the passes.
 #[allow(clippy::too_many_arguments)] // llm.c order: input grads, scratch, dout, saved, inputs, dims
 pub fn backward(
     dqkv: [&mut [f32]; 3],
@@ -153,13 +164,23 @@ pub fn backward(
     let [dq, dk, dv] = dqkv;
     let [q, k, v] = qkv;
     let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
-    let (dpt, rest) = scratch[..d.scratch_len(tq, tk)].split_at_mut(tk * tq);
+    let saved = !att.is_empty();
+    let len = if saved { d.scratch_len(tq, tk) } else { d.backward_scratch_len(tq, tk) };
+    let (dpt, rest) = scratch[..len].split_at_mut(tk * tq);
+    let (tile, rest) = rest.split_at_mut(if saved { 0 } else { tk * tq });
     let (ct, rows) = rest.split_at_mut(hd * tq);
     for b in 0..batch {
         for h in 0..d.n_heads {
             let g = d.group_of(h);
             let (qo, ko) = (b * tq * qd + h * hd, b * tk * kvd + g * hd);
-            let pt = &att[(b * d.n_heads + h) * tk * tq..][..tk * tq];
+            let pt: &[f32] = if saved {
+                &att[(b * d.n_heads + h) * tk * tq..][..tk * tq]
+            } else {
+                // The forward's probabilities, recomputed as it computed them.
+                gemm(tile, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
+                softmax_columns(tile, rows, (tk, tq), d.scale(), d.causal);
+                tile
+            };
             // dPᵀ (Tk, Tq) = V_g (Tk, D) · dout_hᵀ
             gemm(dpt, &v[ko..], &dout[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
             // dV_g (Tk, D) += Pᵀ · dout_h; every head of the group adds its share.
@@ -359,6 +380,11 @@ mod tests {
                 let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
                 let mut scratch = vec![0.0; d.scratch_len(T, T)];
                 backward([&mut dq, &mut dk, &mut dv], &mut scratch, &r, &att, [&q, &k, &v], d, B, (T, T));
+                // Recomputing the probabilities instead of reading them gives the same bits.
+                let (mut rq, mut rk, mut rv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+                let mut scratch = vec![0.0; d.backward_scratch_len(T, T)];
+                backward([&mut rq, &mut rk, &mut rv], &mut scratch, &r, &[], [&q, &k, &v], d, B, (T, T));
+                assert!(rq == dq && rk == dk && rv == dv, "H={h} G={g} causal={causal}: recomputed differs");
                 let (q0, k0, v0) = (q.clone(), k.clone(), v.clone());
                 let loss = |q: &[f32], k: &[f32], v: &[f32]| weighted_sum(&run(q, k, v, d).0, &r);
                 let eq = grad_check(&mut q, &dq, |q| loss(q, &k0, &v0));

@@ -147,13 +147,14 @@ impl EncoderDecoder {
     pub(crate) fn plan(
         cfg: &EncoderDecoderConfig,
         (max_batch, t): (usize, usize),
-        training: bool,
+        (training, lean): (bool, bool),
         p: &mut Planner,
     ) -> Result<Self> {
         cfg.validate()?;
-        let enc = Transformer::plan_role(&cfg.encoder(), Role::Encoder, (max_batch, t), training, p)?;
+        let keep = (training, lean);
+        let enc = Transformer::plan_role(&cfg.encoder(), Role::Encoder, (max_batch, t), keep, p)?;
         let role = Role::Decoder { max_src: t };
-        let dec = Transformer::plan_role(&cfg.decoder(), role, (max_batch, t), training, p)?;
+        let dec = Transformer::plan_role(&cfg.decoder(), role, (max_batch, t), keep, p)?;
         let dec_in = p.take(Region::Acts, mul(mul(max_batch, t)?, cfg.output_dim)?)?;
         let dmemory = if training {
             p.take(Region::ActGrads, mul(mul(max_batch, t)?, cfg.embed_dim)?)?

@@ -90,7 +90,8 @@ impl Transformer {
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
-        let att = act(xa.att, batch * d.n_heads * mem.len * seq);
+        // A lean plan kept no probabilities: attention recomputes them.
+        let att = if self.lean { &[] } else { act(xa.att, batch * d.n_heads * mem.len * seq) };
         let qkv = [act(xa.q, ne), act(xa.k, skv), act(xa.v, skv)];
         let work = &mut scratch[self.attn_scratch.range()];
         attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, (seq, mem.len));
@@ -236,7 +237,7 @@ impl Transformer {
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
-        let att = act(a.att, batch * d.n_heads * seq * seq);
+        let att = if self.lean { &[] } else { act(a.att, batch * d.n_heads * seq * seq) };
         let qkv = [act(a.q, ne), act(a.k, nkv), act(a.v, nkv)];
         let work = &mut scratch[self.attn_scratch.range()];
         attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, att, qkv, d, batch, (seq, seq));

@@ -95,7 +95,7 @@ impl Transformer {
         linear::forward(q, h, p(bp.proj[0][0]), p(bp.proj[0][1]), self.lin(e, e));
         linear::forward(k, h, p(bp.proj[1][0]), p(bp.proj[1][1]), self.lin(e, d.kv_dim()));
         linear::forward(v, h, p(bp.proj[2][0]), p(bp.proj[2][1]), self.lin(e, d.kv_dim()));
-        if self.training {
+        if self.training && !self.lean {
             let att_len = batch * d.n_heads * seq * seq;
             let [q, k, v, ao, att] = disjoint(
                 acts,
@@ -189,7 +189,7 @@ impl Transformer {
         linear::forward(k, m, p(xp.proj[1][0]), p(xp.proj[1][1]), self.lin(e, d.kv_dim()));
         linear::forward(v, m, p(xp.proj[2][0]), p(xp.proj[2][1]), self.lin(e, d.kv_dim()));
         let work = &mut scratch[self.attn_scratch.range()];
-        if self.training {
+        if self.training && !self.lean {
             let att_len = batch * d.n_heads * mem.len * seq;
             let [q, k, v, ao, att] = disjoint(
                 acts,

@@ -9,9 +9,10 @@
 //! kv heads G.
 //!
 //! Memory. Training keeps, per layer, the residual stream entering it, both norms' outputs and
-//! statistics, q/k/v, the attention probabilities (B·H·T·T), the attention output, the FFN's
-//! hidden pre- and post-activation; gradients of activations use one buffer per kind, reused
-//! layer after layer. Inference keeps one residual stream and one set of per-layer buffers
+//! statistics, q/k/v, the attention probabilities (B·H·T·T; a lean plan, [`crate::Memory::Lean`],
+//! recomputes them in backward instead), the attention output, the FFN's hidden pre- and
+//! post-activation; the gradients of activations share one work region, reused sub-layer after
+//! sub-layer and layer after layer. Inference keeps one residual stream and one set of per-layer buffers
 //! shared by every layer, and one T×T attention tile.
 
 use crate::arena::Slot;
@@ -239,6 +240,8 @@ pub struct Transformer {
     cfg: TransformerConfig,
     role: Role,
     training: bool,
+    /// A lean training plan: backward recomputes the attention probabilities, none are kept.
+    lean: bool,
     /// Sequences and tokens per sequence planned for.
     dims: (usize, usize),
     input_proj: [Slot; 2],

@@ -102,7 +102,8 @@ pub(super) struct BlockActs {
     pub(super) q: Slot,
     pub(super) k: Slot,
     pub(super) v: Slot,
-    /// Attention probabilities (B, H, T, T); unused in inference (a tile of scratch serves).
+    /// Attention probabilities (B, H, T, T); unused in inference and in lean training plans (a
+    /// tile of scratch serves, and backward recomputes them).
     pub(super) att: Slot,
     /// Attention output before o_proj, (N, E).
     pub(super) ao: Slot,
@@ -362,20 +363,23 @@ impl Transformer {
     pub(crate) fn plan(
         cfg: &TransformerConfig,
         (max_batch, seq): (usize, usize),
-        training: bool,
+        keep: (bool, bool),
         p: &mut Planner,
     ) -> Result<Self> {
-        Self::plan_role(cfg, Role::Plain, (max_batch, seq), training, p)
+        Self::plan_role(cfg, Role::Plain, (max_batch, seq), keep, p)
     }
 
-    /// [`Transformer::plan`] for a stack of a given role (encoder-decoder halves).
+    /// [`Transformer::plan`] for a stack of a given role (encoder-decoder halves). `(training,
+    /// lean)`: a training plan, and whether it recomputes the attention probabilities in backward
+    /// ([`crate::Memory::Lean`]) rather than keeping them.
     pub(crate) fn plan_role(
         cfg: &TransformerConfig,
         role: Role,
         (max_batch, t): (usize, usize),
-        training: bool,
+        (training, lean): (bool, bool),
         p: &mut Planner,
     ) -> Result<Self> {
+        let lean = training && lean;
         cfg.validate()?;
         ensure(t > 0, "seq_len", "must be at least 1")?;
         ensure(t <= cfg.max_seq_len, "seq_len", "must not exceed max_seq_len")?;
@@ -396,7 +400,8 @@ impl Transformer {
         // Decoder blocks: (memory tokens × kv width, cross-attention probabilities of one layer).
         let cross = match max_src {
             Some(s) => {
-                Some((mul(mul(max_batch, s)?, d.kv_dim())?, mul(mul(max_batch, d.n_heads)?, mul(s, t)?)?))
+                let probs = mul(mul(max_batch, d.n_heads)?, mul(s, t)?)?;
+                Some((mul(mul(max_batch, s)?, d.kv_dim())?, if lean { 0 } else { probs }))
             }
             None => None,
         };
@@ -416,7 +421,7 @@ impl Transformer {
                     training,
                     res_in,
                     (n, ne, nkv, nf),
-                    mul(mul(max_batch, d.n_heads)?, tt)?,
+                    if lean { 0 } else { mul(mul(max_batch, d.n_heads)?, tt)? },
                     cfg.moe_layer(),
                     cross,
                 )?,
@@ -469,10 +474,15 @@ impl Transformer {
             let nf = if cfg.moe.is_some() { 0 } else { nf };
             Grads::plan(p, (n, ne, nkv, nf), head, mul(n, cfg.input_dim)?, cfg.moe_layer(), skv)?;
         }
-        // The layer says how much scratch it needs; t·t and e·t were checked above, which bounds
-        // scratch_len = (t + head_dim + 2)·t.
-        let attn_scratch =
-            p.take(Region::Scratch, d.scratch_len(t, t).max(d.scratch_len(t, max_src.unwrap_or(0))))?;
+        // The layer says how much scratch it needs (lean: a second tile, where backward recomputes
+        // the probabilities); t·t and e·t were checked above, which bounds (2t + head_dim + 2)·t.
+        let src = max_src.unwrap_or(0);
+        let scratch = if lean {
+            d.backward_scratch_len(t, t).max(d.backward_scratch_len(t, src))
+        } else {
+            d.scratch_len(t, t).max(d.scratch_len(t, src))
+        };
+        let attn_scratch = p.take(Region::Scratch, scratch)?;
         let at_decode = *p;
         if let Some(dtype) = cfg.kv_cache {
             decode::Decode::plan(cfg, dtype, (max_batch, t), max_src, p)?;
@@ -482,6 +492,7 @@ impl Transformer {
             attn_scratch,
             cfg: *cfg,
             training,
+            lean,
             dims: (max_batch, t),
             input_proj,
             pos_embed,
@@ -508,10 +519,11 @@ impl Transformer {
             Role::Decoder { max_src } => Some(max_src),
             Role::Plain | Role::Encoder => None,
         };
-        let cross = max_src.map(|s| (b * s * d.kv_dim(), b * d.n_heads * s * t));
+        let probs = |tk: usize| if self.lean { 0 } else { b * d.n_heads * tk * t };
+        let cross = max_src.map(|s| (b * s * d.kv_dim(), probs(s)));
         Sizes {
             tokens: (n, n * c.embed_dim, n * d.kv_dim(), n * c.ffn_dim),
-            att_len: b * d.n_heads * t * t,
+            att_len: probs(t),
             cross,
             max_src,
         }

@@ -187,10 +187,20 @@ mod tests {
         assert_eq!(mlp_train::ARENA_FLOATS, mlp, "mlp_train: needed {mlp}");
         let infer = floats(&mlp_train::config(), Mode::Inference { max_batch: mlp_infer::MAX_BATCH });
         assert_eq!(mlp_infer::ARENA_FLOATS, infer, "mlp_infer: needed {infer}");
-        let seqsum = floats(&ModelConfig::Transformer(seqsum_train::config()), train(seqsum_train::BATCH));
+        let seqsum = Model::plan_with(
+            &ModelConfig::Transformer(seqsum_train::config()),
+            train(seqsum_train::BATCH),
+            seqsum_train::SEQ,
+            seqsum_train::MEMORY,
+        )
+        .unwrap()
+        .report()
+        .total_floats();
         assert_eq!(seqsum_train::ARENA_FLOATS, seqsum, "seqsum_train: needed {seqsum}");
-        let sine =
-            |kv, mode| Model::plan(&ModelConfig::Transformer(sine_generate::config(kv)), mode).unwrap();
+        let sine = |kv, mode| {
+            let cfg = ModelConfig::Transformer(sine_generate::config(kv));
+            Model::plan_with(&cfg, mode, sine_generate::SEQ, sine_generate::MEMORY).unwrap()
+        };
         let t = sine(None, train(sine_generate::BATCH));
         let gen_mode = Mode::Inference { max_batch: sine_generate::GEN_N };
         let widest = [sine(Some(KvDtype::F32), gen_mode), sine(Some(KvDtype::F16), gen_mode)]

@@ -5,8 +5,8 @@
 //! y = Σx / √8.
 
 use regkern_core::{
-    DataLoader, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic, Task, TrainConfig, Trainer,
-    TransformerConfig, sizing,
+    DataLoader, Memory, Mode, Model, ModelConfig, Net, Optimizer, Schedule, Synthetic, Task, TrainConfig,
+    Trainer, TransformerConfig, sizing,
 };
 
 use crate::{Failure, Line, LossLog, Platform, fnv1a, portable, report_arena};
@@ -30,7 +30,10 @@ pub const LR: f32 = 3e-3;
 pub const MODE: Mode = Mode::Training { max_batch: BATCH, optimizer: Optimizer::adam(LR) };
 
 /// Floats of the static arena, at compile time (`regkern_core::sizing`).
-pub const ARENA_FLOATS: usize = sizing::transformer_floats(&CONFIG, MODE, SEQ);
+pub const ARENA_FLOATS: usize = sizing::transformer_floats(&CONFIG, MODE, SEQ, MEMORY);
+
+/// A lean training plan: backward recomputes the attention probabilities (the same bits).
+pub const MEMORY: Memory = Memory::Lean;
 
 /// The model: [`crate::TINY_TRANSFORMER`] (E 16, F 32, 1 layer, H 4, G 2, GELU) over [`SEQ`]
 /// positions, with a mean-pooled regression head.
@@ -44,7 +47,7 @@ pub fn config() -> TransformerConfig {
 /// Train and print: every step's loss, 10-step means, the validation loss and a checksum.
 pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
     let optimizer = Optimizer::adam(LR);
-    let model = Model::plan(&ModelConfig::Transformer(CONFIG), MODE)?;
+    let model = Model::plan_with(&ModelConfig::Transformer(CONFIG), MODE, SEQ, MEMORY)?;
     report_arena(p, "seqsum", &model, arena.len());
     let mut net = Net::new(model, arena)?;
     portable(&mut net);

@@ -11,7 +11,7 @@ use regkern_core::data::SINE_LEN;
 use regkern_core::layers::KvDtype;
 use regkern_core::models::{Context, Generate};
 use regkern_core::{
-    DataLoader, Dataset, Mode, Model, ModelConfig, Net, Optimizer, Region, Schedule, Synthetic, Task,
+    DataLoader, Dataset, Memory, Mode, Model, ModelConfig, Net, Optimizer, Region, Schedule, Synthetic, Task,
     TrainConfig, Trainer, TransformerConfig, sizing,
 };
 
@@ -40,15 +40,17 @@ pub const F32_CACHE_TOL: f32 = 1e-5;
 
 /// What the model is trained for.
 pub const MODE: Mode = Mode::Training { max_batch: BATCH, optimizer: Optimizer::adam(LR) };
+/// A lean training plan: backward recomputes the attention probabilities (the same bits).
+pub const MEMORY: Memory = Memory::Lean;
 /// What it generates with.
 pub const GEN_MODE: Mode = Mode::Inference { max_batch: GEN_N };
 
 /// Floats of the static arena, at compile time (`regkern_core::sizing`): the saved parameters,
 /// then the largest of the three plans.
 pub const ARENA_FLOATS: usize = {
-    let train = sizing::transformer_floats(&config(None), MODE, SEQ);
-    let f32_cache = sizing::transformer_floats(&config(Some(KvDtype::F32)), GEN_MODE, SEQ);
-    let f16_cache = sizing::transformer_floats(&config(Some(KvDtype::F16)), GEN_MODE, SEQ);
+    let train = sizing::transformer_floats(&config(None), MODE, SEQ, MEMORY);
+    let f32_cache = sizing::transformer_floats(&config(Some(KvDtype::F32)), GEN_MODE, SEQ, MEMORY);
+    let f16_cache = sizing::transformer_floats(&config(Some(KvDtype::F16)), GEN_MODE, SEQ, MEMORY);
     let widest = if train > f32_cache { train } else { f32_cache };
     sizing::transformer_param_floats(&config(None)) + if widest > f16_cache { widest } else { f16_cache }
 };
@@ -86,7 +88,7 @@ impl Dataset for Prefix<'_> {
 /// Train, generate three ways, compare and print.
 pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
     let optimizer = Optimizer::adam(LR);
-    let train_model = Model::plan(&ModelConfig::Transformer(config(None)), MODE)?;
+    let train_model = Model::plan_with(&ModelConfig::Transformer(config(None)), MODE, SEQ, MEMORY)?;
     let n_params = train_model.report().floats(Region::Params);
     if n_params > arena.len() {
         return Err(regkern_core::Error::ArenaTooSmall { needed: n_params * 4, got: arena.len() * 4 }.into());
