@@ -6,14 +6,14 @@
 //! Streams derived with [`Xoshiro256::stream`] let a dataset draw sample `i` without drawing
 //! samples `0..i` first, so data needs no storage.
 //!
-//! reference: https://prng.di.unimi.it/xoshiro256plusplus.c (Blackman & Vigna, public domain)
+//! reference: <https://prng.di.unimi.it/xoshiro256plusplus.c> (Blackman & Vigna, public domain)
 
 use core::convert::Infallible;
 
 use rand_core::{SeedableRng, TryRng};
 
 /// One step of SplitMix64: a good 64-bit mixer, used to expand seeds.
-/// reference: https://prng.di.unimi.it/splitmix64.c
+/// reference: <https://prng.di.unimi.it/splitmix64.c>
 pub const fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;

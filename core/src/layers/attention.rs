@@ -11,7 +11,7 @@
 //! Why key-major: the scores come from one gemm `Pᵀ = K_g·Q_hᵀ` whose packed operand is only
 //! T × D; the softmax then runs down the columns, vectorised across queries without horizontal
 //! reductions; and `outᵀ = V_gᵀ·Pᵀ`, `dQᵀ = K_gᵀ·dSᵀ` read the stored tiles as they are, with full
-//! 32-wide register tiles for small D. Every product is one [`gemm`] call reading q/k/v/out in
+//! 32-wide register tiles for small D. Every product is one [`gemm()`] call reading q/k/v/out in
 //! place through strides and transpose flags.
 
 use crate::ops::math::exp;

@@ -90,8 +90,8 @@ impl<'c> Shape<'c> {
 
 /// A planned MLP: where its layers start, no memory.
 ///
-/// It keeps neither the widths (the model's config has them: every method takes its [`Shape`])
-/// nor the layers' slots, only the planner as it stood before the first layer: [`Mlp::layer`]
+/// It keeps neither the widths (the model's config has them: every method takes its `Shape`)
+/// nor the layers' slots, only the planner as it stood before the first layer: `Mlp::layer`
 /// replays the planning of the layers up to the one asked for (a few additions each). So the
 /// planned `Model` of an MLP is small to move across a microcontroller's stack, however deep.
 #[derive(Clone, Debug)]
