@@ -351,6 +351,10 @@ typedef struct {
   // Transformers: the longest sequence the calls will feed (sizes activations and the KV
   // cache; `max_seq_len` sizes only the positional embedding). 0: `max_seq_len`.
   uint32_t seq_len;
+  // Training: non-zero keeps less between the passes and recomputes the rest in backward (a
+  // transformer's attention probabilities): the same results, less memory, more arithmetic.
+  // Zero: keep everything backward reads (the fastest step).
+  uint8_t lean_memory;
 } rk_mode;
 
 // Bytes of every region of a model, as `rk_model_plan` computes them from the config.

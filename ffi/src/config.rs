@@ -235,6 +235,10 @@ pub struct rk_mode {
     /// Transformers: the longest sequence the calls will feed (sizes activations and the KV
     /// cache; `max_seq_len` sizes only the positional embedding). 0: `max_seq_len`.
     pub seq_len: u32,
+    /// Training: non-zero keeps less between the passes and recomputes the rest in backward (a
+    /// transformer's attention probabilities): the same results, less memory, more arithmetic.
+    /// Zero: keep everything backward reads (the fastest step).
+    pub lean_memory: u8,
 }
 
 /// Learning-rate schedule kinds.

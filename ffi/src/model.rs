@@ -2,7 +2,7 @@
 
 use core::mem::{size_of, size_of_val};
 
-use regkern_core::{Error, Model, Net, Result, Schedule, TrainConfig, Trainer};
+use regkern_core::{Error, Memory, Model, Net, Result, Schedule, TrainConfig, Trainer};
 
 use crate::check::{c_string, check_ptr, in_ref, in_slice, out_ref, out_slice, report};
 use crate::{
@@ -118,7 +118,8 @@ pub(crate) fn plan(cfg: *const rk_model_config, mode: *const rk_mode) -> Result<
         0 => cfg.max_seq_len(),
         n => n as usize,
     };
-    Model::plan_for(&cfg, mode.to_core()?, seq_len)
+    let memory = if mode.lean_memory != 0 { Memory::Lean } else { Memory::Fast };
+    Model::plan_with(&cfg, mode.to_core()?, seq_len, memory)
 }
 
 /// Compute the bytes of every region of `config` planned for `mode` into `*out`, from the

@@ -212,6 +212,7 @@ fn the_c_compiler_lays_out_every_struct_as_rust_does() {
         rk_encdec_config.num_encoder_layers,
         rk_encdec_config.num_decoder_layers,
         rk_model_config.u,
+        rk_mode.lean_memory,
         rk_optimizer.nesterov,
         rk_optimizer.weight_decay,
         rk_optimizer.alpha,

@@ -57,6 +57,7 @@ int main(void) {
     OFFSET(rk_mode, max_batch);
     OFFSET(rk_mode, optimizer);
     OFFSET(rk_mode, seq_len);
+    OFFSET(rk_mode, lean_memory);
     OFFSET(rk_plan, total_bytes);
     OFFSET(rk_error, needed);
     OFFSET(rk_error, got);

@@ -222,6 +222,15 @@ static void planning(void) {
         CHECK(part.total_bytes < full.total_bytes, "a plan for 2 tokens is not smaller than for max_seq_len");
         CHECK(part.params == full.params, "seq_len changed the parameters");
     }
+    /* A lean training plan keeps no attention probabilities: smaller acts, the same params. */
+    {
+        rk_mode train = t_training(2, rk_optimizer_default(RK_OPT_ADAM, 0.01f)), lean = train;
+        rk_plan fast, small;
+        lean.lean_memory = 1;
+        CHECK_OK(rk_model_plan(&t, &train, &fast, &err), &err);
+        CHECK_OK(rk_model_plan(&t, &lean, &small, &err), &err);
+        CHECK(small.acts < fast.acts && small.params == fast.params, "lean_memory did not shrink the activations");
+    }
     c = t;
     c.u.transformer.stack.moe = 1;
     c.u.transformer.stack.num_experts = 0;
