@@ -19,7 +19,9 @@ use crate::error::{Result, ensure, mul};
 use crate::layers::moe::MoeStats;
 use crate::layers::{Activation, KvDtype};
 use crate::models::ParamInfo;
-use crate::models::transformer::{AttentionType, Memory, MoeConfig, Role, Transformer, TransformerConfig};
+use crate::models::transformer::{
+    AttentionType, MemorySlots, MoeConfig, Role, Transformer, TransformerConfig,
+};
 
 /// User hyperparameters of an encoder-decoder (`--type transformer --encoderdecoder`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -170,8 +172,8 @@ impl EncoderDecoder {
         self.dec.set_kernels(kernels);
     }
 
-    fn memory(&self, src: usize) -> Memory {
-        Memory { acts: self.enc.memory_slot(), grads: self.dmemory, len: src }
+    fn memory(&self, src: usize) -> MemorySlots {
+        MemorySlots { acts: self.enc.memory_slot(), grads: self.dmemory, len: src }
     }
 
     /// Number of parameter tensors: the encoder's, then the decoder's (ending with `head`).

@@ -1,7 +1,7 @@
 //! The backward pass: the forward, mirrored, accumulating parameter gradients.
 
 use super::plan::{BlockActs, BlockParams, CrossActs, CrossParams};
-use super::{Memory, Role, Transformer, disjoint};
+use super::{MemorySlots, Role, Transformer, disjoint};
 use crate::arena::{Buffers, Slot};
 use crate::layers::{Attn, attention, ffn, layernorm, linear, moe, pool, position};
 
@@ -16,7 +16,7 @@ impl Transformer {
         bufs: &mut Buffers<'_>,
         inp: Slot,
         (batch, seq): (usize, usize),
-        memory: Option<Memory>,
+        memory: Option<MemorySlots>,
     ) {
         debug_assert!(self.training);
         let c = &self.cfg;
@@ -72,7 +72,7 @@ impl Transformer {
         ag: &mut [f32],
         scratch: &mut [f32],
         (batch, seq): (usize, usize),
-        mem: Memory,
+        mem: MemorySlots,
     ) {
         let c = &self.cfg;
         let (e, d, g) = (c.embed_dim, Attn { causal: false, ..self.attn() }, &self.grads());
@@ -169,7 +169,7 @@ impl Transformer {
         ag: &mut [f32],
         scratch: &mut [f32],
         (batch, seq): (usize, usize),
-        memory: Option<Memory>,
+        memory: Option<MemorySlots>,
     ) {
         let c = &self.cfg;
         let (e, d, g) = (c.embed_dim, self.attn(), &self.grads());

@@ -6,7 +6,7 @@
 //! per sequence (planned for `max_batch`), and the cache is sized for `max_seq_len` positions.
 
 use super::moe_ffn::moe_forward;
-use super::{Memory, Transformer, add_into, disjoint};
+use super::{MemorySlots, Transformer, add_into, disjoint};
 use crate::arena::{Buffers, Planner, Region, Slot};
 use crate::error::{Error, Result, mul};
 use crate::layers::{KvCache, KvDtype, attention, ffn, layernorm, linear};
@@ -163,7 +163,7 @@ impl Transformer {
 
     /// Decoders: compute every block's cross-attention keys and values of the memory once, for
     /// the decoding steps that follow.
-    pub(crate) fn prepare_cross(&self, dec: &Decode, bufs: &mut Buffers<'_>, n: usize, mem: Memory) {
+    pub(crate) fn prepare_cross(&self, dec: &Decode, bufs: &mut Buffers<'_>, n: usize, mem: MemorySlots) {
         let (e, kvd) = (self.cfg.embed_dim, self.cfg.attn().kv_dim());
         let (w, acts) = (&*bufs.params, &mut *bufs.acts);
         for layer in 0..self.cfg.num_layers {

@@ -3,7 +3,7 @@
 
 use super::moe_ffn::moe_forward;
 use super::plan::{BlockActs, BlockParams, CrossActs, CrossParams};
-use super::{Memory, Role, Transformer, add_into, disjoint};
+use super::{MemorySlots, Role, Transformer, add_into, disjoint};
 use crate::arena::{Buffers, Slot};
 use crate::layers::{Attn, attention, ffn, layernorm, linear, pool, position};
 
@@ -17,7 +17,7 @@ impl Transformer {
         bufs: &mut Buffers<'_>,
         inp: Slot,
         (batch, seq): (usize, usize),
-        memory: Option<Memory>,
+        memory: Option<MemorySlots>,
     ) {
         let c = &self.cfg;
         let (e, n) = (c.embed_dim, batch * seq);
@@ -78,7 +78,7 @@ impl Transformer {
         acts: &mut [f32],
         scratch: &mut [f32],
         (batch, seq): (usize, usize),
-        memory: Option<Memory>,
+        memory: Option<MemorySlots>,
     ) {
         let c = &self.cfg;
         let (e, d) = (c.embed_dim, self.attn());
@@ -169,7 +169,7 @@ impl Transformer {
         acts: &mut [f32],
         scratch: &mut [f32],
         (batch, seq): (usize, usize),
-        mem: Memory,
+        mem: MemorySlots,
     ) {
         let c = &self.cfg;
         let (e, d) = (c.embed_dim, Attn { causal: false, ..self.attn() });

@@ -224,7 +224,7 @@ pub(crate) enum Role {
 /// The encoder's output as a decoder reads it: memory (acts), its gradient (act_grads, training),
 /// and its length.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Memory {
+pub(crate) struct MemorySlots {
     pub(crate) acts: Slot,
     pub(crate) grads: Slot,
     pub(crate) len: usize,
