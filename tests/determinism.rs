@@ -212,12 +212,15 @@ fn planning_for_the_run_length_changes_memory_not_results() {
     assert!(Model::plan_for(&cfg, mode, 0).is_err());
 }
 
-/// A lean plan (`Memory::Lean`: attention probabilities recomputed in backward, not kept) takes
-/// less memory and gives the same bits: losses and every gradient of a MoE transformer, an
-/// autoregressive one and an encoder-decoder (cross-attention too).
+/// A lean plan (`Memory::Lean`: attention probabilities, the norms' outputs and the FFN's
+/// post-activation recomputed in backward, not kept) takes less memory and gives the same bits:
+/// losses and every gradient of dense transformers (GELU, tanh), a MoE one, an autoregressive one
+/// and an encoder-decoder (cross-attention too).
 #[test]
 fn lean_plans_change_memory_not_results() {
-    use regkern_core::{Capacity, EncoderDecoderConfig, Memory, ModelConfig, MoeConfig, TransformerConfig};
+    use regkern_core::{
+        Activation, Capacity, EncoderDecoderConfig, Memory, ModelConfig, MoeConfig, TransformerConfig,
+    };
     let base = TransformerConfig {
         embed_dim: 16,
         ffn_dim: 24,
@@ -228,6 +231,8 @@ fn lean_plans_change_memory_not_results() {
     };
     let moe = MoeConfig { num_experts: 3, top_k: 2, capacity: Capacity::Factor(1.0), alpha: 0.01 };
     let configs = [
+        ModelConfig::Transformer(base),
+        ModelConfig::Transformer(TransformerConfig { ffn_act: Activation::Tanh, num_layers: 2, ..base }),
         ModelConfig::Transformer(TransformerConfig { moe: Some(moe), ..base }),
         ModelConfig::Transformer(TransformerConfig { autoregressive: true, ..base }),
         ModelConfig::EncoderDecoder(EncoderDecoderConfig::from_stack(&base, 1, 2)),

@@ -266,11 +266,19 @@ mod transformer {
         // A lean plan keeps no attention probabilities: backward recomputes them in scratch.
         let att_len = if lean { 0 } else { mul(mul(b, d.n_heads), mul(t, t)) };
         let mut acts = if training {
-            // res_mid, res_out, h1, q, ao, h2; k, v; the probabilities; two norms' statistics;
-            // the FFN's pre- and post-activation.
+            // res_mid, res_out, q, ao, h1, h2; k, v; the probabilities; two norms' statistics;
+            // the FFN's pre- and post-activation. A lean plan keeps neither norm output nor the
+            // post-activation, except a MoE FFN's input, h2.
+            let norms = if !lean {
+                2
+            } else if moe.is_some() {
+                1
+            } else {
+                0
+            };
             add(
-                add(mul(6, slot(ne)), mul(2, slot(nkv))),
-                add(add(slot(att_len), mul(4, slot(n))), mul(2, slot(nf))),
+                add(mul(4 + norms, slot(ne)), mul(2, slot(nkv))),
+                add(add(slot(att_len), mul(4, slot(n))), mul(if lean { 1 } else { 2 }, slot(nf))),
             )
         } else {
             // h, q, ao, tmp; k, v; one norm's statistics; the FFN's pre-activation.
@@ -303,16 +311,25 @@ mod transformer {
             b
         };
         let pooled = if cfg.autoregressive || !has_head { 0 } else { slot(mul(b, e)) };
+        // The final norm's output lies in the work region of a lean plan with a head.
+        let hf_in_work = lean && has_head;
         s.acts = add(
             s.acts,
-            add(add(slot(ne), mul(2, slot(n))), add(pooled, slot(mul(out_rows, cfg.output_dim)))),
+            add(
+                add(if hf_in_work { 0 } else { slot(ne) }, mul(2, slot(n))),
+                add(pooled, slot(mul(out_rows, cfg.output_dim))),
+            ),
         );
         if training {
             // dres; then one work region for the longest sub-layer's set: the head's (dh, dout,
-            // dpooled), an FFN's (dh, dhid, MoE's), an attention's (dao = dh, dq, dk, dv, and a
-            // decoder's cross k and v) or the input projection's (dinp).
-            let head_set = add(slot(ne), add(slot(mul(out_rows, cfg.output_dim)), pooled));
-            let mut ffn_set = add(slot(ne), slot(nf));
+            // dpooled, a lean autoregressive plan's hf), an FFN's (dh, dhid, MoE's), an
+            // attention's (dao = dh, dq, dk, dv, and a decoder's cross k and v) or the input
+            // projection's (dinp). A lean plan's dense blocks without cross-attention take dh and
+            // dao in their res_out slot instead (`Transformer::dh_in_acts`).
+            let hf = if hf_in_work && cfg.autoregressive { slot(ne) } else { 0 };
+            let head_set = add(add(slot(ne), hf), add(slot(mul(out_rows, cfg.output_dim)), pooled));
+            let dh = if lean && moe.is_none() && max_src.is_none() { 0 } else { slot(ne) };
+            let mut ffn_set = add(dh, slot(nf));
             if let Some(m) = moe {
                 ffn_set = add(ffn_set, slots(&moe::grad_buffer_lens(&m, n)));
             }
@@ -320,7 +337,7 @@ mod transformer {
                 Some(src) => mul(mul(b, src), kv),
                 None => 0,
             };
-            let attn_set = add(add(mul(2, slot(ne)), mul(2, slot(nkv))), mul(2, slot(cross_kv)));
+            let attn_set = add(add(add(dh, slot(ne)), mul(2, slot(nkv))), mul(2, slot(cross_kv)));
             let work = max(max(head_set, ffn_set), max(attn_set, slot(mul(n, cfg.input_dim))));
             s.act_grads = add(s.act_grads, add(slot(ne), work));
         }

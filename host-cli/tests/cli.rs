@@ -307,13 +307,16 @@ fn plan_reports_a_transformer() {
     let o = regkern(&["plan", "--type", "transformer", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["training"]["total"].as_u64().unwrap() <= 12_000_000, "{}", v["training"]["total"]);
-    // --lean_memory keeps no attention probabilities: 2 layers × batch 32 × 8 heads × 32 × 32
-    // floats fewer in acts, a second 32 × 32 tile more in scratch; inference is unchanged.
+    // --lean_memory keeps no attention probabilities (2 layers × batch 32 × 8 heads × 32 × 32
+    // floats), norm outputs (2 per layer and the final one, 1024 tokens × E 64 each) or FFN
+    // post-activations (1024 × F 128 per layer): that many floats fewer in acts; a second 32 × 32
+    // tile more in scratch; inference is unchanged.
     let o = regkern(&["plan", "--type", "transformer", "--json", "--lean_memory"]);
     let lean: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(lean["lean_memory"], true);
     let acts = |v: &serde_json::Value| v["training"]["acts"].as_u64().unwrap();
-    assert_eq!(acts(&v) - acts(&lean), 2 * 32 * 8 * 32 * 32 * 4);
+    let (probs, norms, hidden) = (2 * 32 * 8 * 32 * 32, (2 * 2 + 1) * 1024 * 64, 2 * 1024 * 128);
+    assert_eq!(acts(&v) - acts(&lean), (probs + norms + hidden) * 4);
     assert_eq!(lean["inference"], v["inference"]);
 }
 

@@ -124,6 +124,22 @@ pub fn backward_inplace(d: &mut [f32], inp: &[f32], out: &[f32], act: Activation
     )
 }
 
+/// [`backward_inplace`] without the activation's output: where the derivative needs it (tanh),
+/// it is recomputed from `inp`, the same bits as [`forward`] wrote.
+pub fn backward_inplace_recompute(d: &mut [f32], inp: &[f32], act: Activation) {
+    debug_assert_eq!(d.len(), inp.len());
+    vectorized(
+        #[inline(always)]
+        || match act {
+            Activation::Relu => scale_with(d, inp, inp, |x, y| Activation::Relu.derivative(x, y)),
+            Activation::Tanh => {
+                scale_with(d, inp, inp, |x, _| Activation::Tanh.derivative(x, libm::tanhf(x)))
+            }
+            Activation::Gelu => scale_with(d, inp, inp, |x, y| Activation::Gelu.derivative(x, y)),
+        },
+    )
+}
+
 /// `d ·= f(inp, out)`, monomorphised per activation.
 #[inline(always)]
 fn scale_with(d: &mut [f32], inp: &[f32], out: &[f32], f: impl Fn(f32, f32) -> f32) {

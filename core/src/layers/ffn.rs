@@ -79,6 +79,41 @@ pub fn backward(
     linear::backward(Some(dinp), dw1, db1, dhid, inp, w[0], d.fc1());
 }
 
+/// [`forward`] with the output over the input: `io` holds the input on entry and the output on
+/// exit (a lean training plan computes norm2's output into the slot the FFN's output will take).
+/// The same bits as [`forward`].
+pub fn forward_over_input(io: &mut [f32], pre: &mut [f32], hid: &mut [f32], w: Weights<'_>, d: Ffn) {
+    let [w1, b1, w2, b2] = w;
+    linear::forward(pre, io, w1, b1, d.fc1());
+    activation::forward(hid, pre, d.act);
+    linear::forward(io, hid, w2, b2, d.fc2());
+}
+
+/// [`backward`] for a lean training plan, which keeps neither the FFN's input (a norm's output)
+/// nor its post-activation. `inp` holds the recomputed input on entry and, overwritten, d(input)
+/// on exit; `work` (N, hidden) holds the recomputed post-activation, then d(hidden), then
+/// d(pre-activation). The same arithmetic in the same order as [`backward`]: the same bits.
+#[allow(clippy::too_many_arguments)] // input and its grad, param grads, work, dout, pre, weights
+pub fn backward_recompute(
+    inp: &mut [f32],
+    dw: [&mut [f32]; 4],
+    work: &mut [f32],
+    dout: &[f32],
+    pre: &[f32],
+    w: Weights<'_>,
+    d: Ffn,
+) {
+    let [dw1, db1, dw2, db2] = dw;
+    activation::forward(work, pre, d.act);
+    linear::backward(None, dw2, db2, dout, work, w[2], d.fc2());
+    work.fill(0.0);
+    linear::backward_input(work, dout, w[2], d.fc2());
+    activation::backward_inplace_recompute(work, pre, d.act);
+    linear::backward(None, dw1, db1, work, inp, w[0], d.fc1());
+    inp.fill(0.0);
+    linear::backward_input(inp, work, w[0], d.fc1());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +162,39 @@ mod tests {
                 weighted_sum(&run(&x0, &p).0, &r)
             });
             assert!(err < 1e-3, "param {i}: {err:e}");
+        }
+    }
+
+    #[test]
+    fn recomputing_backward_gives_the_same_bits() {
+        for act in [Activation::Relu, Activation::Tanh, Activation::Gelu] {
+            let d = Ffn { n_embd: 5, n_hidden: 7, act, kernels: Kernels::Auto };
+            let n = 4;
+            let mut seed = 7;
+            let mut rand = |len: usize| {
+                let mut v = vec![0.0f32; len];
+                lcg_fill(&mut v, &mut seed);
+                v
+            };
+            let (x, dout) = (rand(n * 5), rand(n * 5));
+            let params: Vec<Vec<f32>> = vec![rand(35), rand(7), rand(35), rand(5)];
+            let w = [&params[0][..], &params[1], &params[2], &params[3]];
+            let (mut out, mut pre, mut hid) = (vec![0.0; n * 5], vec![0.0; n * 7], vec![0.0; n * 7]);
+            forward(&mut out, &mut pre, Some(&mut hid), &x, w, d);
+            let grads = |kept: bool| {
+                let mut dp: Vec<Vec<f32>> = params.iter().map(|p| vec![0.5; p.len()]).collect();
+                let [a, b, c, e] = &mut dp[..] else { unreachable!() };
+                let (mut work, mut dx) = (vec![0.0; n * 7], vec![0.0; n * 5]);
+                if kept {
+                    backward(&mut dx, [a, b, c, e], &mut work, &dout, [&x, &pre, &hid], w, d);
+                } else {
+                    dx.copy_from_slice(&x);
+                    backward_recompute(&mut dx, [a, b, c, e], &mut work, &dout, &pre, w, d);
+                }
+                dp.push(dx);
+                dp.iter().flatten().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            assert_eq!(grads(true), grads(false), "{act:?}");
         }
     }
 }

@@ -28,6 +28,23 @@ pub fn forward(out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], inp: &[f32],
     )
 }
 
+/// [`forward`]'s output again, from its input and the statistics it saved: the same bits (a
+/// lean training plan keeps no norm outputs and recomputes them in backward). Overwrites `out`.
+pub fn recompute(out: &mut [f32], inp: &[f32], mean: &[f32], rstd: &[f32], w: &[f32], b: &[f32]) {
+    let c = w.len();
+    debug_assert!(inp.len() == out.len() && inp.len() == mean.len() * c && mean.len() == rstd.len());
+    vectorized(
+        #[inline(always)]
+        || {
+            for (((x, y), &mu), &rs) in inp.chunks_exact(c).zip(out.chunks_exact_mut(c)).zip(mean).zip(rstd) {
+                for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
+                    *y = (x - mu) * rs * w + b;
+                }
+            }
+        },
+    )
+}
+
 /// Mean and 1/√(var + ε) of one row, two-pass (the mean first) for accuracy.
 #[inline(always)]
 fn stats(x: &[f32]) -> (f32, f32) {

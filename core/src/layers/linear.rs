@@ -64,6 +64,13 @@ pub fn backward(
     }
 }
 
+/// The input-gradient half of [`backward`]: accumulates (`+=`) `dout · w` into `dinp`.
+pub fn backward_input(dinp: &mut [f32], dout: &[f32], w: &[f32], d: Linear) {
+    let n = dout.len() / d.n_out;
+    debug_assert_eq!(n * d.n_in, dinp.len());
+    gemm(dinp, dout, w, Gemm::nn(n, d.n_in, d.n_out).acc().on(d.kernels));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

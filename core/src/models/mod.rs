@@ -104,10 +104,14 @@ pub enum Memory {
     /// Keep everything backward reads: the fastest step.
     #[default]
     Fast,
-    /// Keep less, and recompute in backward what is cheap to recompute: a transformer's attention
-    /// probabilities (B·H·T·T floats per layer; backward recomputes each head's in a scratch tile).
-    /// The same results, bit for bit, for more arithmetic per step (9% more instructions on the
-    /// P2 workload). Linear and MLP models plan the same either way.
+    /// Keep less, and recompute in backward what is cheap to recompute. A transformer keeps no
+    /// attention probabilities (B·H·T·T floats per layer; backward recomputes each head's in a
+    /// scratch tile), no norm outputs (recomputed from the kept row statistics; a MoE FFN's input
+    /// is kept) and no FFN post-activation (recomputed from the pre-activation). Forward writes
+    /// those into buffers it has not filled yet, and backward takes its gradient buffers partly
+    /// in activations it has consumed (a dense block's output slot, once the next norm's backward
+    /// has read it). The same results, bit for bit, for more arithmetic per step. Linear and MLP
+    /// models plan the same either way.
     Lean,
 }
 
@@ -647,6 +651,7 @@ impl<'a> Net<'a> {
     }
 
     /// PyTorch's default initialisation, drawn from `seed` in `state_dict` order.
+    #[inline(never)] // the parameter table's iterator stays in its own frame: a small stack
     pub fn init_params(&mut self, seed: u64) {
         let mut rng = Xoshiro256::seed_from(seed);
         for p in self.model.params() {

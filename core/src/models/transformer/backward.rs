@@ -11,6 +11,7 @@ impl Transformer {
     ///
     /// `memory`: a decoder's cross-attention adds the gradient of the encoder's output into
     /// `memory.grads`; an encoder (no head) starts from that gradient instead of a head's.
+    #[inline(never)] // its frame (block slots, carved slices) is not the caller's: a small stack
     pub(crate) fn backward(
         &self,
         bufs: &mut Buffers<'_>,
@@ -23,7 +24,7 @@ impl Transformer {
         let (e, n, g) = (c.embed_dim, batch * seq, &self.grads());
         let ne = n * e;
         let (w, acts, grads, ag, scratch) =
-            (&*bufs.params, &*bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads, &mut *bufs.scratch);
+            (&*bufs.params, &mut *bufs.acts, &mut *bufs.grads, &mut *bufs.act_grads, &mut *bufs.scratch);
         // head (and mean-pool): dhf ← d(final norm's output); an encoder's comes from its decoder.
         let dhf_slot = match (self.role, memory) {
             (Role::Encoder, Some(mem)) => mem.grads,
@@ -39,9 +40,14 @@ impl Transformer {
         let stats = [&acts[self.statsf[0].prefix(n)], &acts[self.statsf[1].prefix(n)]];
         let x = &acts[last.prefix(ne)];
         layernorm::backward(dres, dw, db, dhf, x, stats[0], stats[1], &w[self.final_norm[0].range()]);
+        let in_acts = self.dh_in_acts();
         for i in (0..c.num_layers).rev() {
             let (bp, a) = self.block(i);
-            self.block_backward(&bp, &a, (w, acts, grads), ag, scratch, (batch, seq), memory);
+            if in_acts {
+                self.block_backward_over_acts(&bp, &a, (w, &mut *acts, grads), ag, scratch, (batch, seq));
+            } else {
+                self.block_backward(&bp, &a, (w, &*acts, grads), ag, scratch, (batch, seq), memory);
+            }
         }
         // positions and input projection
         let [dres, dinp] = disjoint(ag, [g.dres.prefix(ne), g.dinp.prefix(n * c.input_dim)]);
@@ -121,6 +127,77 @@ impl Transformer {
         layernorm::backward(dres, dln_w, dln_b, dh, act(a.res_mid, ne), stats[0], stats[1], p(xp.norm[0]));
     }
 
+    /// [`Transformer::block_backward`] for a lean plan's dense block without cross-attention
+    /// ([`Transformer::dh_in_acts`]): the block's `res_out` slot, consumed by now, holds
+    /// d(attention output) and then each recomputed norm output and its gradient; the work region
+    /// holds only the FFN's d(hidden) and q/k/v's gradients. The same arithmetic in the same order
+    /// as the kept form: the same bits.
+    fn block_backward_over_acts(
+        &self,
+        bp: &BlockParams,
+        a: &BlockActs,
+        (w, acts, grads): (&[f32], &mut [f32], &mut [f32]),
+        ag: &mut [f32],
+        scratch: &mut [f32],
+        (batch, seq): (usize, usize),
+    ) {
+        let c = &self.cfg;
+        let (e, d, g) = (c.embed_dim, self.attn(), &self.grads());
+        let n = batch * seq;
+        let (ne, nkv, nf) = (n * e, n * d.kv_dim(), n * c.ffn_dim);
+        let p = |s: Slot| &w[s.range()];
+        let dh = a.res_out.prefix(ne);
+
+        // FFN: norm2's output recomputed into dh, which becomes d(norm2 output); dres += norm2's
+        // backward.
+        let [dres, dhid] = disjoint(ag, [g.dres.prefix(ne), g.dhid.prefix(nf)]);
+        let ranges = [
+            dh.clone(),
+            a.res_mid.prefix(ne),
+            a.stats2[0].prefix(n),
+            a.stats2[1].prefix(n),
+            a.pre.prefix(nf),
+        ];
+        let [dh_buf, x, mean, rstd, pre] = disjoint(acts, ranges);
+        let [dw1, db1, dw2, db2] =
+            disjoint(grads, [bp.fc1[0].range(), bp.fc1[1].range(), bp.fc2[0].range(), bp.fc2[1].range()]);
+        let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
+        layernorm::recompute(dh_buf, x, mean, rstd, p(bp.norm2[0]), p(bp.norm2[1]));
+        ffn::backward_recompute(dh_buf, [dw1, db1, dw2, db2], dhid, dres, pre, weights, self.ffn());
+        let [dln_w, dln_b] = disjoint(grads, [bp.norm2[0].range(), bp.norm2[1].range()]);
+        layernorm::backward(dres, dln_w, dln_b, dh_buf, x, mean, rstd, p(bp.norm2[0]));
+
+        // Attention: o_proj (d(attention output) into dh), attention, q/k/v projections, norm1.
+        let [dres, dq, dk, dv] =
+            disjoint(ag, [g.dres.prefix(ne), g.dq.prefix(ne), g.dk.prefix(nkv), g.dv.prefix(nkv)]);
+        let ranges = [dh.clone(), a.ao.prefix(ne), a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv)];
+        let [dao, ao, q, k, v] = disjoint(acts, ranges);
+        let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
+        dao.fill(0.0);
+        linear::backward(Some(&mut *dao), dw, db, dres, ao, p(bp.proj[3][0]), self.lin(e, e));
+        dq.fill(0.0);
+        dk.fill(0.0);
+        dv.fill(0.0);
+        let work = &mut scratch[self.attn_scratch.range()];
+        attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, &[], [q, k, v], d, batch, (seq, seq));
+        let ranges = [dh, a.res_in.prefix(ne), a.stats1[0].prefix(n), a.stats1[1].prefix(n)];
+        let [dh, x, mean, rstd] = disjoint(acts, ranges);
+        layernorm::recompute(dh, x, mean, rstd, p(bp.norm1[0]), p(bp.norm1[1]));
+        // The weight gradients first, then d(norm1 output) over its recomputed value, accumulated
+        // in the order the kept form accumulates it.
+        let projections = [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())];
+        for (j, &(dy, width)) in projections.iter().enumerate() {
+            let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
+            linear::backward(None, dw, db, dy, dh, p(bp.proj[j][0]), self.lin(e, width));
+        }
+        dh.fill(0.0);
+        for (j, (dy, width)) in projections.into_iter().enumerate() {
+            linear::backward_input(dh, dy, p(bp.proj[j][0]), self.lin(e, width));
+        }
+        let [dln_w, dln_b] = disjoint(grads, [bp.norm1[0].range(), bp.norm1[1].range()]);
+        layernorm::backward(dres, dln_w, dln_b, dh, x, mean, rstd, p(bp.norm1[0]));
+    }
+
     /// The head's backward (and the mean-pool's): leaves d(final norm's output) in `dh`.
     fn head_backward(
         &self,
@@ -134,24 +211,26 @@ impl Transformer {
         let (e, n, g) = (c.embed_dim, batch * seq, &self.grads());
         let ne = n * e;
         let (out_rows, pooled_len) = if c.autoregressive { (n, 0) } else { (batch, batch * e) };
-        let [dout, dpooled, dhf] = disjoint(
-            ag,
-            [g.dout.prefix(out_rows * c.output_dim), g.dpooled.prefix(pooled_len), g.dh.prefix(ne)],
-        );
         let [dw, db] = disjoint(grads, [self.head[0].range(), self.head[1].range()]);
         let hw = &w[self.head[0].range()];
-        dhf.fill(0.0);
         if c.autoregressive {
-            linear::backward(
-                Some(&mut *dhf),
-                dw,
-                db,
-                dout,
-                &acts[self.hf.prefix(ne)],
-                hw,
-                self.lin(e, c.output_dim),
-            );
+            // The final norm's output: in acts, or where a lean forward left it in the work region.
+            let (dout, dhf, hf) = if self.hf.len > 0 {
+                let [dout, dhf] = disjoint(ag, [g.dout.prefix(n * c.output_dim), g.dh.prefix(ne)]);
+                (dout, dhf, &acts[self.hf.prefix(ne)])
+            } else {
+                let [dout, dhf, hf] =
+                    disjoint(ag, [g.dout.prefix(n * c.output_dim), g.dh.prefix(ne), g.hf.prefix(ne)]);
+                (dout, dhf, &*hf)
+            };
+            dhf.fill(0.0);
+            linear::backward(Some(&mut *dhf), dw, db, dout, hf, hw, self.lin(e, c.output_dim));
         } else {
+            let [dout, dpooled, dhf] = disjoint(
+                ag,
+                [g.dout.prefix(out_rows * c.output_dim), g.dpooled.prefix(pooled_len), g.dh.prefix(ne)],
+            );
+            dhf.fill(0.0);
             dpooled.fill(0.0);
             let pooled = &acts[self.pooled.prefix(batch * e)];
             linear::backward(Some(&mut *dpooled), dw, db, dout, pooled, hw, self.lin(e, c.output_dim));
@@ -211,10 +290,19 @@ impl Transformer {
             let [dres, dh, dhid] = disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne), g.dhid.prefix(nf)]);
             let [dw1, db1, dw2, db2] =
                 disjoint(grads, [bp.fc1[0].range(), bp.fc1[1].range(), bp.fc2[0].range(), bp.fc2[1].range()]);
-            dh.fill(0.0);
             let weights = [p(bp.fc1[0]), p(bp.fc1[1]), p(bp.fc2[0]), p(bp.fc2[1])];
-            let saved = [act(a.h2, ne), act(a.pre, nf), act(a.hid, nf)];
-            ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dres, saved, weights, self.ffn());
+            if a.h2.len == 0 {
+                // Lean: norm2's output, recomputed into dh, and the post-activation into dhid.
+                let stats = [act(a.stats2[0], n), act(a.stats2[1], n)];
+                let norm = (p(bp.norm2[0]), p(bp.norm2[1]));
+                layernorm::recompute(dh, act(a.ffn_in(), ne), stats[0], stats[1], norm.0, norm.1);
+                let pre = act(a.pre, nf);
+                ffn::backward_recompute(dh, [dw1, db1, dw2, db2], dhid, dres, pre, weights, self.ffn());
+            } else {
+                dh.fill(0.0);
+                let saved = [act(a.h2, ne), act(a.pre, nf), act(a.hid, nf)];
+                ffn::backward(dh, [dw1, db1, dw2, db2], dhid, dres, saved, weights, self.ffn());
+            }
         }
         let [dres, dh] = disjoint(ag, [g.dres.prefix(ne), g.dh.prefix(ne)]);
         let [dln_w, dln_b] = disjoint(grads, [bp.norm2[0].range(), bp.norm2[1].range()]);
@@ -246,11 +334,27 @@ impl Transformer {
             ag,
             [g.dres.prefix(ne), g.dq.prefix(ne), g.dk.prefix(nkv), g.dv.prefix(nkv), g.dh.prefix(ne)],
         );
-        dh.fill(0.0);
-        let h1 = act(a.h1, ne);
-        for (j, (dy, width)) in [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())].into_iter().enumerate() {
-            let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
-            linear::backward(Some(&mut *dh), dw, db, dy, h1, p(bp.proj[j][0]), self.lin(e, width));
+        let projections = [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())];
+        if self.lean {
+            // norm1's output, recomputed into dh; the weight gradients first, then d(norm1's output)
+            // over it, in the order the kept form accumulates it.
+            let (x, stats) = (act(a.res_in, ne), [act(a.stats1[0], n), act(a.stats1[1], n)]);
+            layernorm::recompute(dh, x, stats[0], stats[1], p(bp.norm1[0]), p(bp.norm1[1]));
+            for (j, &(dy, width)) in projections.iter().enumerate() {
+                let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
+                linear::backward(None, dw, db, dy, dh, p(bp.proj[j][0]), self.lin(e, width));
+            }
+            dh.fill(0.0);
+            for (j, (dy, width)) in projections.into_iter().enumerate() {
+                linear::backward_input(dh, dy, p(bp.proj[j][0]), self.lin(e, width));
+            }
+        } else {
+            dh.fill(0.0);
+            let h1 = act(a.h1, ne);
+            for (j, (dy, width)) in projections.into_iter().enumerate() {
+                let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
+                linear::backward(Some(&mut *dh), dw, db, dy, h1, p(bp.proj[j][0]), self.lin(e, width));
+            }
         }
         let [dln_w, dln_b] = disjoint(grads, [bp.norm1[0].range(), bp.norm1[1].range()]);
         layernorm::backward(

@@ -9,11 +9,14 @@
 //! kv heads G.
 //!
 //! Memory. Training keeps, per layer, the residual stream entering it, both norms' outputs and
-//! statistics, q/k/v, the attention probabilities (B·H·T·T; a lean plan, [`crate::Memory::Lean`],
-//! recomputes them in backward instead), the attention output, the FFN's hidden pre- and
-//! post-activation; the gradients of activations share one work region, reused sub-layer after
-//! sub-layer and layer after layer. Inference keeps one residual stream and one set of per-layer buffers
-//! shared by every layer, and one T×T attention tile.
+//! statistics, q/k/v, the attention probabilities (B·H·T·T), the attention output, the FFN's
+//! hidden pre- and post-activation; the gradients of activations share one work region, reused
+//! sub-layer after sub-layer and layer after layer. A lean plan ([`crate::Memory::Lean`]) keeps
+//! no probabilities, norm outputs (but a MoE FFN's input) or post-activations: backward recomputes
+//! them, the same bits, and a dense block without cross-attention takes d(norm output) and
+//! d(attention output) in its own `res_out` slot, which backward has consumed by then. Inference
+//! keeps one residual stream and one set of per-layer buffers shared by every layer, and one T×T
+//! attention tile.
 
 use crate::arena::Slot;
 use crate::error::{Result, ensure};
@@ -240,7 +243,8 @@ pub struct Transformer {
     cfg: TransformerConfig,
     role: Role,
     training: bool,
-    /// A lean training plan: backward recomputes the attention probabilities, none are kept.
+    /// A lean training plan: backward recomputes the attention probabilities, the norms' outputs
+    /// and the FFN's post-activation; none are kept.
     lean: bool,
     /// Sequences and tokens per sequence planned for.
     dims: (usize, usize),

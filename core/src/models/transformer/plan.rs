@@ -96,7 +96,9 @@ pub(super) struct BlockActs {
     pub(super) res_mid: Slot,
     /// Leaving the block, (N, E); equals `res_in` in inference.
     pub(super) res_out: Slot,
-    /// norm1 output, (N, E), with its row statistics.
+    /// norm1 output, (N, E), with its row statistics. A lean training plan keeps no norm
+    /// outputs (h1, h2 of a dense FFN, the final norm's): forward writes them into the work region
+    /// ([`Grads::dh`], [`Grads::hf`]) and backward recomputes them from the statistics.
     pub(super) h1: Slot,
     pub(super) stats1: [Slot; 2],
     pub(super) q: Slot,
@@ -109,7 +111,8 @@ pub(super) struct BlockActs {
     pub(super) ao: Slot,
     pub(super) h2: Slot,
     pub(super) stats2: [Slot; 2],
-    /// FFN pre- and post-activation, (N, F); `hid` unused in inference (in place).
+    /// FFN pre- and post-activation, (N, F); `hid` unused in inference (in place) and in lean
+    /// training plans (forward writes it into [`Grads::dhid`]; backward recomputes it).
     pub(super) pre: Slot,
     pub(super) hid: Slot,
     /// Output of o_proj / fc2 before the residual add (inference only).
@@ -145,10 +148,10 @@ impl BlockActs {
 
     /// Lay out one block's activations: every buffer per layer in training, one shared set with a
     /// `tmp` for the residual adds in inference. `(n, ne, nkv, nf)` are the token count and the
-    /// widths times tokens; `att_len` the probabilities of one layer.
+    /// widths times tokens; `att_len` the probabilities of one layer; `lean` a lean training plan.
     fn plan(
         p: &mut Planner,
-        training: bool,
+        (training, lean): (bool, bool),
         res_in: Slot,
         sizes: (usize, usize, usize, usize),
         att_len: usize,
@@ -159,22 +162,25 @@ impl BlockActs {
         // With MoE the experts' hidden layers live in the routing buffers, not in pre/hid.
         let nf = if moe.is_some() { 0 } else { nf };
         let mut acts = |len: usize| p.take(Region::Acts, len);
+        // What a lean plan recomputes in backward; MoE's backward reads its input, h2.
+        let kept = |len: usize| if lean { 0 } else { len };
+        let h2 = if moe.is_some() { ne } else { kept(ne) };
         let mut a = if training {
             BlockActs {
                 res_in,
                 res_mid: acts(ne)?,
                 res_out: acts(ne)?,
-                h1: acts(ne)?,
+                h1: acts(kept(ne))?,
                 stats1: [acts(n)?, acts(n)?],
                 q: acts(ne)?,
                 k: acts(nkv)?,
                 v: acts(nkv)?,
                 att: acts(att_len)?,
                 ao: acts(ne)?,
-                h2: acts(ne)?,
+                h2: acts(h2)?,
                 stats2: [acts(n)?, acts(n)?],
                 pre: acts(nf)?,
-                hid: acts(nf)?,
+                hid: acts(kept(nf))?,
                 tmp: Slot::default(),
                 moe: [Slot::default(); 12],
                 moe_stats: Slot::default(),
@@ -291,6 +297,9 @@ pub(super) struct Grads {
     pub(super) dhid: Slot,
     pub(super) dpooled: Slot,
     pub(super) dout: Slot,
+    /// Lean plans: the final norm's output, written by forward, read by an autoregressive head's
+    /// backward (the head's set is the first to use the work region).
+    pub(super) hf: Slot,
     pub(super) dinp: Slot,
     /// MoE gradient buffers (`moe::grad_buffer_lens` order).
     pub(super) dmoe: [Slot; 5],
@@ -302,27 +311,33 @@ pub(super) struct Grads {
 impl Grads {
     /// Lay out the gradient buffers: `dres`, then the work region as long as the longest
     /// sub-layer's set. `(n, ne, nkv, nf)` as for [`BlockActs::plan`]; `head` the lengths of
-    /// `dout` and `dpooled`; `skv` the memory's k/v length (decoders, else 0).
+    /// `dout`, `dpooled` and (lean) `hf`; `skv` the memory's k/v length (decoders, else 0).
+    /// `dh_in_acts`: a lean plan's dense blocks without cross-attention take d(norm output) and
+    /// `dao` in the block's `res_out` slot instead (see [`Transformer::dh_in_acts`]).
+    #[allow(clippy::too_many_arguments)] // the planner, the sizes, and where dh lies
     fn plan(
         p: &mut Planner,
         (n, ne, nkv, nf): (usize, usize, usize, usize),
-        head: (usize, usize),
+        head: (usize, usize, usize),
         input: usize,
         moe: Option<Moe>,
         skv: usize,
+        dh_in_acts: bool,
     ) -> Result<Self> {
         let mut g = Grads { dres: p.take(Region::ActGrads, ne)?, ..Grads::default() };
         let mut sets = [Layout::default(); 4];
         let [head_set, ffn, attn, inp] = &mut sets;
         (g.dh, g.dout, g.dpooled) = (head_set.take(ne)?, head_set.take(head.0)?, head_set.take(head.1)?);
-        ffn.take(ne)?; // dh
+        g.hf = head_set.take(head.2)?;
+        let sub_ne = if dh_in_acts { 0 } else { ne };
+        ffn.take(sub_ne)?; // dh
         g.dhid = ffn.take(nf)?;
         if let Some(m) = moe {
             for (slot, len) in g.dmoe.iter_mut().zip(moe::grad_buffer_lens(&m, n)) {
                 *slot = ffn.take(len)?;
             }
         }
-        g.dao = attn.take(ne)?; // and dh, once dao is consumed
+        g.dao = attn.take(sub_ne)?; // and dh, once dao is consumed
         (g.dq, g.dk, g.dv) = (attn.take(ne)?, attn.take(nkv)?, attn.take(nkv)?);
         (g.dkx, g.dvx) = (attn.take(skv)?, attn.take(skv)?);
         g.dinp = inp.take(input)?;
@@ -339,6 +354,7 @@ impl Grads {
             dhid: at(g.dhid),
             dpooled: at(g.dpooled),
             dout: at(g.dout),
+            hf: at(g.hf),
             dinp: at(g.dinp),
             dmoe: g.dmoe.map(at),
             dkx: at(g.dkx),
@@ -418,7 +434,7 @@ impl Transformer {
                 Some((_, a0)) if !training => a0,
                 _ => BlockActs::plan(
                     p,
-                    training,
+                    (training, lean),
                     res_in,
                     (n, ne, nkv, nf),
                     if lean { 0 } else { mul(mul(max_batch, d.n_heads)?, tt)? },
@@ -450,7 +466,10 @@ impl Transformer {
         } else {
             [Slot::default(); 2]
         };
-        let hf = p.take(Region::Acts, ne)?;
+        // A lean plan's final norm writes into the work region (Grads::hf), except an encoder's:
+        // its output is the memory the decoder reads.
+        let keep_hf = !lean || !has_head;
+        let hf = p.take(Region::Acts, if keep_hf { ne } else { 0 })?;
         let statsf = [p.take(Region::Acts, n)?, p.take(Region::Acts, n)?];
         // Regression pools each sequence to one row for the head; autoregressive heads every token.
         let out_rows = if !has_head {
@@ -469,10 +488,13 @@ impl Transformer {
         let at_grads = *p;
         if training {
             let pooled_len = if cfg.autoregressive || !has_head { 0 } else { mul(max_batch, e)? };
-            let head = (mul(out_rows, cfg.output_dim)?, pooled_len);
+            // A lean regression head's final norm writes into dh; an autoregressive one needs both.
+            let hf = if keep_hf || !cfg.autoregressive { 0 } else { ne };
+            let head = (mul(out_rows, cfg.output_dim)?, pooled_len, hf);
             let skv = cross.map_or(0, |c| c.0);
             let nf = if cfg.moe.is_some() { 0 } else { nf };
-            Grads::plan(p, (n, ne, nkv, nf), head, mul(n, cfg.input_dim)?, cfg.moe_layer(), skv)?;
+            let dh_in_acts = Transformer::dh_in_acts_for(cfg, lean, max_src.is_some());
+            Grads::plan(p, (n, ne, nkv, nf), head, mul(n, cfg.input_dim)?, cfg.moe_layer(), skv, dh_in_acts)?;
         }
         // The layer says how much scratch it needs (lean: a second tile, where backward recomputes
         // the probabilities); t·t and e·t were checked above, which bounds (2t + head_dim + 2)·t.
@@ -531,6 +553,7 @@ impl Transformer {
 
     /// Block `i`'s parameter and activation slots: block 0's, replayed from the planner as it
     /// stood before them, shifted by `i` strides.
+    #[inline(always)]
     pub(super) fn block(&self, i: usize) -> (BlockParams, BlockActs) {
         let s = self.sizes();
         let mut p = self.at_blocks;
@@ -539,9 +562,8 @@ impl Transformer {
             unreachable!("planned once from the same state")
         };
         let moe = self.cfg.moe_layer();
-        let Ok(mut a) =
-            BlockActs::plan(&mut p, self.training, self.res_in, s.tokens, s.att_len, moe, s.cross)
-        else {
+        let kind = (self.training, self.lean);
+        let Ok(mut a) = BlockActs::plan(&mut p, kind, self.res_in, s.tokens, s.att_len, moe, s.cross) else {
             unreachable!("planned once from the same state")
         };
         bp.shift(i * self.strides.0);
@@ -566,12 +588,26 @@ impl Transformer {
         };
         let pooled_len = if c.autoregressive || !has_head { 0 } else { b * c.embed_dim };
         let nf = if c.moe.is_some() { 0 } else { nf };
-        let head = (out_rows * c.output_dim, pooled_len);
+        let hf = if self.lean && has_head && c.autoregressive { n * c.embed_dim } else { 0 };
+        let head = (out_rows * c.output_dim, pooled_len, hf);
         let skv = cross.map_or(0, |x| x.0);
         let mut p = self.at_grads;
-        let planned = Grads::plan(&mut p, (n, ne, nkv, nf), head, n * c.input_dim, c.moe_layer(), skv);
+        let (moe, dh_in_acts) = (c.moe_layer(), self.dh_in_acts());
+        let planned = Grads::plan(&mut p, (n, ne, nkv, nf), head, n * c.input_dim, moe, skv, dh_in_acts);
         let Ok(g) = planned else { unreachable!("planned once from the same state") };
         g
+    }
+
+    /// Whether backward takes d(norm output) and d(attention output) in each block's `res_out`
+    /// slot, which the backward pass has consumed by then (the final norm's or the next block's
+    /// norm1 read it): lean plans of dense blocks without cross-attention. (MoE's backward and
+    /// cross-attention's keep them in the work region.)
+    pub(super) fn dh_in_acts(&self) -> bool {
+        Self::dh_in_acts_for(&self.cfg, self.lean, matches!(self.role, Role::Decoder { .. }))
+    }
+
+    fn dh_in_acts_for(cfg: &TransformerConfig, lean: bool, cross: bool) -> bool {
+        lean && cfg.moe_layer().is_none() && !cross
     }
 
     /// The decoding buffers, when a KV cache was planned, replayed.

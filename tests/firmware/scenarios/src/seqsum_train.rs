@@ -46,18 +46,13 @@ pub fn config() -> TransformerConfig {
 
 /// Train and print: every step's loss, 10-step means, the validation loss and a checksum.
 pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
-    let optimizer = Optimizer::adam(LR);
-    let model = Model::plan_with(&ModelConfig::Transformer(CONFIG), MODE, SEQ, MEMORY)?;
-    report_arena(p, "seqsum", &model, arena.len());
-    let mut net = Net::new(model, arena)?;
-    portable(&mut net);
-    net.init_params(SEED);
+    let mut trainer = trainer(p, arena)?;
+    portable(trainer.net());
+    trainer.net().init_params(SEED);
     let (train, val) = Synthetic::split(Task::Seqsum, SEED, TRAIN, VAL);
     let (train, val) = (train.with_seq_len(SEQ)?, val.with_seq_len(SEQ)?);
     let mut order = [0u32; TRAIN];
     let mut loader = DataLoader::new(&mut order, BATCH, true, SEED)?;
-    let schedule = TrainConfig { epochs: EPOCHS, schedule: Schedule::Constant, clip_grad_norm: None };
-    let mut trainer = Trainer::new(net, optimizer, schedule)?;
     let mut log = LossLog::new(p);
     log.p.step_start();
     let summary = trainer.fit(&train, None, &mut loader, &mut log)?;
@@ -67,4 +62,16 @@ pub fn run(p: &mut impl Platform, arena: &mut [f32]) -> Result<(), Failure> {
     Line::new("val_loss").f32(trainer.evaluate(&val)?).emit(p);
     Line::new("checksum").hex(fnv1a(trainer.net_ref().params())).emit(p);
     halved
+}
+
+/// The planned model, bound to `arena`, in a trainer. Not inlined: the `Model` and `Net` it moves
+/// along the way stay in its own frame, which is gone by the time the parameters are initialised
+/// and training runs.
+#[inline(never)]
+fn trainer<'a>(p: &mut impl Platform, arena: &'a mut [f32]) -> Result<Trainer<'a>, Failure> {
+    let model = Model::plan_with(&ModelConfig::Transformer(CONFIG), MODE, SEQ, MEMORY)?;
+    report_arena(p, "seqsum", &model, arena.len());
+    let net = Net::new(model, arena)?;
+    let schedule = TrainConfig { epochs: EPOCHS, schedule: Schedule::Constant, clip_grad_norm: None };
+    Ok(Trainer::new(net, Optimizer::adam(LR), schedule)?)
 }
