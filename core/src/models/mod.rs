@@ -110,7 +110,8 @@ pub enum Memory {
     /// is kept) and no FFN post-activation (recomputed from the pre-activation). Forward writes
     /// those into buffers it has not filled yet, and backward takes its gradient buffers partly
     /// in activations it has consumed (a dense block's output slot, once the next norm's backward
-    /// has read it). The same results, bit for bit, for more arithmetic per step. Linear and MLP
+    /// has read it). The same results, bit for bit, for more arithmetic per step
+    /// (10% more instructions on the default experiment). Linear and MLP
     /// models plan the same either way.
     Lean,
 }
