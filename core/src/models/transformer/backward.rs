@@ -182,10 +182,26 @@ impl Transformer {
         attention::backward([&mut *dq, &mut *dk, &mut *dv], work, dao, &[], [q, k, v], d, batch, (seq, seq));
         let ranges = [dh, a.res_in.prefix(ne), a.stats1[0].prefix(n), a.stats1[1].prefix(n)];
         let [dh, x, mean, rstd] = disjoint(acts, ranges);
+        self.qkv_backward_recomputed(bp, dh, (x, mean, rstd), [&*dq, &*dk, &*dv], (w, grads));
+        let [dln_w, dln_b] = disjoint(grads, [bp.norm1[0].range(), bp.norm1[1].range()]);
+        layernorm::backward(dres, dln_w, dln_b, dh, x, mean, rstd, p(bp.norm1[0]));
+    }
+
+    /// The q/k/v projections' backward in a lean plan: norm1's output is recomputed into `dh`
+    /// from the block's input and statistics `(x, mean, rstd)`; the weight gradients are taken
+    /// first, then d(norm1 output) overwrites it, accumulated in the order the kept form uses.
+    fn qkv_backward_recomputed(
+        &self,
+        bp: &BlockParams,
+        dh: &mut [f32],
+        (x, mean, rstd): (&[f32], &[f32], &[f32]),
+        [dq, dk, dv]: [&[f32]; 3],
+        (w, grads): (&[f32], &mut [f32]),
+    ) {
+        let (e, kv) = (self.cfg.embed_dim, self.attn().kv_dim());
+        let p = |s: Slot| &w[s.range()];
         layernorm::recompute(dh, x, mean, rstd, p(bp.norm1[0]), p(bp.norm1[1]));
-        // The weight gradients first, then d(norm1 output) over its recomputed value, accumulated
-        // in the order the kept form accumulates it.
-        let projections = [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())];
+        let projections = [(dq, e), (dk, kv), (dv, kv)];
         for (j, &(dy, width)) in projections.iter().enumerate() {
             let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
             linear::backward(None, dw, db, dy, dh, p(bp.proj[j][0]), self.lin(e, width));
@@ -194,8 +210,6 @@ impl Transformer {
         for (j, (dy, width)) in projections.into_iter().enumerate() {
             linear::backward_input(dh, dy, p(bp.proj[j][0]), self.lin(e, width));
         }
-        let [dln_w, dln_b] = disjoint(grads, [bp.norm1[0].range(), bp.norm1[1].range()]);
-        layernorm::backward(dres, dln_w, dln_b, dh, x, mean, rstd, p(bp.norm1[0]));
     }
 
     /// The head's backward (and the mean-pool's): leaves d(final norm's output) in `dh`.
@@ -334,23 +348,13 @@ impl Transformer {
             ag,
             [g.dres.prefix(ne), g.dq.prefix(ne), g.dk.prefix(nkv), g.dv.prefix(nkv), g.dh.prefix(ne)],
         );
-        let projections = [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())];
         if self.lean {
-            // norm1's output, recomputed into dh; the weight gradients first, then d(norm1's output)
-            // over it, in the order the kept form accumulates it.
-            let (x, stats) = (act(a.res_in, ne), [act(a.stats1[0], n), act(a.stats1[1], n)]);
-            layernorm::recompute(dh, x, stats[0], stats[1], p(bp.norm1[0]), p(bp.norm1[1]));
-            for (j, &(dy, width)) in projections.iter().enumerate() {
-                let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
-                linear::backward(None, dw, db, dy, dh, p(bp.proj[j][0]), self.lin(e, width));
-            }
-            dh.fill(0.0);
-            for (j, (dy, width)) in projections.into_iter().enumerate() {
-                linear::backward_input(dh, dy, p(bp.proj[j][0]), self.lin(e, width));
-            }
+            let saved = (act(a.res_in, ne), act(a.stats1[0], n), act(a.stats1[1], n));
+            self.qkv_backward_recomputed(bp, dh, saved, [&*dq, &*dk, &*dv], (w, grads));
         } else {
             dh.fill(0.0);
             let h1 = act(a.h1, ne);
+            let projections = [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())];
             for (j, (dy, width)) in projections.into_iter().enumerate() {
                 let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
                 linear::backward(Some(&mut *dh), dw, db, dy, h1, p(bp.proj[j][0]), self.lin(e, width));
