@@ -190,6 +190,9 @@ fn const_sizes_equal_the_plans() {
             ModelConfig::EncoderDecoder(c) => sizing::encoder_decoder_floats(c, mode, seq, memory),
         };
         assert_eq!(sized, planned, "{cfg:?} {mode:?} seq {seq} {memory:?}");
+        let model = Model::plan_with(&cfg, mode, seq, memory).unwrap();
+        let table: usize = model.params().map(|p| p.slot.len).sum();
+        assert_eq!(model.param_floats(), table, "{cfg:?}");
     }
     // And in a const: a firmware's static arena.
     const MODE: Mode = Mode::Training { max_batch: 4, optimizer: Optimizer::adam(1e-3) };
@@ -243,6 +246,38 @@ fn p1_bytes_are_pinned() {
     // acts: input 64×8 and two ping-pong buffers of 64×128.
     assert_eq!(infer.report().bytes(Region::Acts), 4 * (512 + 2 * 64 * 128));
     assert_eq!(infer.report().total_bytes().unwrap(), 46_144 + 4 * (512 + 2 * 64 * 128));
+}
+
+/// Planning is O(1) in the number of layers and experts: counts no machine could hold plan at
+/// once (and overflow cleanly), and the plan of many layers is the plan of one layer repeated.
+#[test]
+fn planning_huge_layer_and_expert_counts_is_immediate() {
+    let start = std::time::Instant::now();
+    let base = TransformerConfig::default();
+    let layers = |num_layers| ModelConfig::Transformer(TransformerConfig { num_layers, ..base });
+    let experts = |num_experts| {
+        let moe = Some(MoeConfig { num_experts, top_k: 1, capacity: Capacity::Factor(1.0), alpha: 0.0 });
+        ModelConfig::Transformer(TransformerConfig { moe, ..base })
+    };
+    let train = Mode::Training { max_batch: 4, optimizer: Optimizer::adam(1e-3) };
+    for mode in [Mode::Inference { max_batch: 4 }, train] {
+        for cfg in [layers(10_000_000), experts(100_000_000), layers(u32::MAX as usize)] {
+            let m = Model::plan(&cfg, mode).unwrap();
+            assert!(m.report().total_bytes().unwrap() > 1 << 30, "{cfg:?}");
+            assert!(m.param_count() > 1_000_000);
+        }
+        for cfg in [layers(1 << 60), experts(1 << 60), layers(usize::MAX)] {
+            assert_eq!(Model::plan(&cfg, mode).unwrap_err(), Error::SizeOverflow, "{cfg:?}");
+        }
+        // Three layers take exactly what one layer's plan plus two more blocks take.
+        let (one, three) = (Model::plan(&layers(1), mode).unwrap(), Model::plan(&layers(3), mode).unwrap());
+        let two = Model::plan(&layers(2), mode).unwrap();
+        let (r1, r2, r3) = (one.report(), two.report(), three.report());
+        for region in Region::ALL {
+            assert_eq!(r3.floats(region) - r2.floats(region), r2.floats(region) - r1.floats(region));
+        }
+    }
+    assert!(start.elapsed().as_secs_f64() < 1.0, "planning took {:?}", start.elapsed());
 }
 
 #[test]

@@ -139,6 +139,18 @@ impl Planner {
         self.layouts[region.index()].len()
     }
 
+    /// Take, `times` more times over, what every region took since `since` (an earlier copy of
+    /// this planner): how a plan lays out n identical blocks in O(1), by planning one and
+    /// repeating its stride. Lengths are always aligned, so the repeats are exact.
+    pub fn repeat(&mut self, since: &Planner, times: usize) -> Result<()> {
+        for (l, s) in self.layouts.iter_mut().zip(&since.layouts) {
+            let stride = l.len.checked_sub(s.len).ok_or(Error::SizeOverflow)?;
+            let more = stride.checked_mul(times).ok_or(Error::SizeOverflow)?;
+            l.len = l.len.checked_add(more).ok_or(Error::SizeOverflow)?;
+        }
+        Ok(())
+    }
+
     /// The report of this plan: params are mirrored into grads (when `training`) and into
     /// `opt_copies` copies of optimizer state.
     pub fn report(&self, training: bool, opt_copies: usize) -> Result<Report> {
@@ -240,6 +252,27 @@ mod tests {
         assert_eq!((a.offset, b.offset, c.offset, d.offset), (0, 16, 32, 32));
         assert_eq!(l.len(), 64);
         assert!(a.range().end <= b.offset && b.range().end <= d.offset);
+    }
+
+    #[test]
+    fn repeat_takes_the_same_as_taking_again() {
+        let (mut a, mut b) = (Planner::default(), Planner::default());
+        for p in [&mut a, &mut b] {
+            p.take(Region::Params, 5).unwrap();
+        }
+        let since = a;
+        a.take(Region::Params, 17).unwrap();
+        a.take(Region::Acts, 3).unwrap();
+        a.repeat(&since, 2).unwrap();
+        for _ in 0..3 {
+            b.take(Region::Params, 17).unwrap();
+            b.take(Region::Acts, 3).unwrap();
+        }
+        assert_eq!(
+            (a.len(Region::Params), a.len(Region::Acts)),
+            (b.len(Region::Params), b.len(Region::Acts))
+        );
+        assert_eq!(a.repeat(&since, usize::MAX), Err(Error::SizeOverflow));
     }
 
     #[test]

@@ -131,11 +131,12 @@ pub fn read_training_csv(
     path: &Path,
     layout: Layout,
     val_fraction: f32,
+    header: HeaderRow,
 ) -> Result<(TrainData, Shape), String> {
     if !(0.0..1.0).contains(&val_fraction) || val_fraction.is_nan() {
         return Err("--val_fraction must be in [0, 1)".into());
     }
-    let rows = read_rows(path)?;
+    let rows = read_rows(path, header)?;
     let width = rows.width;
     let name = path.display();
     let shape = match layout {
@@ -214,13 +215,44 @@ pub struct Rows {
 }
 
 /// Read a CSV file of numbers (see the module docs), with errors naming line and column.
-pub fn read_rows(path: &Path) -> Result<Rows, String> {
+pub fn read_rows(path: &Path, header: HeaderRow) -> Result<Rows, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse_rows(&text).map_err(|e| format!("{}: {e}", path.display()))
+    parse_rows_with(&text, header).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Parse CSV text of numbers.
+/// Whether a CSV's first row is a header of names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeaderRow {
+    /// A header exactly when no cell of the first row is a number.
+    #[default]
+    Auto,
+    /// The first row is a header, whatever it holds.
+    Yes,
+    /// There is no header: the first row is data.
+    No,
+}
+
+/// A cell for an error message: at most [`CLIP`] characters of it, with an ellipsis.
+pub fn clip(cell: &str) -> String {
+    match cell.char_indices().nth(CLIP) {
+        Some((at, _)) => format!("{}…", &cell[..at]),
+        None => cell.to_string(),
+    }
+}
+
+/// Characters of a bad cell quoted in an error.
+const CLIP: usize = 32;
+
+#[cfg(test)]
+/// Parse CSV text of numbers, with a header row detected ([`HeaderRow::Auto`]).
 pub fn parse_rows(text: &str) -> Result<Rows, String> {
+    parse_rows_with(text, HeaderRow::Auto)
+}
+
+/// Parse CSV text of numbers. A UTF-8 byte-order mark is skipped; every cell after the header
+/// must be a finite number, or the error names its line and column.
+pub fn parse_rows_with(text: &str, header: HeaderRow) -> Result<Rows, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut values = Vec::new();
     let mut width: Option<(usize, usize)> = None; // (values per row, line of the first row)
     let mut first = true;
@@ -232,13 +264,19 @@ pub fn parse_rows(text: &str) -> Result<Rows, String> {
         }
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let parsed: Vec<Result<f32, _>> = cells.iter().map(|c| c.parse::<f32>()).collect();
-        if first && parsed.iter().any(Result::is_err) && cells.iter().all(|c| !c.is_empty()) {
+        let is_header = match header {
+            HeaderRow::Auto => parsed.iter().all(Result::is_err) && cells.iter().all(|c| !c.is_empty()),
+            HeaderRow::Yes => true,
+            HeaderRow::No => false,
+        };
+        if first && is_header {
             // A header row of names.
             first = false;
             continue;
         }
         first = false;
         for (col, (cell, v)) in cells.iter().zip(&parsed).enumerate() {
+            let cell = clip(cell);
             match v {
                 Ok(v) if v.is_finite() => values.push(*v),
                 Ok(_) => return Err(format!("line {line_no}, column {}: {cell:?} is not finite", col + 1)),
@@ -302,44 +340,92 @@ mod tests {
     }
 
     #[test]
+    fn a_header_is_a_row_without_numbers() {
+        // A typo in the first data row is an error, not a header.
+        assert_eq!(
+            parse_rows("1,2,3.O,4\n5,6,7,8\n").err().unwrap(),
+            "line 1, column 3: \"3.O\" is not a number"
+        );
+        assert_eq!(parse_rows("x,2\n3,4\n").err().unwrap(), "line 1, column 1: \"x\" is not a number");
+        // A byte-order mark is skipped, with or without a header.
+        assert_eq!(parse_rows("\u{feff}1,2\n3,4\n").unwrap().values, vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(parse_rows("\u{feff}a,b\n3,4\n").unwrap().values, vec![3.0, 4.0]);
+        // --header yes and no override the detection.
+        assert_eq!(parse_rows_with("1,2\n3,4\n", HeaderRow::Yes).unwrap().values, vec![3.0, 4.0]);
+        assert!(parse_rows_with("a,b\n3,4\n", HeaderRow::No).is_err());
+        // A huge bad cell is quoted in part.
+        let big = format!("1,{}\n", "z".repeat(1 << 20));
+        let e = parse_rows(&format!("1,2\n{big}")).err().unwrap();
+        assert!(e.len() < 100 && e.contains("zzz…"), "{e}");
+    }
+
+    #[test]
     fn rows_split_by_layout() {
         let p = write("feat", "1,2,3\n4,5,6\n7,8,9\n10,11,12\n");
-        let (d, s) =
-            read_training_csv(&p, Layout::PerSample { sequence: false, in_dim: 1, out_dim: 1 }, 0.25)
-                .unwrap();
+        let (d, s) = read_training_csv(
+            &p,
+            Layout::PerSample { sequence: false, in_dim: 1, out_dim: 1 },
+            0.25,
+            HeaderRow::Auto,
+        )
+        .unwrap();
         assert_eq!(s, Shape { in_dim: 2, out_dim: 1, seq_len: 1, target_len: 1 });
         assert_eq!((d.train().len(), d.val().len()), (3, 1));
         let (mut x, mut y) = ([0.0; 2], [0.0; 1]);
         d.val().get(0, &mut x, &mut y);
         assert_eq!((x, y), ([10.0, 11.0], [12.0]));
-        let (d, s) = read_training_csv(&p, Layout::Autoregressive { dim: 1 }, 0.25).unwrap();
+        let (d, s) = read_training_csv(&p, Layout::Autoregressive { dim: 1 }, 0.25, HeaderRow::Auto).unwrap();
         assert_eq!(s, Shape { in_dim: 1, out_dim: 1, seq_len: 2, target_len: 2 });
         let (mut x, mut y) = ([0.0; 2], [0.0; 2]);
         d.train().get(1, &mut x, &mut y);
         assert_eq!((x, y), ([4.0, 5.0], [5.0, 6.0]));
         let p = write("s2s", "1,2,3,4\n5,6,7,8\n");
-        let (d, s) =
-            read_training_csv(&p, Layout::Seq2Seq { in_dim: 1, out_dim: 1, target_len: None }, 0.5).unwrap();
+        let (d, s) = read_training_csv(
+            &p,
+            Layout::Seq2Seq { in_dim: 1, out_dim: 1, target_len: None },
+            0.5,
+            HeaderRow::Auto,
+        )
+        .unwrap();
         assert_eq!(s, Shape { in_dim: 1, out_dim: 1, seq_len: 2, target_len: 2 });
         let (mut x, mut y) = ([0.0; 2], [0.0; 2]);
         d.train().get(0, &mut x, &mut y);
         assert_eq!((x, y), ([1.0, 2.0], [3.0, 4.0]));
-        let (_, s) =
-            read_training_csv(&p, Layout::Seq2Seq { in_dim: 1, out_dim: 1, target_len: Some(1) }, 0.5)
-                .unwrap();
+        let (_, s) = read_training_csv(
+            &p,
+            Layout::Seq2Seq { in_dim: 1, out_dim: 1, target_len: Some(1) },
+            0.5,
+            HeaderRow::Auto,
+        )
+        .unwrap();
         assert_eq!((s.seq_len, s.target_len), (3, 1));
-        let err = read_training_csv(&p, Layout::PerSample { sequence: true, in_dim: 2, out_dim: 1 }, 0.5)
-            .err()
-            .unwrap();
+        let err = read_training_csv(
+            &p,
+            Layout::PerSample { sequence: true, in_dim: 2, out_dim: 1 },
+            0.5,
+            HeaderRow::Auto,
+        )
+        .err()
+        .unwrap();
         assert!(err.contains("not a multiple of input_dim 2"), "{err}");
-        let err = read_training_csv(&p, Layout::Seq2Seq { in_dim: 2, out_dim: 1, target_len: None }, 0.5)
-            .err()
-            .unwrap();
+        let err = read_training_csv(
+            &p,
+            Layout::Seq2Seq { in_dim: 2, out_dim: 1, target_len: None },
+            0.5,
+            HeaderRow::Auto,
+        )
+        .err()
+        .unwrap();
         assert!(err.contains("do not split"), "{err}");
         let p = write("one", "1,2\n");
-        let err = read_training_csv(&p, Layout::PerSample { sequence: false, in_dim: 1, out_dim: 1 }, 0.2)
-            .err()
-            .unwrap();
+        let err = read_training_csv(
+            &p,
+            Layout::PerSample { sequence: false, in_dim: 1, out_dim: 1 },
+            0.2,
+            HeaderRow::Auto,
+        )
+        .err()
+        .unwrap();
         assert!(err.contains("at least 2"), "{err}");
     }
 }

@@ -153,11 +153,17 @@ pub fn run(args: &GenerateArgs) -> Result<(), String> {
     let prompt: Vec<f32> = match &args.prompt {
         Some(s) => s
             .split(',')
-            .map(|v| v.trim().parse::<f32>().map_err(|_| format!("--prompt: {:?} is not a number", v.trim())))
+            .map(|v| match v.trim().parse::<f32>() {
+                Ok(x) if x.is_finite() => Ok(x),
+                Ok(_) => Err(format!("--prompt: {:?} is not finite", v.trim())),
+                Err(_) => Err(format!("--prompt: {:?} is not a number", crate::data::clip(v.trim()))),
+            })
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
     let use_cache = args.train.model.kv_cache_dtype(true).is_some();
+    // Allocated (and so checked) before training, which would otherwise be lost.
+    let mut out = crate::mem::zeroed::<f32>(args.steps, "the generated values")?;
     train_then(&args.train, true, |net, val, outcome| {
         // Without a prompt: validation sequence 0, whose true continuation we can show.
         let (prompt, truth) = if prompt.is_empty() {
@@ -172,7 +178,6 @@ pub fn run(args: &GenerateArgs) -> Result<(), String> {
             Some(window) => Context::Sliding { window },
             None => Context::Expanding,
         };
-        let mut out = vec![0.0f32; args.steps];
         let start = Instant::now();
         net.generate(&prompt, prompt.len(), &mut out, Generate { steps: args.steps, context, use_cache })
             .map_err(|e| e.to_string())?;

@@ -11,6 +11,7 @@ mod config;
 mod data;
 mod generate;
 mod logdir;
+mod mem;
 mod plan;
 mod plot;
 mod predict;
@@ -26,6 +27,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "regkern", version, about, propagate_version = true)]
 struct Cli {
+    /// Most memory a command may allocate (bytes, or with a K, M, G or T suffix); a plan that
+    /// needs more is refused before anything is allocated [default: the machine's memory].
+    #[arg(long = "max_memory", alias = "max-memory", global = true, value_parser = mem::parse_size)]
+    max_memory: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +51,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    mem::set_limit(cli.max_memory);
     let result = match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Generate(args) => generate::run(&args),

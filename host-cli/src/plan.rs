@@ -16,10 +16,15 @@ pub struct PlanArgs {
     /// Also list every parameter tensor (PyTorch name, shape, offset).
     #[arg(long)]
     params: bool,
-    /// Print one JSON object instead of tables.
+    /// Print one JSON object instead of tables. It lists the parameter tensors (`params`) when
+    /// `--params` is given or the model has at most 100,000 of them; `param_tensors` always
+    /// counts them.
     #[arg(long)]
     json: bool,
 }
+
+/// Most parameter tensors `plan --json` lists without `--params`.
+const MAX_LISTED: usize = 100_000;
 
 /// Plan the config for inference and for training and print both reports.
 pub fn run(args: &PlanArgs) -> Result<(), String> {
@@ -44,8 +49,11 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
             m.insert("total".into(), json!(r.total_bytes().unwrap_or(usize::MAX)));
             serde_json::Value::Object(m)
         };
+        // Planning is O(1) in the number of layers; listing their tensors is not.
+        let list = args.params || train.param_count() <= MAX_LISTED;
         let params: Vec<_> = train
             .params()
+            .take(if list { usize::MAX } else { 0 })
             .map(|p| json!({"name": p.name.as_str(), "shape": p.shape(), "offset": p.slot.offset}))
             .collect();
         let out = json!({
@@ -55,6 +63,7 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
             "lean_memory": memory == regkern_core::Memory::Lean,
             "optimizer": optimizer.name(),
             "param_count": train.param_floats(),
+            "param_tensors": train.param_count(),
             "inference": regions(infer.report()),
             "training": regions(train.report()),
             "params": params,

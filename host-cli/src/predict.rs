@@ -9,7 +9,7 @@ use clap::Args;
 use regkern_core::checkpoint::Header;
 use regkern_core::{Mode, Model, ModelConfig, Net};
 
-use crate::data::parse_rows;
+use crate::data::parse_rows_with;
 
 /// Arguments of `regkern predict`.
 #[derive(Args, Debug)]
@@ -28,6 +28,10 @@ pub struct PredictArgs {
     /// Encoder-decoders: positions to decode per sample [default: the source's length].
     #[arg(long = "target_len", alias = "target-len")]
     target_len: Option<usize>,
+    /// Whether the input's first row is a header of names (`auto`: when none of its cells is a
+    /// number).
+    #[arg(long, value_enum, default_value = "auto")]
+    header: crate::data::HeaderRow,
     /// Samples per forward pass.
     #[arg(long = "batch_size", alias = "batch-size", default_value_t = 64)]
     batch_size: usize,
@@ -48,7 +52,7 @@ pub fn run(args: &PredictArgs) -> Result<(), String> {
     }
     let model = Model::plan(&cfg, Mode::Inference { max_batch: args.batch_size })
         .map_err(|e| format!("{path}: {e}"))?;
-    let mut arena = vec![0.0f32; model.report().total_floats()];
+    let mut arena = crate::mem::zeroed::<f32>(model.report().total_floats(), "the arena")?;
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
     net.set_kernels(args.kernels.kernels());
     net.load_checkpoint(&bytes).map_err(|e| format!("{path}: {e}"))?;
@@ -66,7 +70,7 @@ pub fn run(args: &PredictArgs) -> Result<(), String> {
             (s, "standard input".to_string())
         }
     };
-    let rows = parse_rows(&text).map_err(|e| format!("{source}: {e}"))?;
+    let rows = parse_rows_with(&text, args.header).map_err(|e| format!("{source}: {e}"))?;
     let width = rows.width;
     let in_dim = net.model().in_dim();
     match &cfg {
@@ -93,7 +97,8 @@ pub fn run(args: &PredictArgs) -> Result<(), String> {
     }
     let (in_len, out_len) = (net.in_len(), net.out_len());
     let n = rows.values.len() / width;
-    let mut out = vec![0.0f32; n * out_len];
+    let outputs = n.checked_mul(out_len).ok_or("the outputs would not fit in memory")?;
+    let mut out = crate::mem::zeroed::<f32>(outputs, "the outputs")?;
     for (x, y) in rows.values.chunks(args.batch_size * in_len).zip(out.chunks_mut(args.batch_size * out_len))
     {
         net.predict(x, y).map_err(|e| e.to_string())?;

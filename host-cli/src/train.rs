@@ -51,6 +51,10 @@ pub struct TrainArgs {
     /// With --data: the fraction of rows (the last ones) kept for validation.
     #[arg(long = "val_fraction", alias = "val-fraction", default_value_t = 0.2)]
     val_fraction: f32,
+    /// With --data: whether the first row is a header of names (`auto`: when none of its cells
+    /// is a number).
+    #[arg(long, value_enum, default_value = "auto")]
+    header: crate::data::HeaderRow,
     /// Clip gradients to this global L2 norm.
     #[arg(long = "clip_grad_norm", alias = "clip-grad-norm")]
     clip_grad_norm: Option<f32>,
@@ -300,7 +304,7 @@ pub fn train_then<R>(
             if args.model.input_dim == 0 || args.model.output_dim == 0 {
                 return Err("--input_dim and --output_dim must be at least 1".into());
             }
-            let (d, s) = data::read_training_csv(path, args.model.layout(), args.val_fraction)?;
+            let (d, s) = data::read_training_csv(path, args.model.layout(), args.val_fraction, args.header)?;
             (d, s, path.display().to_string())
         }
         None => {
@@ -341,7 +345,12 @@ pub fn train_then<R>(
     let config = TrainConfig { epochs: args.epochs, schedule, clip_grad_norm: args.clip_grad_norm };
     config.validate().map_err(|e| e.to_string())?;
 
-    let mut arena = vec![0.0f32; model.report().total_floats()];
+    // The arena and the sample order are the run's large buffers: both are checked before either
+    // is allocated.
+    let order_bytes = crate::mem::bytes_of::<u32>(train.len(), "the sample order")?;
+    let needed = (arena_bytes as u64).saturating_add(order_bytes);
+    crate::mem::check(needed, &format!("training (its arena is {})", crate::mem::human(arena_bytes as u64)))?;
+    let mut arena = crate::mem::zeroed::<f32>(model.report().total_floats(), "the arena")?;
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
     net.set_kernels(args.model.kernels.kernels());
     net.set_seq_len(shape.seq_len).map_err(|e| e.to_string())?;
@@ -349,7 +358,7 @@ pub fn train_then<R>(
         net.set_target_len(shape.target_len).map_err(|e| e.to_string())?;
     }
     net.init_params(args.seed);
-    let mut order = vec![0u32; train.len()];
+    let mut order = crate::mem::zeroed::<u32>(train.len(), "the sample order")?;
     let mut loader = DataLoader::new(&mut order, batch, true, args.seed).map_err(|e| e.to_string())?;
     let mut trainer = Trainer::new(net, optimizer, config).map_err(|e| e.to_string())?;
 
@@ -377,7 +386,7 @@ pub fn train_then<R>(
     };
 
     let done = trainer.epochs_done();
-    let total_steps = ((args.epochs - done) * steps_per_epoch) as u64;
+    let total_steps = (args.epochs.saturating_sub(done) as u64).saturating_mul(steps_per_epoch as u64);
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {

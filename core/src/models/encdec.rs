@@ -181,6 +181,11 @@ impl EncoderDecoder {
         self.enc.param_count() + self.dec.param_count()
     }
 
+    /// Floats of all parameter tensors, in O(1).
+    pub(crate) fn param_floats(&self) -> usize {
+        self.enc.param_floats() + self.dec.param_floats()
+    }
+
     /// The `i`-th parameter tensor, in PyTorch `state_dict` order.
     pub(crate) fn param(&self, i: usize) -> Option<ParamInfo> {
         let ne = self.enc.param_count();

@@ -463,7 +463,14 @@ impl Model {
 
     /// Floats of all parameters.
     pub fn param_floats(&self) -> usize {
-        self.params().map(|p| p.slot.len).sum()
+        match &self.arch {
+            #[cfg(feature = "mlp")]
+            Arch::Mlp(_) => self.params().map(|p| p.slot.len).sum(),
+            #[cfg(feature = "transformer")]
+            Arch::Transformer(t) => t.param_floats(),
+            #[cfg(feature = "encdec")]
+            Arch::EncDec(e) => e.param_floats(),
+        }
     }
 
     fn output(&self) -> Slot {

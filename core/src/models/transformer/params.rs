@@ -12,6 +12,22 @@ impl Transformer {
         3 + self.block_tensors() * self.cfg.num_layers + 2 + head
     }
 
+    /// Floats of all parameter tensors (without the arena's alignment padding), in O(1): every
+    /// block and expert has the same shapes. Planning checked larger (padded) products, so none
+    /// of these overflow.
+    pub(crate) fn param_floats(&self) -> usize {
+        let c = &self.cfg;
+        let (e, kv, f) = (c.embed_dim, c.attn().kv_dim(), c.ffn_dim);
+        let pair = |rows: usize, cols: usize| rows * cols + rows;
+        let attn = pair(e, 1) + 2 * pair(e, e) + 2 * pair(kv, e);
+        let cross = if self.is_decoder() { attn } else { 0 };
+        let ffn = pair(f, e) + pair(e, f);
+        let ffn = c.moe.map_or(ffn, |m| m.num_experts * e + m.num_experts * ffn);
+        let block = attn + cross + pair(e, 1) + ffn;
+        let head = if self.role == Role::Encoder { 0 } else { pair(c.output_dim, e) };
+        pair(e, c.input_dim) + c.max_seq_len * e + c.num_layers * block + 2 * e + head
+    }
+
     /// Parameter tensors of one block: norms and attention (12; 22 with cross-attention), then
     /// the FFN's (4, or the router and 4 per expert).
     fn block_tensors(&self) -> usize {

@@ -56,7 +56,10 @@ impl BlockParams {
                 let router = p.take(Region::Params, mul(m.num_experts, e)?)?;
                 let mut expert0 = [Slot::default(); 4];
                 let mut stride = 0;
-                for ex in 0..m.num_experts {
+                // Experts 0 and 1 give the stride; the others repeat it (O(1) in num_experts).
+                let mut before1 = *p;
+                for ex in 0..m.num_experts.min(2) {
+                    before1 = *p;
                     let [w1, b1] = pair(p, f, e)?;
                     let [w2, b2] = pair(p, e, f)?;
                     if ex == 0 {
@@ -66,6 +69,9 @@ impl BlockParams {
                     }
                     // Experts are laid out identically, one stride apart.
                     debug_assert_eq!(b2.offset, expert0[3].offset + ex * stride);
+                }
+                if m.num_experts > 2 {
+                    p.repeat(&before1, m.num_experts - 2)?;
                 }
                 ([Slot::default(); 2], [Slot::default(); 2], Some(MoeParams { router, expert0, stride }))
             }
@@ -427,7 +433,10 @@ impl Transformer {
         let at_blocks = *p;
         let mut block0: Option<(BlockParams, BlockActs)> = None;
         let mut strides = (0, 0);
-        for i in 0..cfg.num_layers {
+        // Blocks 0 and 1 give the strides; the others repeat block 1 (O(1) in num_layers).
+        let mut before1 = *p;
+        for i in 0..cfg.num_layers.min(2) {
+            before1 = *p;
             let params = BlockParams::plan(cfg, max_src.is_some(), p)?;
             // Inference shares one set of activation buffers between all blocks.
             let a = match block0 {
@@ -459,6 +468,9 @@ impl Transformer {
             }
         }
         ensure(block0.is_some(), "num_layers", "must be at least 1")?;
+        if cfg.num_layers > 2 {
+            p.repeat(&before1, cfg.num_layers - 2)?;
+        }
         let final_norm = [p.take(Region::Params, e)?, p.take(Region::Params, e)?];
         let has_head = role != Role::Encoder;
         let head = if has_head {
