@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use regkern_core::checkpoint::Header;
+use regkern_core::checkpoint::{self, Header};
 use regkern_core::{Mode, Model, ModelConfig, Net};
 
 use crate::data::parse_rows_with;
@@ -52,10 +52,12 @@ pub fn run(args: &PredictArgs) -> Result<(), String> {
     }
     let model = Model::plan(&cfg, Mode::Inference { max_batch: args.batch_size })
         .map_err(|e| format!("{path}: {e}"))?;
+    // The metadata's config is held against the tensors before an arena is sized from it.
+    checkpoint::verify(&bytes, &model, None).map_err(|e| crate::train::checkpoint_error(&path, &bytes, e))?;
     let mut arena = crate::mem::zeroed::<f32>(model.report().total_floats(), "the arena")?;
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
     net.set_kernels(args.kernels.kernels());
-    net.load_checkpoint(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    net.load_checkpoint(&bytes).map_err(|e| crate::train::checkpoint_error(&path, &bytes, e))?;
 
     let (text, source) = match &args.input {
         Some(p) => (

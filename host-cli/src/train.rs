@@ -457,6 +457,19 @@ pub fn train_then<R>(
     then(trainer.net(), val, &outcome)
 }
 
+/// A checkpoint error for the user: the file, the error, and the tensor it is about (errors
+/// about a tensor give the offset of its name).
+pub fn checkpoint_error(path: &dyn std::fmt::Display, bytes: &[u8], e: regkern_core::Error) -> String {
+    if let regkern_core::Error::BadCheckpoint { offset, .. } = e {
+        let name =
+            Header::parse(bytes).ok().and_then(|h| h.tensor_at(offset)).and_then(|n| n.decode::<128>());
+        if let Some(name) = name {
+            return format!("{path}: {e}, in tensor {name:?}");
+        }
+    }
+    format!("{path}: {e}")
+}
+
 /// Restore the training checkpoint of run directory `dir` into `trainer`, after checking it is of the same
 /// model and that epochs remain; keep `metrics.csv` up to the checkpoint. Returns the best
 /// validation loss so far.
@@ -468,15 +481,16 @@ fn resume(
 ) -> Result<Option<(f32, usize)>, String> {
     let path = dir.join("checkpoint.safetensors");
     let bytes = std::fs::read(&path).map_err(|e| format!("--resume: cannot read {}: {e}", path.display()))?;
-    let header = Header::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let saved = header.config().map_err(|e| format!("{}: {e}", path.display()))?;
+    let header = Header::parse(&bytes).map_err(|e| checkpoint_error(&path.display(), &bytes, e))?;
+    let saved = header.config().map_err(|e| checkpoint_error(&path.display(), &bytes, e))?;
     if &saved != cfg {
         return Err(format!(
             "--resume: {} holds a different model ({saved:?}); resume with the flags of the original run",
             path.display()
         ));
     }
-    let progress = trainer.load_checkpoint(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let progress =
+        trainer.load_checkpoint(&bytes).map_err(|e| checkpoint_error(&path.display(), &bytes, e))?;
     if progress.epochs as usize >= epochs {
         return Err(format!(
             "--resume: {} already trained {} epochs; pass a larger --epochs to continue",

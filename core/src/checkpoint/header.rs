@@ -1,7 +1,8 @@
 //! Reading the safetensors header without heap: a small JSON reader ([`Parser`]), strings left
 //! encoded in the file ([`Str`]), tensor entries ([`Entry`]) and the parsed [`Header`].
 
-use super::{MAX_HEADER, Progress, bad, ensure_bad};
+use super::crc::Crc32c;
+use super::{CRC_KEY, MAX_HEADER, MAX_STEPS, Progress, bad, ensure_bad};
 use crate::error::{Error, Result};
 
 /// A parsed safetensors header: the JSON, where the data begins, and accessors.
@@ -36,7 +37,55 @@ impl<'b> Header<'b> {
         })?;
         p.ws();
         ensure_bad(p.at == json.len(), "bytes after the header's JSON object", h.base + p.at)?;
+        h.check_crc(&bytes[h.data_start..])?;
         Ok(h)
+    }
+
+    /// Check `regkern.crc32c`, when the file has one (regkern writes it; PyTorch does not):
+    /// the CRC-32C of the other `regkern.*` metadata and of the tensor data must match it.
+    fn check_crc(&self, data: &[u8]) -> Result<()> {
+        let Some(saved) = self.metadata(CRC_KEY) else { return Ok(()) };
+        let saved = saved.decode::<8>().and_then(|s| u32::from_str_radix(&s, 16).ok());
+        let at = self.base; // the metadata's values are validated strings
+        let saved = saved.ok_or(bad("regkern.crc32c is not 8 hex digits", at))?;
+        let mut crc = Crc32c::default();
+        self.each_metadata(|k, v| {
+            if k.starts_with("regkern.") && !k.eq_str(CRC_KEY) {
+                crc_chars(&mut crc, k);
+                crc.update(b"=");
+                crc_chars(&mut crc, v);
+                crc.update(b"\n");
+            }
+        });
+        crc.update(data);
+        ensure_bad(
+            crc.finish() == saved,
+            "checksum (regkern.crc32c) does not match: the file was changed or damaged",
+            at,
+        )
+    }
+
+    /// Every metadata pair, in file order.
+    pub(super) fn each_metadata(&self, mut f: impl FnMut(Str<'b>, Str<'b>)) {
+        let mut p = self.parser();
+        // The header was validated by `parse`: no error can occur here.
+        let _ = p.object(|p, k| {
+            if k.eq_str("__metadata__") {
+                p.object(|p, mk| {
+                    let v = p.string()?;
+                    f(mk, v);
+                    Ok(())
+                })
+            } else {
+                Entry::parse(p, k).map(|_| ())
+            }
+        });
+    }
+
+    /// The name of the tensor whose key starts at byte `offset` of the file (errors about a
+    /// tensor give that offset).
+    pub fn tensor_at(&self, offset: usize) -> Option<Str<'b>> {
+        self.entries().filter_map(|e| e.ok()).find(|e| e.key_at == offset).map(|e| e.name)
     }
 
     pub(super) fn parser(&self) -> Parser<'b> {
@@ -46,28 +95,20 @@ impl<'b> Header<'b> {
     /// The metadata value under `key`, if present.
     pub fn metadata(&self, key: &str) -> Option<Str<'b>> {
         let mut found = None;
-        let mut p = self.parser();
-        // The header was validated by `parse`: no error can occur here.
-        let _ = p.object(|p, k| {
-            if k.eq_str("__metadata__") {
-                p.object(|p, mk| {
-                    let v = p.string()?;
-                    if mk.eq_str(key) {
-                        found = Some(v);
-                    }
-                    Ok(())
-                })
-            } else {
-                Entry::parse(p, k).map(|_| ())
+        self.each_metadata(|k, v| {
+            if k.eq_str(key) {
+                found = Some(v);
             }
         });
         found
     }
 
-    /// Training progress (epochs and steps done), for training checkpoints.
+    /// Training progress (epochs and steps done), for training checkpoints: `None` when absent
+    /// or out of range (more than [`MAX_STEPS`] steps, or more epochs than steps).
     pub fn progress(&self) -> Option<Progress> {
         let num = |k: &str| self.metadata(k).and_then(|s| s.parse::<u64>());
-        Some(Progress { epochs: num("regkern.epochs")?, steps: num("regkern.steps")? })
+        let p = Progress { epochs: num("regkern.epochs")?, steps: num("regkern.steps")? };
+        (p.steps <= MAX_STEPS && p.epochs <= p.steps).then_some(p)
     }
 
     /// The optimizer whose state a training checkpoint holds (`adam`, `sgd`, `rmsprop`).
@@ -274,6 +315,13 @@ impl<'b> Str<'b> {
         let raw = self.raw?;
         let rest = raw.strip_prefix(prefix.as_bytes())?;
         Some(Str { raw: Some(rest), at: self.at })
+    }
+}
+
+/// Feed a decoded string's UTF-8 to `crc`.
+fn crc_chars(crc: &mut Crc32c, s: Str<'_>) {
+    for c in s.chars() {
+        crc.update(c.encode_utf8(&mut [0; 4]).as_bytes());
     }
 }
 

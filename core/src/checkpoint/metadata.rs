@@ -3,7 +3,8 @@
 
 use core::fmt::{self, Write};
 
-use super::{Header, Progress, Str, bad};
+use super::crc::Crc32c;
+use super::{CRC_KEY, Header, Progress, Str, bad};
 use crate::error::{Error, Result};
 use crate::layers::moe::Capacity;
 use crate::layers::{Activation, KvDtype};
@@ -149,21 +150,51 @@ impl<'b> Header<'b> {
     }
 }
 
-/// The JSON header of `model`'s checkpoint.
-pub(super) fn write_header(
-    w: &mut impl Write,
+/// Every `regkern.*` metadata pair of `model`'s checkpoint but the checksum, as (key without
+/// the prefix, value).
+fn each_meta(
     model: &Model,
     training: Option<(&Optimizer, Progress)>,
+    meta: &mut impl FnMut(&str, fmt::Arguments<'_>) -> fmt::Result,
 ) -> fmt::Result {
-    w.write_str("{\"__metadata__\":{\"format\":\"pt\"")?;
-    let mut meta = |k: &str, v: fmt::Arguments<'_>| write!(w, ",\"regkern.{k}\":\"{v}\"");
     meta("version", format_args!("{}", env!("CARGO_PKG_VERSION")))?;
-    config_metadata(model.config(), &mut meta)?;
+    config_metadata(model.config(), meta)?;
     if let Some((o, progress)) = training {
         meta("optimizer", format_args!("{}", o.name()))?;
         meta("epochs", format_args!("{}", progress.epochs))?;
         meta("steps", format_args!("{}", progress.steps))?;
     }
+    Ok(())
+}
+
+/// The checksum's start: the CRC-32C of the `regkern.*` metadata, fed as `key=value\n` per
+/// pair in file order (what [`super::Header`] recomputes on load); the tensor data follows.
+pub(super) fn metadata_crc(
+    model: &Model,
+    training: Option<(&Optimizer, Progress)>,
+) -> core::result::Result<Crc32c, fmt::Error> {
+    struct Feed(Crc32c);
+    impl Write for Feed {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0.update(s.as_bytes());
+            Ok(())
+        }
+    }
+    let mut feed = Feed(Crc32c::default());
+    each_meta(model, training, &mut |k, v| writeln!(feed, "regkern.{k}={v}"))?;
+    Ok(feed.0)
+}
+
+/// The JSON header of `model`'s checkpoint, whose data has the checksum `crc`.
+pub(super) fn write_header(
+    w: &mut impl Write,
+    model: &Model,
+    training: Option<(&Optimizer, Progress)>,
+    crc: u32,
+) -> fmt::Result {
+    w.write_str("{\"__metadata__\":{\"format\":\"pt\"")?;
+    each_meta(model, training, &mut |k, v| write!(w, ",\"regkern.{k}\":\"{v}\""))?;
+    write!(w, ",\"{CRC_KEY}\":\"{crc:08x}\"")?;
     w.write_str("}")?;
     let mut at = 0usize;
     let copies = training.map_or(0, |(o, _)| o.state_copies());

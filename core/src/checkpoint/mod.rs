@@ -27,6 +27,7 @@
 
 use core::fmt::{self, Write};
 
+mod crc;
 mod header;
 mod metadata;
 #[cfg(test)]
@@ -34,7 +35,7 @@ mod tests;
 
 use header::Entry;
 pub use header::{Header, Str};
-use metadata::write_header;
+use metadata::{metadata_crc, write_header};
 
 use crate::arena::Region;
 use crate::error::{Error, Result, check_len};
@@ -43,6 +44,14 @@ use crate::optim::Optimizer;
 
 /// Largest header accepted, in bytes (the safetensors reference implementation's limit).
 pub const MAX_HEADER: usize = 100_000_000;
+
+/// Most optimizer steps a checkpoint may record (2^53: every count is exact in an f64, and no
+/// run that resumes from it can wrap the counter).
+pub const MAX_STEPS: u64 = 1 << 53;
+
+/// The metadata key of the checkpoint's checksum: CRC-32C, 8 hex digits, over the other
+/// `regkern.*` metadata (`key=value\n` per pair, in file order) and the tensor data.
+pub const CRC_KEY: &str = "regkern.crc32c";
 
 /// How far training got: stored in training checkpoints, restored by resuming.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,7 +78,7 @@ pub struct TrainingState<'a> {
 pub fn saved_len(model: &Model, optimizer: Option<&Optimizer>) -> Result<usize> {
     let mut count = Counter(0);
     let progress = Progress { epochs: u64::MAX, steps: u64::MAX }; // the longest numbers
-    write_header(&mut count, model, optimizer.map(|o| (o, progress))).map_err(|_| Error::SizeOverflow)?;
+    write_header(&mut count, model, optimizer.map(|o| (o, progress)), 0).map_err(|_| Error::SizeOverflow)?;
     let header = count.0.next_multiple_of(8);
     let copies = optimizer.map_or(0, Optimizer::state_copies);
     let floats = model.param_floats().checked_mul(1 + copies).ok_or(Error::SizeOverflow)?;
@@ -88,7 +97,7 @@ pub fn save(
     check_len("params", params.len(), model.report().floats(Region::Params))?;
     let opt = training.map(|t| (t.optimizer, t.progress));
     let mut count = Counter(0);
-    write_header(&mut count, model, opt).map_err(|_| Error::SizeOverflow)?;
+    write_header(&mut count, model, opt, 0).map_err(|_| Error::SizeOverflow)?; // a CRC is 8 digits
     let header = count.0.next_multiple_of(8);
     let state = training.map_or(&[][..], |t| t.opt_state);
     let copies = training.map_or(0, |t| t.optimizer.state_copies());
@@ -104,13 +113,9 @@ pub fn save(
     if out.len() < total {
         return Err(Error::BadLen { what: "checkpoint buffer", expected: total, got: out.len() });
     }
-    let (len, rest) = out.split_at_mut(8);
+    let (len, rest) = out[..total].split_at_mut(8);
     len.copy_from_slice(&(header as u64).to_le_bytes());
     let (head, data) = rest.split_at_mut(header);
-    let mut w = SliceWriter { buf: head, at: 0 };
-    write_header(&mut w, model, opt).map_err(|_| Error::SizeOverflow)?;
-    let end = w.at;
-    head[end..].fill(b' ');
     // Data: the parameters in table order, then each state copy in the same order.
     let mut at = 0;
     for copy in 0..=copies {
@@ -122,41 +127,57 @@ pub fn save(
             }
         }
     }
+    // Then the header, whose checksum covers its metadata and the data.
+    let mut crc = metadata_crc(model, opt).map_err(|_| Error::SizeOverflow)?;
+    crc.update(data);
+    let mut w = SliceWriter { buf: head, at: 0 };
+    write_header(&mut w, model, opt, crc.finish()).map_err(|_| Error::SizeOverflow)?;
+    let end = w.at;
+    head[end..].fill(b' ');
     Ok(total)
 }
 
-/// Check `bytes` as a checkpoint of `model` and copy its parameters into `params` (and, with
-/// `training`, the optimizer state into its slice). Returns the parsed header (metadata,
-/// progress). On any error nothing has been written.
-pub fn load<'b>(
-    bytes: &'b [u8],
-    model: &Model,
-    params: &mut [f32],
-    training: Option<(&Optimizer, &mut [f32])>,
-) -> Result<Header<'b>> {
-    check_len("params", params.len(), model.report().floats(Region::Params))?;
+/// Check `bytes` as a checkpoint of `model` (with `optimizer`'s state and the progress, for a
+/// training checkpoint) without writing anything: the checksum, when the file has one; every
+/// tensor's name, dtype, shape and extent against the model; finite values; the progress
+/// counters. What [`load`] checks before it copies, for a caller that wants to know before it
+/// allocates the arena (a model planned from a checkpoint's own metadata, say). Sizes are checked
+/// against the file first, so a config whose tensors the file cannot hold fails at once.
+pub fn verify<'b>(bytes: &'b [u8], model: &Model, optimizer: Option<&Optimizer>) -> Result<Header<'b>> {
     let header = Header::parse(bytes)?;
-    let copies = match &training {
-        Some((o, state)) => {
-            check_len("opt_state", state.len(), params.len() * o.state_copies())?;
+    let copies = match optimizer {
+        Some(o) => {
             let saved = header.metadata("regkern.optimizer");
             if !saved.is_some_and(|s| s.eq_str(o.name())) {
                 return Err(bad("optimizer state is missing or from another optimizer", header.base));
+            }
+            if header.progress().is_none_or(|p| usize::try_from(p.epochs).is_err()) {
+                return Err(bad(
+                    "training progress (regkern.epochs, regkern.steps) is missing or out of range",
+                    header.base,
+                ));
             }
             o.state_copies()
         }
         None => 0,
     };
-    let optimizer = training.as_ref().map(|(o, _)| **o);
-    // Pass 1: validate every entry against the model and the data region, writing nothing.
+    // The file must have an entry per tensor of the model before any entry is matched to one
+    // (matching is linear in the model's tensors, and a lying config may claim millions). Then
+    // every entry must have the model's shape and lie in the file, so the model's bytes are
+    // the file's.
     let data_len = bytes.len() - header.data_start;
+    let entries = header.entries().count();
+    if model.param_count().checked_mul(1 + copies).is_none_or(|n| n > entries) {
+        return Err(bad("tensors missing: every parameter must be present", header.base));
+    }
+    // Every entry against the model and the data region.
     let (mut count, mut sum, mut reaches_end) = (0usize, 0usize, false);
     for e in header.entries() {
         let e = e?;
         let at = e.key_at;
-        let Some((_, p)) = find_tensor(model, optimizer.as_ref(), &e.name) else {
+        let Some((_, p)) = find_tensor(model, optimizer, &e.name) else {
             // Another optimizer's state, when only the parameters are wanted, is skipped.
-            if training.is_none() && e.name.starts_with("optimizer.") {
+            if optimizer.is_none() && e.name.starts_with("optimizer.") {
                 check_extent(&header, &e, data_len, None)?;
                 sum += e.end - e.begin;
                 reaches_end |= e.end == data_len;
@@ -167,6 +188,10 @@ pub fn load<'b>(
         ensure_bad(e.dtype.eq_str("F32"), "dtype must be F32", at)?;
         ensure_bad(e.shape() == p.shape(), "shape differs from the model's", at)?;
         check_extent(&header, &e, data_len, Some(4 * p.slot.len))?;
+        let data = &bytes[header.data_start + e.begin..header.data_start + e.end];
+        // An f32 is NaN or infinite exactly when its exponent bits are all ones.
+        let non_finite = data.chunks_exact(4).any(|b| b[3] & 0x7f == 0x7f && b[2] & 0x80 != 0);
+        ensure_bad(!non_finite, "tensor holds NaN or infinite values", at)?;
         sum += e.end - e.begin;
         reaches_end |= e.end == data_len;
         count += 1;
@@ -180,7 +205,25 @@ pub fn load<'b>(
         "tensors do not tile the data exactly",
         header.base,
     )?;
-    // Pass 2: copy.
+    Ok(header)
+}
+
+/// Check `bytes` as a checkpoint of `model` ([`verify`]) and copy its parameters into `params`
+/// (and, with `training`, the optimizer state into its slice). Returns the parsed header
+/// (metadata, progress). On any error nothing has been written.
+pub fn load<'b>(
+    bytes: &'b [u8],
+    model: &Model,
+    params: &mut [f32],
+    training: Option<(&Optimizer, &mut [f32])>,
+) -> Result<Header<'b>> {
+    check_len("params", params.len(), model.report().floats(Region::Params))?;
+    if let Some((o, state)) = &training {
+        check_len("opt_state", state.len(), params.len() * o.state_copies())?;
+    }
+    let optimizer = training.as_ref().map(|(o, _)| **o);
+    let header = verify(bytes, model, optimizer.as_ref())?;
+    // Everything is checked: copy.
     let (state_len, mut state) = (params.len(), training.map(|(_, s)| s));
     for e in header.entries() {
         let e = e?;

@@ -116,14 +116,26 @@ fn header_is_the_safetensors_layout() {
     let (_, params, bytes) = saved(&cfg, 1);
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let json = core::str::from_utf8(&bytes[8..8 + n]).unwrap().trim_end();
+    // The checksum: CRC-32C of the regkern.* pairs as `key=value\n`, then the data.
+    let version = env!("CARGO_PKG_VERSION");
+    let mut crc = crc::Crc32c::default();
+    crc.update(
+        format!("regkern.version={version}\nregkern.type=linear\nregkern.n_in=2\nregkern.n_out=1\n")
+            .as_bytes(),
+    );
+    crc.update(&bytes[8 + n..]);
     assert_eq!(
         json,
-        concat!(
-            "{\"__metadata__\":{\"format\":\"pt\",\"regkern.version\":\"",
-            env!("CARGO_PKG_VERSION"),
-            "\",\"regkern.type\":\"linear\",\"regkern.n_in\":\"2\",\"regkern.n_out\":\"1\"},",
-            "\"linear.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},",
-            "\"linear.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}"
+        format!(
+            concat!(
+                "{{\"__metadata__\":{{\"format\":\"pt\",\"regkern.version\":\"{}",
+                "\",\"regkern.type\":\"linear\",\"regkern.n_in\":\"2\",\"regkern.n_out\":\"1\",",
+                "\"regkern.crc32c\":\"{:08x}\"}},",
+                "\"linear.weight\":{{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]}},",
+                "\"linear.bias\":{{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}}}"
+            ),
+            version,
+            crc.finish()
         )
     );
     let data: Vec<f32> =
@@ -265,6 +277,91 @@ fn every_truncation_and_every_flipped_byte_is_handled_without_panic() {
     }
 }
 
+/// The header's JSON rewritten by `edit` (the length prefix follows; the data is kept).
+fn rewritten(bytes: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let json = edit(core::str::from_utf8(&bytes[8..8 + n]).unwrap());
+    file(&json, &bytes[8 + n..])
+}
+
+/// The header without its checksum, as a tool that rewrites metadata might leave it.
+fn without_crc(json: &str) -> String {
+    let at = json.find(",\"regkern.crc32c\"").unwrap();
+    format!("{}{}", &json[..at], &json[at + 28..])
+}
+
+#[test]
+fn the_checksum_refuses_changed_metadata_and_data() {
+    let (model, params, bytes) = saved(&mlp(), 5);
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    // Any flipped bit of the data is refused (safetensors alone would load it).
+    for i in header..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x10;
+        let (r, loaded) = load_into(&model, &b);
+        assert!(reason(r).starts_with("checksum"), "data byte {i}");
+        assert!(loaded.iter().all(|&v| v == 7.0));
+    }
+    // Metadata the tensors cannot contradict: the activation.
+    let relu = rewritten(&bytes, |j| j.replace("\"regkern.act\":\"tanh\"", "\"regkern.act\":\"relu\""));
+    assert!(
+        matches!(Header::parse(&relu), Err(Error::BadCheckpoint { reason, .. }) if reason.starts_with("checksum"))
+    );
+    // Without the checksum (a file PyTorch or another tool rewrote) it loads, and says relu.
+    let plain = rewritten(&relu, without_crc);
+    assert!(Header::parse(&plain).unwrap().metadata("regkern.act").unwrap().eq_str("relu"));
+    let (r, loaded) = load_into(&model, &plain);
+    r.unwrap();
+    assert_eq!(loaded, params);
+    // A malformed checksum is an error too.
+    let bad_hex = rewritten(&bytes, |j| {
+        let at = j.find("\"regkern.crc32c\":\"").unwrap() + 18;
+        format!("{}zz{}", &j[..at], &j[at + 2..])
+    });
+    assert_eq!(reason(Header::parse(&bad_hex).map(|_| ())), "regkern.crc32c is not 8 hex digits");
+}
+
+#[test]
+fn non_finite_tensors_are_refused_by_name() {
+    let (model, _, bytes) = saved(&mlp(), 5);
+    let plain = rewritten(&bytes, without_crc);
+    let header = 8 + u64::from_le_bytes(plain[..8].try_into().unwrap()) as usize;
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut b = plain.clone();
+        // The second tensor (layers.0.bias) starts after the 4×3 weight.
+        b[header + 48..header + 52].copy_from_slice(&bad.to_le_bytes());
+        let (r, loaded) = load_into(&model, &b);
+        let Err(Error::BadCheckpoint { reason, offset }) = r else { panic!("{bad} loaded") };
+        assert_eq!(reason, "tensor holds NaN or infinite values");
+        let name = Header::parse(&b).unwrap().tensor_at(offset).unwrap();
+        assert!(name.eq_str("layers.0.bias"), "{offset}");
+        assert!(loaded.iter().all(|&v| v == 7.0));
+    }
+}
+
+#[test]
+fn metadata_that_lies_about_sizes_fails_before_anything_is_allocated() {
+    let (_, _, bytes) = saved(&mlp(), 5);
+    let cases = [
+        ("n_in", "100000000000", "shape differs from the model's"),
+        ("latent_dims", "4,2000000000", "shape differs from the model's"),
+        ("latent_dims", "4,2,2,2,2,2,2,2,2,2,2,2,2,2,2", "tensors missing: every parameter must be present"),
+    ];
+    for (key, value, want) in cases {
+        let lie = rewritten(&bytes, |j| {
+            let j = without_crc(j);
+            let at = j.find(&format!("\"regkern.{key}\":\"")).unwrap() + key.len() + 12;
+            let end = at + j[at..].find('"').unwrap();
+            format!("{}{value}{}", &j[..at], &j[end..])
+        });
+        let cfg = Header::parse(&lie).unwrap().config().unwrap();
+        // Planning is pure; verify holds the plan against the file before any arena exists.
+        let model = Model::plan(&cfg, Mode::Inference { max_batch: 1 }).unwrap();
+        let r = verify(&lie, &model, None).map(|_| ());
+        assert_eq!(reason(r), want, "{key}");
+    }
+}
+
 #[test]
 fn a_checkpoint_of_another_model_is_refused() {
     let (_, _, bytes) = saved(&mlp(), 1);
@@ -314,6 +411,17 @@ fn training_checkpoints_carry_optimizer_state_and_progress() {
         trainer.train_step(&x, &y).unwrap();
         resumed.train_step(&x, &y).unwrap();
         assert_eq!(trainer.net().params(), resumed.net().params(), "{}", optimizer.name());
+        // Counters out of range are refused before anything is copied: all or nothing.
+        for (from, to) in [
+            ("\"regkern.steps\":\"3\"", "\"regkern.steps\":\"18446744073709551615\""),
+            ("\"regkern.epochs\":\"0\"", "\"regkern.epochs\":\"4\""),
+        ] {
+            let lie = rewritten(bytes, |j| without_crc(j).replace(from, to));
+            let before = (resumed.net().params().to_vec(), resumed.steps());
+            let r = resumed.load_checkpoint(&lie).map(|_| ());
+            assert!(reason(r).starts_with("training progress"), "{to}");
+            assert_eq!((resumed.net().params().to_vec(), resumed.steps()), before, "{to}");
+        }
         // Its parameters alone load into an inference net (the optimizer state is skipped).
         let infer = Model::plan(&mlp(), Mode::Inference { max_batch: 1 }).unwrap();
         let (r, _) = load_into(&infer, bytes);
