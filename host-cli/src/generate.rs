@@ -199,19 +199,19 @@ pub fn run(args: &GenerateArgs) -> Result<(), String> {
                 "train_final_val_loss": outcome.summary.final_val_loss,
                 "generate_seconds": seconds,
             });
-            println!("{v}");
+            outln!("{v}");
         } else {
             let fmt = |v: &[f32]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(", ");
-            println!("prompt ({}): {}", prompt.len(), fmt(&prompt));
-            println!(
+            outln!("prompt ({}): {}", prompt.len(), fmt(&prompt));
+            outln!(
                 "generated ({}, {}): {}",
                 out.len(),
                 cache.map_or("no KV cache".into(), |c| format!("{c} KV cache")),
                 fmt(&out)
             );
             if let Some(mse) = mse {
-                println!("truth ({compared}): {}", fmt(&truth[..compared]));
-                println!("MSE over {compared} values: {mse:.4e}");
+                outln!("truth ({compared}): {}", fmt(&truth[..compared]));
+                outln!("MSE over {compared} values: {mse:.4e}");
             }
         }
         Ok(())

@@ -14,6 +14,15 @@
 //! Files are replaced atomically (written beside, then renamed), so an interrupted or diverged
 //! run never leaves a torn or overwritten checkpoint: a non-finite loss stops training before
 //! anything is saved from that epoch.
+//!
+//! The training checkpoint is the run's commit point: each epoch writes its metrics row, events,
+//! plots and best model first and the checkpoint last, and `--resume` cuts `metrics.csv` back to
+//! the checkpoint's epoch and re-runs what follows, which (training being deterministic)
+//! writes the same rows and files again. So a run killed at any moment and resumed ends with the
+//! metrics, checkpoints and summary of an uninterrupted run. A run killed after its last
+//! checkpoint but before its summary is finished by `--resume`; one that stopped before its
+//! first checkpoint (killed, or diverged in epoch 1) is simply started again, by a rerun or a
+//! resume. Temporary files of an interrupted write are removed when the directory is reopened.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -30,10 +39,12 @@ pub struct RunDir {
 
 impl RunDir {
     /// Create (or, when resuming, reopen) `dir`. A new run refuses a directory that already
-    /// holds a run, so nothing is overwritten by accident.
+    /// holds a run that saved something ([`holds_progress`]), so nothing is overwritten by
+    /// accident; one that stopped before its first checkpoint is started again in place (its
+    /// event files go). Leftover temporary files are removed either way.
     pub fn open(dir: &Path, resume: bool, moe: bool) -> Result<Self, String> {
         let metrics_path = dir.join("metrics.csv");
-        if !resume && dir.join("config.json").exists() {
+        if !resume && holds_progress(dir) {
             return Err(format!(
                 "{} already holds a run; pass another --logdir, or --resume to continue it",
                 dir.display()
@@ -41,6 +52,10 @@ impl RunDir {
         }
         fs::create_dir_all(dir.join("predictions"))
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        remove_temporaries(dir)?;
+        if !resume {
+            remove_events(dir)?;
+        }
         let fresh = !resume || !metrics_path.exists();
         let file = OpenOptions::new()
             .create(true)
@@ -101,33 +116,82 @@ pub struct MetricsRow {
     pub moe: Option<(f32, f32)>,
 }
 
+/// Whether `dir` holds a run that got somewhere: a training checkpoint or a summary.
+pub fn holds_progress(dir: &Path) -> bool {
+    dir.join("checkpoint.safetensors").exists() || dir.join("summary.json").exists()
+}
+
+/// Remove `*.tmp` files (of writes a killed run left unfinished) from `dir` and its
+/// `predictions/`.
+fn remove_temporaries(dir: &Path) -> Result<(), String> {
+    remove_matching(dir, |name| name.ends_with(".tmp"))?;
+    remove_matching(&dir.join("predictions"), |name| name.ends_with(".tmp"))
+}
+
+/// Remove the TensorBoard event files of an attempt that saved no checkpoint.
+fn remove_events(dir: &Path) -> Result<(), String> {
+    remove_matching(dir, |name| name.starts_with("events.out.tfevents."))
+}
+
+fn remove_matching(dir: &Path, matches: impl Fn(&str) -> bool) -> Result<(), String> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(&matches) {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A metrics row's losses: train, validation, and the MoE statistics (drop rate, aux loss).
+pub type RowLosses = (f32, Option<f32>, Option<(f32, f32)>);
+
+/// What [`truncate_metrics`] kept: the lowest validation loss with its epoch, and the last row.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// Lowest validation loss among the kept rows, and its 1-based epoch.
+    pub best: Option<(f32, usize)>,
+    /// The last kept row's train loss, validation loss and MoE statistics (drop rate, aux loss).
+    pub last: Option<RowLosses>,
+}
+
 /// Keep the rows of `dir/metrics.csv` up to `epochs` (a resumed run continues from its last
-/// checkpoint; rows logged after it are dropped) and return the lowest validation loss among
-/// them with its epoch.
-pub fn truncate_metrics(dir: &Path, epochs: usize) -> Result<Option<(f32, usize)>, String> {
+/// checkpoint; rows logged after it, and any torn row, are dropped).
+pub fn truncate_metrics(dir: &Path, epochs: usize) -> Result<Kept, String> {
     let path = dir.join("metrics.csv");
     let text = fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut kept = String::new();
-    let mut best: Option<(f32, usize)> = None;
-    for (i, line) in text.lines().enumerate() {
-        let mut cells = line.split(',');
-        let epoch = cells.next().and_then(|c| c.parse::<usize>().ok());
-        match epoch {
-            None if i == 0 => {}
-            Some(e) if e <= epochs => {
-                if let Some(v) = cells.nth(2).and_then(|c| c.parse::<f32>().ok())
-                    && best.is_none_or(|(b, _)| v < b)
-                {
-                    best = Some((v, e));
-                }
-            }
-            _ => continue,
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let width = header.split(',').count();
+    let mut kept = format!("{header}\n");
+    let mut out = Kept::default();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let Some(epoch) = cells.first().and_then(|c| c.parse::<usize>().ok()) else { continue };
+        if epoch > epochs || cells.len() != width || !line_is_whole(&text, line) {
+            continue;
         }
+        let num = |i: usize| cells.get(i).and_then(|c| c.parse::<f32>().ok());
+        let val = num(3);
+        if let Some(v) = val
+            && out.best.is_none_or(|(b, _)| v < b)
+        {
+            out.best = Some((v, epoch));
+        }
+        let moe = (width > 6).then(|| (num(6).unwrap_or(f32::NAN), num(7).unwrap_or(f32::NAN)));
+        out.last = Some((num(2).unwrap_or(f32::NAN), val, moe));
         kept.push_str(line);
         kept.push('\n');
     }
     write_atomic(&path, kept.as_bytes())?;
-    Ok(best)
+    Ok(out)
+}
+
+/// Whether `line` (a slice of `text`) ends with a newline: the last row of a killed write may not.
+fn line_is_whole(text: &str, line: &str) -> bool {
+    let end = line.as_ptr() as usize - text.as_ptr() as usize + line.len();
+    text[end..].starts_with('\n') || text[end..].starts_with("\r\n")
 }
 
 /// Replace `path` with `bytes`: write `path.tmp`, then rename it over `path`, so a reader (or a
@@ -143,7 +207,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
         drop(f);
         fs::rename(&tmp, path)
     })();
-    result.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    result.map_err(|e| {
+        // A full disk (or any failure) leaves nothing behind but the old file.
+        let _ = fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
@@ -211,6 +279,13 @@ mod tests {
         run.write_json("config.json", &serde_json::json!({"a": 1})).unwrap();
         run.metrics_row(&row(1)).unwrap();
         drop(run);
+        // Without a checkpoint the run saved nothing, and may start again in place...
+        drop(RunDir::open(&dir, false, false).unwrap());
+        let mut run = RunDir::open(&dir, false, false).unwrap();
+        run.metrics_row(&row(1)).unwrap();
+        run.write_atomic("checkpoint.safetensors", b"saved").unwrap();
+        drop(run);
+        // ...but not once it has one.
         assert!(RunDir::open(&dir, false, false).unwrap_err().contains("already holds a run"));
         let mut run = RunDir::open(&dir, true, false).unwrap();
         run.metrics_row(&row(2)).unwrap();
@@ -223,6 +298,33 @@ mod tests {
         run.write_atomic("x.bin", b"two").unwrap();
         assert_eq!(fs::read(dir.join("x.bin")).unwrap(), b"two");
         assert!(!dir.join("x.bin.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failed_writes_leave_no_temporaries_and_torn_rows_are_dropped() {
+        let dir = std::env::temp_dir().join(format!("regkern-logdir-faults-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("busy/inside")).unwrap();
+        // The rename fails (a non-empty directory is in the way), as a full disk fails the write.
+        assert!(write_atomic(&dir.join("busy"), b"x").unwrap_err().contains("cannot write"));
+        assert!(!dir.join("busy.tmp").exists());
+        // A killed append can leave half a row: resuming drops it, and rows after the checkpoint.
+        let header = "epoch,step,train_loss,val_loss,lr,grad_norm\n";
+        fs::write(
+            dir.join("metrics.csv"),
+            format!("{header}1,4,0.5,0.4,0.001,1\n2,8,0.3,0.2,0.001,1\n3,12,0.2"),
+        )
+        .unwrap();
+        let kept = truncate_metrics(&dir, 3).unwrap();
+        assert_eq!((kept.best, kept.last), (Some((0.2, 2)), Some((0.3, Some(0.2), None))));
+        let csv = fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        assert_eq!(csv, format!("{header}1,4,0.5,0.4,0.001,1\n2,8,0.3,0.2,0.001,1\n"));
+        assert_eq!(truncate_metrics(&dir, 1).unwrap().best, Some((0.4, 1)));
+        // Reopening removes what an interrupted write left.
+        fs::write(dir.join("checkpoint.safetensors.tmp"), b"half").unwrap();
+        drop(RunDir::open(&dir, true, false).unwrap());
+        assert!(!dir.join("checkpoint.safetensors.tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

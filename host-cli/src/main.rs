@@ -7,6 +7,17 @@
 //! table), `generate` (autoregressive generation after training) and `plan` (the memory plan of
 //! a config, for inference and for training).
 
+/// `println!` that never panics: once standard output is closed (`regkern train ... | head`), the
+/// command goes on without printing, and still writes its run directory.
+macro_rules! outln {
+    () => {
+        $crate::stdout_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout_line(format_args!($($arg)*))
+    };
+}
+
 mod config;
 mod data;
 mod generate;
@@ -19,7 +30,9 @@ mod sweep;
 mod tensorboard;
 mod train;
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +60,20 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Train every combination of a grid of train flags in parallel; rank the runs by val loss.
     Sweep(sweep::SweepArgs),
+}
+
+/// Whether standard output was found closed: nothing more is printed to it.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Write one line to standard output; on any error (a closed pipe, a full disk) stop printing.
+fn stdout_line(args: std::fmt::Arguments<'_>) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_err() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
 }
 
 fn main() -> ExitCode {

@@ -68,10 +68,10 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
             "training": regions(train.report()),
             "params": params,
         });
-        println!("{out}");
+        outln!("{out}");
         return Ok(());
     }
-    println!(
+    outln!(
         "{} model: {} parameters in {} tensors; max batch {batch}; {}{}training with {}",
         cfg.type_name(),
         group(train.param_floats()),
@@ -80,9 +80,9 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
         if memory == regkern_core::Memory::Lean { "lean " } else { "" },
         optimizer.name()
     );
-    println!("{:<10} {:>14} {:>14}", "region", "inference", "training");
+    outln!("{:<10} {:>14} {:>14}", "region", "inference", "training");
     for region in Region::ALL {
-        println!(
+        outln!(
             "{:<10} {:>14} {:>14}",
             region.name(),
             bytes(infer.report().bytes(region)),
@@ -90,13 +90,13 @@ pub fn run(args: &PlanArgs) -> Result<(), String> {
         );
     }
     let total = |r: &Report| r.total_bytes().map(bytes).unwrap_or_else(|_| "overflow".into());
-    println!("{:<10} {:>14} {:>14}", "total", total(infer.report()), total(train.report()));
+    outln!("{:<10} {:>14} {:>14}", "total", total(infer.report()), total(train.report()));
     if args.params {
-        println!();
-        println!("{:<40} {:>12} {:>10}", "parameter", "shape", "offset");
+        outln!();
+        outln!("{:<40} {:>12} {:>10}", "parameter", "shape", "offset");
         for p in train.params() {
             let shape = p.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×");
-            println!("{:<40} {:>12} {:>10}", p.name.as_str(), shape, p.slot.offset);
+            outln!("{:<40} {:>12} {:>10}", p.name.as_str(), shape, p.slot.offset);
         }
     }
     Ok(())

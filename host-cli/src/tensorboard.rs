@@ -434,7 +434,7 @@ mod tests {
             }
         }
         w.flush().unwrap();
-        println!("wrote {}", w.path().display());
+        outln!("wrote {}", w.path().display());
     }
 
     #[test]

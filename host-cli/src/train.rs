@@ -112,7 +112,7 @@ impl Progress<'_> {
         if self.quiet {
             return;
         }
-        self.bar.suspend(|| if self.json { eprintln!("{s}") } else { println!("{s}") });
+        self.bar.suspend(|| if self.json { eprintln!("{s}") } else { outln!("{s}") });
     }
 }
 
@@ -167,13 +167,11 @@ impl Observer for Progress<'_> {
 }
 
 impl RunLog<'_> {
-    /// Log epoch `e`: the training checkpoint first (so metrics never run ahead of it), the
-    /// best model, metrics, TensorBoard scalars and, every few epochs, a prediction plot.
+    /// Log epoch `e`: the best model, metrics, TensorBoard scalars, every few epochs a
+    /// prediction plot, and last the training checkpoint, the commit point of the epoch (see
+    /// [`crate::logdir`]: a resume re-runs whatever was written after the last one).
     fn epoch(&mut self, e: &EpochInfo, trainer: &mut Trainer<'_>) -> Result<(), String> {
         let epoch = e.epoch + 1;
-        let mut buf = vec![0u8; trainer.checkpoint_len().map_err(|e| e.to_string())?];
-        let n = trainer.save_checkpoint(&mut buf).map_err(|e| e.to_string())?;
-        self.dir.write_atomic("checkpoint.safetensors", &buf[..n])?;
         if let Some(v) = e.val_loss
             && self.best.is_none_or(|(b, _)| v < b)
         {
@@ -214,7 +212,10 @@ impl RunLog<'_> {
             self.dir.write_atomic(&format!("predictions/epoch_{epoch:04}.png"), &png)?;
             self.dir.write_atomic(&format!("predictions/epoch_{epoch:04}.svg"), fig.to_svg().as_bytes())?;
         }
-        tb(self.events.flush())
+        tb(self.events.flush())?;
+        let mut buf = vec![0u8; trainer.checkpoint_len().map_err(|e| e.to_string())?];
+        let n = trainer.save_checkpoint(&mut buf).map_err(|e| e.to_string())?;
+        self.dir.write_atomic("checkpoint.safetensors", &buf[..n])
     }
 }
 
@@ -368,12 +369,27 @@ pub fn train_then<R>(
         (None, false) => Some(crate::logdir::default_dir(cfg.type_name())?),
     };
     let is_moe = crate::config::is_moe(&cfg);
+    // Resuming a run whose training finished but whose summary was not written: its last row.
+    let mut finished = None;
     let run = match &logdir {
         Some(dir) => {
-            // Resuming restores the checkpoint and cuts metrics.csv back to it before it reopens.
-            let best = if args.resume { resume(&mut trainer, dir, &cfg, args.epochs)? } else { None };
-            let run_dir = RunDir::open(dir, args.resume, is_moe)?;
-            if !args.resume {
+            // Resuming restores the checkpoint and cuts metrics.csv back to it before it reopens;
+            // a run that saved no checkpoint yet starts again in place.
+            let resuming = args.resume && dir.join("checkpoint.safetensors").exists();
+            if args.resume && !resuming {
+                eprintln!(
+                    "note: {} holds no checkpoint yet; the run starts from the beginning",
+                    dir.display()
+                );
+            }
+            let kept =
+                if resuming { resume(&mut trainer, dir, &cfg, args.epochs)? } else { Default::default() };
+            if resuming && trainer.epochs_done() == args.epochs {
+                finished = Some(kept.last);
+            }
+            let best = kept.best;
+            let run_dir = RunDir::open(dir, resuming, is_moe)?;
+            if !resuming {
                 let config = config_json(args, &cfg, &optimizer, &schedule, batch, &source);
                 run_dir.write_json("config.json", &config)?;
             }
@@ -400,7 +416,7 @@ pub fn train_then<R>(
     let log_every = args.log_every.unwrap_or(args.epochs.div_ceil(20)).max(1);
     let mut progress = Progress { bar, log_every, quiet: args.quiet, json: args.json, run, error: None };
     if !args.json && !args.quiet {
-        println!(
+        outln!(
             "training {} on {source}: {} parameters, arena {} bytes, {} train / {} val samples, batch {batch}, {} lr {:e}{}",
             cfg.type_name(),
             group(param_count),
@@ -418,7 +434,7 @@ pub fn train_then<R>(
     }
     let result = trainer.fit(train, Some(val), &mut loader, &mut progress);
     progress.bar.finish_and_clear();
-    let summary = result.map_err(|e| match (&logdir, progress.run.as_ref().and_then(|r| r.best)) {
+    let mut summary = result.map_err(|e| match (&logdir, progress.run.as_ref().and_then(|r| r.best)) {
         (Some(d), Some((val, epoch))) => format!(
             "{e}. Nothing was saved from the diverged epoch: {} holds the model of epoch {} and its optimizer state, \
              {} the best model (epoch {epoch}, val {val:.4e})",
@@ -430,6 +446,12 @@ pub fn train_then<R>(
     })?;
     if let Some(err) = progress.error {
         return Err(err);
+    }
+    if let Some(last) = finished {
+        // Training had finished before the resume: the summary is the last epoch's row.
+        let (train, val, moe) = last.unwrap_or((f32::NAN, None, None));
+        (summary.epochs, summary.final_train_loss, summary.final_val_loss) = (args.epochs, train, val);
+        summary.final_moe = moe;
     }
     let best = progress.run.as_ref().map_or(summary.best_val.map(|(v, e)| (v, e + 1)), |r| r.best);
     let wall = start.elapsed().as_secs_f64();
@@ -471,14 +493,15 @@ pub fn checkpoint_error(path: &dyn std::fmt::Display, bytes: &[u8], e: regkern_c
 }
 
 /// Restore the training checkpoint of run directory `dir` into `trainer`, after checking it is of the same
-/// model and that epochs remain; keep `metrics.csv` up to the checkpoint. Returns the best
-/// validation loss so far.
+/// model and that epochs remain (or that the run, trained to the end, has no summary yet); keep
+/// `metrics.csv` up to the checkpoint. Returns what it kept: the best validation loss so far and
+/// the last row.
 fn resume(
     trainer: &mut Trainer<'_>,
     dir: &std::path::Path,
     cfg: &ModelConfig,
     epochs: usize,
-) -> Result<Option<(f32, usize)>, String> {
+) -> Result<crate::logdir::Kept, String> {
     let path = dir.join("checkpoint.safetensors");
     let bytes = std::fs::read(&path).map_err(|e| format!("--resume: cannot read {}: {e}", path.display()))?;
     let header = Header::parse(&bytes).map_err(|e| checkpoint_error(&path.display(), &bytes, e))?;
@@ -491,7 +514,8 @@ fn resume(
     }
     let progress =
         trainer.load_checkpoint(&bytes).map_err(|e| checkpoint_error(&path.display(), &bytes, e))?;
-    if progress.epochs as usize >= epochs {
+    let unfinished = progress.epochs as usize == epochs && !dir.join("summary.json").exists();
+    if progress.epochs as usize >= epochs && !unfinished {
         return Err(format!(
             "--resume: {} already trained {} epochs; pass a larger --epochs to continue",
             dir.display(),
@@ -522,7 +546,7 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
             )?;
         }
         if args.json {
-            println!("{summary}");
+            outln!("{summary}");
         } else {
             print_summary(outcome, free, greedy.as_ref());
         }
@@ -661,7 +685,7 @@ fn print_summary(
 ) {
     let s = &o.summary;
     let (best, best_epoch) = o.best.unwrap_or((f32::NAN, 0));
-    println!(
+    outln!(
         "done: {} epochs, {} steps in {:.2} s — final train {:.4e}, final val {:.4e}, best val {best:.4e} (epoch {best_epoch})",
         s.epochs,
         group(s.steps as usize),
@@ -670,7 +694,7 @@ fn print_summary(
         s.final_val_loss.unwrap_or(f32::NAN),
     );
     if let Some(f) = free {
-        println!(
+        outln!(
             "free-running generation on the validation set (prompt {}, generate {}, {}): MSE {:.4e}",
             f.prompt,
             f.steps,
@@ -680,18 +704,18 @@ fn print_summary(
     }
     if let Some(g) = greedy {
         let fmt = crate::generate::fmt_values;
-        println!(
+        outln!(
             "greedy decoding of the validation set ({}): MSE {:.4e} in {:.2} s",
             g.kv_cache.map_or_else(|| "no caches".to_string(), |d| format!("{d} KV cache")),
             g.mse,
             g.seconds
         );
-        println!("validation sequence 0:");
-        println!("  source  {}", fmt(&g.example[0]));
-        println!("  target  {}", fmt(&g.example[1]));
-        println!("  decoded {}", fmt(&g.example[2]));
+        outln!("validation sequence 0:");
+        outln!("  source  {}", fmt(&g.example[0]));
+        outln!("  target  {}", fmt(&g.example[1]));
+        outln!("  decoded {}", fmt(&g.example[2]));
     }
     if let Some(d) = &o.logdir {
-        println!("run directory: {} (tensorboard --logdir {})", d.display(), d.display());
+        outln!("run directory: {} (tensorboard --logdir {})", d.display(), d.display());
     }
 }

@@ -183,7 +183,7 @@ impl Progress {
         };
         if let Some(to_stderr) = self.lines {
             let line = format!("[{}/{}] {}: {what}", self.done, self.total, run.name);
-            self.bar.suspend(|| if to_stderr { eprintln!("{line}") } else { println!("{line}") });
+            self.bar.suspend(|| if to_stderr { eprintln!("{line}") } else { outln!("{line}") });
         }
     }
 }
@@ -199,7 +199,7 @@ pub(super) fn sweep(args: &SweepArgs, out: &Path, plan: &Plan, finished: &[bool]
         if args.json {
             eprintln!("{line}");
         } else if !args.quiet {
-            println!("{line}");
+            outln!("{line}");
         }
     };
     let over =

@@ -82,13 +82,13 @@ impl Table {
                 "results_csv": csv.display().to_string(),
                 "results_md": md.display().to_string(),
             });
-            println!("{report}");
+            outln!("{report}");
             return Ok(());
         }
         if !args.quiet {
-            println!();
+            outln!();
         }
-        println!("{}", self.console(out));
+        outln!("{}", self.console(out));
         match best {
             Some(r) => {
                 let flags: Vec<String> = self
@@ -103,13 +103,13 @@ impl Table {
                     })
                     .collect();
                 let flags = if flags.is_empty() { r.name.clone() } else { flags.join(" ") };
-                println!("best: {flags} (val {})", loss(rank(&r.status).1));
-                println!("  {}", command_line(&repeat(r)));
+                outln!("best: {flags} (val {})", loss(rank(&r.status).1));
+                outln!("  {}", command_line(&repeat(r)));
             }
-            None => println!("best: no run finished with a validation loss"),
+            None => outln!("best: no run finished with a validation loss"),
         }
         let note = if note.is_empty() { String::new() } else { format!("; {note}") };
-        println!("{counts}{note}; results in {} and {}", csv.display(), md.display());
+        outln!("{counts}{note}; results in {} and {}", csv.display(), md.display());
         Ok(())
     }
 
