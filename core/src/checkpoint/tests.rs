@@ -363,6 +363,35 @@ fn metadata_that_lies_about_sizes_fails_before_anything_is_allocated() {
 }
 
 #[test]
+fn lying_layer_and_expert_counts_fail_at_once() {
+    let moe = MoeConfig { num_experts: 2, top_k: 1, capacity: Capacity::Absolute(4), alpha: 0.0 };
+    let t = TransformerConfig {
+        embed_dim: 8,
+        ffn_dim: 8,
+        num_heads: 2,
+        num_groups: 1,
+        max_seq_len: 4,
+        moe: Some(moe),
+        ..Default::default()
+    };
+    let (_, _, bytes) = saved(&ModelConfig::Transformer(t), 3);
+    let start = std::time::Instant::now();
+    for (key, value) in [("num_layers", "1000000000"), ("num_experts", "100000000")] {
+        let lie = rewritten(&bytes, |j| {
+            let j = without_crc(j);
+            let at = j.find(&format!("\"regkern.{key}\":\"")).unwrap() + key.len() + 12;
+            let end = at + j[at..].find('"').unwrap();
+            format!("{}{value}{}", &j[..at], &j[end..])
+        });
+        let cfg = Header::parse(&lie).unwrap().config().unwrap();
+        let model = Model::plan(&cfg, Mode::Inference { max_batch: 1 }).unwrap();
+        let r = verify(&lie, &model, None).map(|_| ());
+        assert_eq!(reason(r), "tensors missing: every parameter must be present", "{key}");
+    }
+    assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
+}
+
+#[test]
 fn a_checkpoint_of_another_model_is_refused() {
     let (_, _, bytes) = saved(&mlp(), 1);
     let other = ModelConfig::Mlp(MlpConfig {
