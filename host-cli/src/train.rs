@@ -350,7 +350,7 @@ pub fn train_then<R>(
     // is allocated.
     let order_bytes = crate::mem::bytes_of::<u32>(train.len(), "the sample order")?;
     let needed = (arena_bytes as u64).saturating_add(order_bytes);
-    crate::mem::check(needed, &format!("training (its arena is {})", crate::mem::human(arena_bytes as u64)))?;
+    crate::mem::check(needed, "training")?;
     let mut arena = crate::mem::zeroed::<f32>(model.report().total_floats(), "the arena")?;
     let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
     net.set_kernels(args.model.kernels.kernels());

@@ -672,3 +672,53 @@ fn a_diverging_run_saves_nothing_from_the_diverged_epoch() {
     let h = regkern_core::checkpoint::Header::parse(&bytes).unwrap();
     assert_eq!(h.progress().unwrap().epochs as usize, rows);
 }
+
+/// Sizes no machine holds are refused at once, naming what they need, before anything is
+/// allocated: never an abort in the allocator, a capacity-overflow panic or a hang.
+#[test]
+fn huge_sizes_are_clear_errors_within_a_second() {
+    let logdir = scratch("huge");
+    let logdir = logdir.to_str().unwrap();
+    let cases: &[&[&str]] = &[
+        &["train", "--type", "linear", "--batch_size", "1073741824"],
+        &["train", "--type", "nlinear", "--latent_dims", "100000000,100000000"],
+        &[
+            "train",
+            "--type",
+            "transformer",
+            "--embed_dim",
+            "1048576",
+            "--num_heads",
+            "1",
+            "--num_groups",
+            "1",
+        ],
+        &["train", "--type", "transformer", "--ffn_dim", "4000000000"],
+        &["train", "--type", "transformer", "--num_layers", "1000000000"],
+        &["train", "--type", "transformer", "--moe", "--num_experts", "100000000"],
+        &["train", "--type", "linear", "--train_size", "18446744073709551615"],
+        &["train", "--type", "linear", "--max_memory", "1K"],
+        &["generate", "--type", "transformer", "--autoregressive", "--steps", "18446744073709551615"],
+    ];
+    for args in cases {
+        let start = std::time::Instant::now();
+        let o = regkern(&[*args, &["--logdir", logdir][..]].concat());
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("needs") || err.contains("would hold") || err.contains("overflows"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(start.elapsed().as_secs_f64() < 1.0, "{args:?} took {:?}", start.elapsed());
+    }
+    // Planning answers at once for any size.
+    let o = regkern(&["plan", "--type", "transformer", "--num_layers", "10000000", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["param_tensors"], 3 + 16 * 10_000_000 + 4);
+    assert!(v["params"].as_array().unwrap().is_empty(), "not listed without --params");
+    // predict: a batch no machine holds.
+    let o = regkern(&["predict", "--checkpoint", "/nonexistent", "--batch_size", "18446744073709551615"]);
+    assert_eq!(o.status.code(), Some(1));
+}
