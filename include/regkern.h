@@ -172,7 +172,8 @@ typedef uint32_t rk_schedule_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A model handle, living at the start of the caller's arena.
+// A model handle, living at the start of the caller's arena: opaque, valid only at the address
+// `rk_model_init` returned (a copy of its bytes elsewhere is refused).
 typedef struct rk_model rk_model;
 
 // A status code: `RK_OK` or a negative error code (see `rk_status_str`).
@@ -325,8 +326,8 @@ typedef struct {
   float clip_grad_norm;
 } rk_schedule;
 
-// Details of a failed call (filled when the `err` argument is not NULL and not inside the
-// model's arena).
+// Details of a failed call (written when the `err` argument is not NULL and not inside the
+// model's arena; a successful call resets it to code `RK_OK`, message "ok").
 typedef struct {
   // The status the call returned.
   rk_status code;
@@ -569,7 +570,7 @@ rk_status rk_model_plan(const rk_model_config *config,
 // constant learning rate (the optimizer's) and no clipping (`rk_set_schedule` changes that).
 //
 // Errors: -1 invalid config, -3 arena too small (`err->needed`/`got` in bytes), -12 NULL or
-// misaligned arena, or `out` inside the arena.
+// misaligned arena, or `out` or `err` inside the arena (`err` is then left unwritten).
 //
 // # Safety
 // `arena` must be `arena_bytes` writable bytes that the caller keeps alive and does not touch

@@ -104,10 +104,21 @@ impl Write for Fixed<'_> {
 }
 
 /// The status of `r`, with its details written to `err` when `err` is usable.
+/// On success a usable `err` is reset (code `RK_OK`, empty field, message "ok"), so it always
+/// describes the call that last wrote it.
 pub(crate) fn report(r: Result<()>, err: *mut rk_error) -> rk_status {
-    let Err(e) = r else { return RK_OK };
+    let usable = !err.is_null() && (err as usize).is_multiple_of(align_of::<rk_error>());
+    let Err(e) = r else {
+        if usable {
+            let mut ok = rk_error { code: RK_OK, needed: 0, got: 0, field: [0; 32], message: [0; 192] };
+            c_string(&mut ok.message, "ok");
+            // SAFETY: `err` is non-null and aligned (checked); the caller passes writable memory.
+            unsafe { core::ptr::write(err, ok) };
+        }
+        return RK_OK;
+    };
     let code = e.code();
-    if err.is_null() || !(err as usize).is_multiple_of(align_of::<rk_error>()) {
+    if !usable {
         return code;
     }
     let (field, needed, got) = match e {

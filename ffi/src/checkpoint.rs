@@ -1,7 +1,7 @@
 //! Safetensors checkpoints to and from caller buffers through a model handle.
 
 use regkern_core::checkpoint::Header;
-use regkern_core::{Error, ModelConfig};
+use regkern_core::{Error, ModelConfig, Result};
 
 use crate::check::{in_slice, out_ref, report};
 use crate::model::{State, with_model};
@@ -23,7 +23,7 @@ pub unsafe extern "C" fn rk_checkpoint_size(
     unsafe {
         with_model(model, err, |m| {
             let bytes = out_ref(bytes, "bytes")?;
-            *bytes = match (&m.state, training_state != 0) {
+            *bytes = match (m.state(), training_state != 0) {
                 (State::Train(t, ..), true) => t.checkpoint_len()?,
                 (_, true) => return Err(Error::NotTrainable),
                 (_, false) => m.net_ref().checkpoint_len()?,
@@ -53,7 +53,7 @@ pub unsafe extern "C" fn rk_checkpoint_save(
     unsafe {
         with_model(model, err, |m| {
             let (out, written) = (m.output(buf, buf_len, "buf")?, m.output_ref(written, "written")?);
-            *written = match (&mut m.state, training_state != 0) {
+            *written = match (m.state(), training_state != 0) {
                 (State::Train(t, ..), true) => t.save_checkpoint(out)?,
                 (_, true) => return Err(Error::NotTrainable),
                 (State::Train(t, ..), false) => t.net().save_checkpoint(out)?,
@@ -83,7 +83,7 @@ pub unsafe extern "C" fn rk_checkpoint_load(
     unsafe {
         with_model(model, err, |m| {
             let bytes = m.input(buf, buf_len, "buf")?;
-            match (&mut m.state, training_state != 0) {
+            match (m.state(), training_state != 0) {
                 (State::Train(t, ..), true) => t.load_checkpoint(bytes).map(|_| ()),
                 (_, true) => Err(Error::NotTrainable),
                 (State::Train(t, ..), false) => t.net().load_checkpoint(bytes),
@@ -109,12 +109,48 @@ pub unsafe extern "C" fn rk_checkpoint_config(
         // SAFETY: the caller's promise about `buf` and `config`.
         let (bytes, out) = unsafe { (in_slice(buf, buf_len, "buf")?, out_ref(config, "config")?) };
         let cfg = Header::parse(bytes)?.config()?;
-        *out = config_to_c(&cfg);
+        *out = config_to_c(&cfg)?;
         Ok(())
     })();
     report(r, err)
 }
 
-fn config_to_c(cfg: &ModelConfig) -> rk_model_config {
-    rk_model_config::from_core(cfg)
+/// The C view of a checkpoint's config, if C can hold it exactly: `rk_model_config` keeps sizes
+/// as `u32` and at most `RK_MAX_HIDDEN` hidden layers, so a header claiming more is refused
+/// rather than truncated (the C view must plan the very model the file holds).
+fn config_to_c(cfg: &ModelConfig) -> Result<rk_model_config> {
+    let c = rk_model_config::from_core(cfg);
+    if c.to_core().ok().as_ref() != Some(cfg) {
+        return Err(Error::BadCheckpoint {
+            reason: "its config does not fit rk_model_config (a size above 4294967295 or more hidden \
+                     layers than RK_MAX_HIDDEN)",
+            offset: 0,
+        });
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use regkern_core::{LinearConfig, MlpConfig, ModelConfig};
+
+    use super::config_to_c;
+
+    #[test]
+    fn configs_c_cannot_hold_exactly_are_refused() {
+        let fits = ModelConfig::Linear(LinearConfig { n_in: 8, n_out: 1 });
+        assert!(config_to_c(&fits).is_ok());
+        #[cfg(target_pointer_width = "64")]
+        {
+            let wide = ModelConfig::Linear(LinearConfig { n_in: (1 << 32) + 8, n_out: 1 });
+            assert_eq!(config_to_c(&wide).err().map(|e| e.code()), Some(crate::RK_E_BAD_CHECKPOINT));
+            let wide = ModelConfig::Mlp(MlpConfig {
+                n_in: 2,
+                latent_dims: [4, 1 << 33].into_iter().collect(),
+                n_out: 1,
+                act: regkern_core::Activation::Relu,
+            });
+            assert_eq!(config_to_c(&wide).err().map(|e| e.code()), Some(crate::RK_E_BAD_CHECKPOINT));
+        }
+    }
 }

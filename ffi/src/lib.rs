@@ -14,8 +14,11 @@
 //! Every function that can fail returns an `rk_status`: `RK_OK` (0) or a negative code equal to
 //! regkern-core's `Error::code` (`rk_status_str` describes it). Functions taking an
 //! `rk_error *err` also fill it, when it is not NULL, with the code, the offending field and a
-//! message (no heap, no thread-locals). Pointers are checked for NULL and alignment, lengths for
-//! overflow, and buffers passed with a model must not overlap its arena. No call panics.
+//! message (no heap, no thread-locals); a call that succeeds resets it (`RK_OK`, "ok"), so it
+//! always describes the last call given it. Pointers are checked for NULL and alignment, lengths
+//! for overflow, and buffers passed with a model must not overlap its arena. A model handle is
+//! valid only where `rk_model_init` placed it: a copy of its bytes elsewhere is refused (-12), as
+//! is anything that does not start with a live handle's tag. No call panics.
 #![cfg_attr(target_os = "none", no_std)]
 #![allow(non_camel_case_types)]
 #![deny(missing_docs)]
@@ -74,8 +77,8 @@ pub type rk_status = i32;
 
 const _: () = assert!(align_of::<rk_model>() <= RK_ARENA_ALIGN);
 
-/// Details of a failed call (filled when the `err` argument is not NULL and not inside the
-/// model's arena).
+/// Details of a failed call (written when the `err` argument is not NULL and not inside the
+/// model's arena; a successful call resets it to code `RK_OK`, message "ok").
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct rk_error {

@@ -1,6 +1,6 @@
 //! The model handle in the caller's arena: planning, initialisation, sizes and parameters.
 
-use core::mem::{size_of, size_of_val};
+use core::mem::{align_of, size_of, size_of_val};
 
 use regkern_core::{Error, Memory, Model, Net, Result, Schedule, TrainConfig, Trainer};
 
@@ -10,15 +10,43 @@ use crate::{
     rk_status, rk_tensor_info,
 };
 
-/// A model handle, living at the start of the caller's arena.
-pub struct rk_model {
-    magic: u64,
+/// A model handle, living at the start of the caller's arena: opaque, valid only at the address
+/// `rk_model_init` returned (a copy of its bytes elsewhere is refused).
+// A wrapper without `repr(C)`, so cbindgen declares an incomplete struct. Its one field is at
+// offset 0 (asserted below), so the handle begins with its `Tag`.
+pub struct rk_model(Handle);
+
+/// What the handle holds. `repr(C)`, so that [`Tag`] comes first: a pointer is judged by the
+/// tag alone, and nothing past it is read unless the tag matches.
+#[repr(C)]
+pub(crate) struct Handle {
+    tag: Tag,
     /// The caller's arena: `[start, end)`.
     arena: (usize, usize),
-    pub(crate) state: State,
+    state: State,
+}
+
+/// The first [`TAG_BYTES`] bytes of a live handle: the magic number and the handle's own
+/// address, written by `rk_model_init`. A `memcpy` of a handle carries the original's address,
+/// not its own, so it is refused (its state points into the original's arena).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Tag {
+    /// [`MAGIC`] while the handle lives; 0 after `rk_model_deinit`.
+    magic: u64,
+    /// The address the handle was initialised at (a `u64`, so the tag has one size everywhere).
+    at: u64,
 }
 
 const MAGIC: u64 = 0x7265_676b_6572_6e31; // "regkern1"
+
+/// Bytes read at a pointer passed as a model before it is known to be a handle.
+pub(crate) const TAG_BYTES: usize = size_of::<Tag>();
+
+const _: () = assert!(core::mem::offset_of!(rk_model, 0) == 0, "the handle starts with its tag");
+const _: () = assert!(core::mem::offset_of!(Handle, tag) == 0 && TAG_BYTES == 16);
+const _: () = assert!(align_of::<rk_model>() >= align_of::<u64>(), "the tag is read as u64s");
+const _: () = assert!(size_of::<usize>() <= size_of::<u64>(), "an address fits the tag's u64");
 
 pub(crate) enum State {
     Infer(Net<'static>),
@@ -26,15 +54,20 @@ pub(crate) enum State {
 }
 
 impl rk_model {
+    /// The model's state: inference or training.
+    pub(crate) fn state(&mut self) -> &mut State {
+        &mut self.0.state
+    }
+
     pub(crate) fn net(&mut self) -> &mut Net<'static> {
-        match &mut self.state {
+        match &mut self.0.state {
             State::Infer(n) => n,
             State::Train(t, ..) => t.net(),
         }
     }
 
     pub(crate) fn net_ref(&self) -> &Net<'static> {
-        match &self.state {
+        match &self.0.state {
             State::Infer(n) => n,
             State::Train(t, ..) => t.net_ref(),
         }
@@ -43,7 +76,8 @@ impl rk_model {
     /// Check that `[p, p + bytes)` does not overlap the arena.
     pub(crate) fn outside(&self, p: usize, bytes: usize, what: &'static str) -> Result<()> {
         let end = p.saturating_add(bytes);
-        if bytes > 0 && p < self.arena.1 && self.arena.0 < end {
+        let (start, stop) = self.0.arena;
+        if bytes > 0 && p < stop && start < end {
             return Err(Error::BadPointer { what, reason: "overlaps the model's arena" });
         }
         Ok(())
@@ -88,22 +122,30 @@ impl rk_model {
     }
 }
 
-/// The handle at `m`, if it is one.
+/// The handle at `m`, if it is one: non-null, aligned, and starting with a live [`Tag`] that
+/// holds `m`'s own address. The magic (8 bytes) is read first and the address (8 more) only if
+/// it matches; nothing past the tag is read unless both match.
 ///
 /// # Safety
-/// `m`, if non-null and aligned, must point to memory that `rk_model_init` initialised (or that
-/// does not hold the handle's magic number).
+/// `m`, if non-null and aligned, must point to 8 readable bytes, and to [`TAG_BYTES`] if they
+/// hold the magic; memory that starts with a live tag holding its own address must be a handle
+/// `rk_model_init` wrote (a copy of a handle holds another address and is refused).
 pub(crate) unsafe fn model<'a>(m: *mut rk_model) -> Result<&'a mut rk_model> {
     check_ptr(m as *const rk_model, "model")?;
-    // SAFETY: aligned and non-null; the magic is read first, as a plain u64 at its field's
-    // offset (aligned: the struct is 8-aligned and the field is a u64).
-    let magic = unsafe {
-        core::ptr::read((m as *const u8).add(core::mem::offset_of!(rk_model, magic)) as *const u64)
-    };
-    if magic != MAGIC {
+    let tag = m as *const u64; // `Tag` is two u64s at offset 0 (asserted above)
+    // SAFETY: non-null and 8-aligned (checked; rk_model's alignment is at least u64's); 8
+    // readable bytes are the caller's promise, and any bit pattern is a valid u64.
+    if unsafe { core::ptr::read(tag) } != MAGIC {
         return Err(Error::BadPointer { what: "model", reason: "is not an initialised rk_model" });
     }
-    // SAFETY: the magic says `rk_model_init` wrote a handle here.
+    // SAFETY: the magic matched, so the caller promises the whole tag is readable.
+    if unsafe { core::ptr::read(tag.add(1)) } != m as usize as u64 {
+        return Err(Error::BadPointer {
+            what: "model",
+            reason: "is a copy of a handle: only the one rk_model_init placed in its arena is valid",
+        });
+    }
+    // SAFETY: a live tag holding its own address: `rk_model_init` wrote a handle here.
     Ok(unsafe { &mut *m })
 }
 
@@ -168,7 +210,7 @@ pub unsafe extern "C" fn rk_model_plan(
 /// constant learning rate (the optimizer's) and no clipping (`rk_set_schedule` changes that).
 ///
 /// Errors: -1 invalid config, -3 arena too small (`err->needed`/`got` in bytes), -12 NULL or
-/// misaligned arena, or `out` inside the arena.
+/// misaligned arena, or `out` or `err` inside the arena (`err` is then left unwritten).
 ///
 /// # Safety
 /// `arena` must be `arena_bytes` writable bytes that the caller keeps alive and does not touch
@@ -182,6 +224,15 @@ pub unsafe extern "C" fn rk_model_init(
     out: *mut *mut rk_model,
     err: *mut rk_error,
 ) -> rk_status {
+    // Details are never written into the arena (on success they would overwrite the handle):
+    // an `err` inside it is refused unwritten.
+    let (err_at, arena_at) = (err as usize, arena as usize);
+    if !err.is_null()
+        && err_at < arena_at.saturating_add(arena_bytes)
+        && arena_at < err_at.saturating_add(size_of::<rk_error>())
+    {
+        return Error::BadPointer { what: "err", reason: "lies inside the arena" }.code();
+    }
     let r = (|| {
         let model = plan(config, mode)?;
         check_ptr(arena, "arena")?;
@@ -218,7 +269,8 @@ pub unsafe extern "C" fn rk_model_init(
         } else {
             State::Infer(net)
         };
-        let handle = rk_model { magic: MAGIC, arena: (start, start + arena_bytes), state };
+        let tag = Tag { magic: MAGIC, at: start as u64 };
+        let handle = rk_model(Handle { tag, arena: (start, start + arena_bytes), state });
         // SAFETY: the arena is aligned for rk_model and holds HANDLE_BYTES ≥ its size.
         unsafe { core::ptr::write(arena as *mut rk_model, handle) };
         *out = arena as *mut rk_model;
@@ -237,7 +289,7 @@ pub unsafe extern "C" fn rk_model_init(
 pub unsafe extern "C" fn rk_model_deinit(model: *mut rk_model) {
     // SAFETY: validated by `model`.
     if let Ok(m) = unsafe { self::model(model) } {
-        m.magic = 0;
+        m.0.tag = Tag { magic: 0, at: 0 };
     }
 }
 

@@ -37,7 +37,7 @@ pub unsafe extern "C" fn rk_set_schedule(
                     reason: "and total_steps must be at least 1",
                 });
             }
-            let State::Train(trainer, stored, schedule) = &mut m.state else {
+            let State::Train(trainer, stored, schedule) = m.state() else {
                 return Err(Error::NotTrainable);
             };
             let clip = (s.clip_grad_norm > 0.0).then_some(s.clip_grad_norm);
@@ -73,7 +73,7 @@ pub unsafe extern "C" fn rk_train_step(
         with_model(model, err, |m| {
             let (xs, ys) = (m.input(x, x_len, "x")?, m.input(y, y_len, "y")?);
             let info = if info.is_null() { None } else { Some(m.output_ref(info, "info")?) };
-            let State::Train(trainer, s, schedule) = &mut m.state else { return Err(Error::NotTrainable) };
+            let State::Train(trainer, s, schedule) = m.state() else { return Err(Error::NotTrainable) };
             let n = trainer.net().set_batch(xs, ys)?;
             let step = trainer.steps();
             let epoch = (step / u64::from(s.steps_per_epoch.max(1))) as usize;

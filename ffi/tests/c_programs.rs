@@ -17,7 +17,7 @@ use regkern_core::{
 };
 
 /// The programs `tests/c/` must hold (a missing one is an error; new ones run automatically).
-const PROGRAMS: [&str; 7] = [
+const PROGRAMS: [&str; 8] = [
     "train_mlp",
     "predict_transformer",
     "generate_kv",
@@ -25,6 +25,7 @@ const PROGRAMS: [&str; 7] = [
     "error_paths",
     "firmware_link",
     "abi_layout",
+    "abuse",
 ];
 
 const C_FLAGS: [&str; 6] = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1"];

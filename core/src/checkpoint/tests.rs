@@ -451,6 +451,18 @@ fn training_checkpoints_carry_optimizer_state_and_progress() {
             assert!(reason(r).starts_with("training progress"), "{to}");
             assert_eq!((resumed.net().params().to_vec(), resumed.steps()), before, "{to}");
         }
+        // A NaN in the last tensor (optimizer state, checked after the parameters would be) is
+        // refused with the parameters, the optimizer state and the step count untouched.
+        let mut nan = rewritten(bytes, without_crc);
+        let end = nan.len();
+        nan[end - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+        let before = (resumed.net().params().to_vec(), resumed.steps());
+        let (mut a, mut b) = (vec![0u8; n + 64], vec![0u8; n + 64]);
+        let len = resumed.save_checkpoint(&mut a).unwrap();
+        assert_eq!(reason(resumed.load_checkpoint(&nan).map(|_| ())), "tensor holds NaN or infinite values");
+        assert_eq!((resumed.net().params().to_vec(), resumed.steps()), before);
+        assert_eq!(resumed.save_checkpoint(&mut b).unwrap(), len);
+        assert_eq!(a, b, "a refused load changed the optimizer state");
         // Its parameters alone load into an inference net (the optimizer state is skipped).
         let infer = Model::plan(&mlp(), Mode::Inference { max_batch: 1 }).unwrap();
         let (r, _) = load_into(&infer, bytes);
