@@ -107,15 +107,25 @@ fn tiny_transformer(attention: AttentionType, heads: usize, groups: usize) -> Tr
     }
 }
 
-/// A Mixture-of-Experts transformer (4 experts, top-2, capacity 1.25 per call) against finite
-/// differences. The router is scaled up so that routing decisions sit far from ties: a step of
-/// the difference quotient must not change which experts a token picks.
+/// A Mixture-of-Experts transformer against finite differences: 4 experts, top-2, capacity 1.25
+/// per call; and a single expert (whose layout once had no stride) in one and two blocks. The
+/// router is scaled up so that routing decisions sit far from ties: a step of the difference
+/// quotient must not change which experts a token picks.
 #[test]
 fn moe_transformer_gradients_match_finite_differences() {
     use regkern_core::{Capacity, MoeConfig};
-    let moe = MoeConfig { num_experts: 4, top_k: 2, capacity: Capacity::Factor(1.25), alpha: 0.05 };
-    let cfg =
-        TransformerConfig { moe: Some(moe), num_layers: 1, ..tiny_transformer(AttentionType::Gqa, 4, 2) };
+    let four = MoeConfig { num_experts: 4, top_k: 2, capacity: Capacity::Factor(1.25), alpha: 0.05 };
+    let one = MoeConfig { num_experts: 1, top_k: 1, capacity: Capacity::Factor(1.25), alpha: 0.05 };
+    for (moe, num_layers) in [(four, 1), (one, 1), (one, 2)] {
+        moe_gradients_match(TransformerConfig {
+            moe: Some(moe),
+            num_layers,
+            ..tiny_transformer(AttentionType::Gqa, 4, 2)
+        });
+    }
+}
+
+fn moe_gradients_match(cfg: TransformerConfig) {
     let (batch, seq) = (2, 5);
     let model = Model::plan(
         &ModelConfig::Transformer(cfg),
@@ -144,16 +154,17 @@ fn moe_transformer_gradients_match_finite_differences() {
         }
         let original = net.params().to_vec();
         let mut sub = original[p.slot.range()].to_vec();
-        // The router feeds a softmax through two blocks of f32 arithmetic: its difference quotient is
-        // rounding-noise bound, its relative error falling as 1/step (6.4e-3, 2.1e-3, 7.8e-4, 2.7e-4
-        // at steps 3e-4, 1e-3, 3e-3, 1e-2). 3e-3 is quiet and far from any routing decision.
-        let eps = if p.name.as_str().ends_with("router.weight") { 3e-3 } else { 1e-3 };
+        // The difference quotients pass through softmaxes in f32 and are rounding-noise bound,
+        // their relative error falling as 1/step: the router's 6.4e-3, 2.1e-3, 7.8e-4, 2.7e-4 at
+        // steps 3e-4, 1e-3, 3e-3, 1e-2 (3e-3 is quiet and far from any routing decision); the
+        // others' up to 1.7e-2 at 1e-3 and 1.4e-3 at 1e-2, the step taken.
+        let eps = if p.name.as_str().ends_with("router.weight") { 3e-3 } else { 1e-2 };
         let err = grad_check_eps(&mut sub, &analytic[p.slot.range()], eps, |v| {
             net.params_mut()[p.slot.range()].copy_from_slice(v);
             net.loss_and_grads(&x, &y).map(f64::from).unwrap()
         });
         net.params_mut().copy_from_slice(&original);
-        assert!(err < 2e-3, "{}: relative error {err:e}", p.name.as_str());
+        assert!(err < 2e-3, "{} blocks, {}: relative error {err:e}", cfg.num_layers, p.name.as_str());
     }
 }
 

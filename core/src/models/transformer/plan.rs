@@ -57,11 +57,19 @@ impl BlockParams {
                 let mut expert0 = [Slot::default(); 4];
                 let mut stride = 0;
                 // Experts 0 and 1 give the stride; the others repeat it (O(1) in num_experts).
+                // A single expert still has a stride (its own size, aligned): expert 1 is then
+                // planned on a scratch copy and dropped.
                 let mut before1 = *p;
-                for ex in 0..m.num_experts.min(2) {
-                    before1 = *p;
-                    let [w1, b1] = pair(p, f, e)?;
-                    let [w2, b2] = pair(p, e, f)?;
+                for ex in 0..2 {
+                    let mut scratch = *p;
+                    let q = if ex < m.num_experts {
+                        before1 = *p;
+                        &mut *p
+                    } else {
+                        &mut scratch
+                    };
+                    let [w1, b1] = pair(q, f, e)?;
+                    let [w2, b2] = pair(q, e, f)?;
                     if ex == 0 {
                         expert0 = [w1, b1, w2, b2];
                     } else if ex == 1 {
