@@ -137,8 +137,29 @@ pub fn read_training_csv(
         return Err("--val_fraction must be in [0, 1)".into());
     }
     let rows = read_rows(path, header)?;
+    training_from_rows(rows, &path.display().to_string(), layout, val_fraction)
+}
+
+/// [`read_training_csv`] of rows already parsed; `name` names the file in errors.
+pub fn training_from_rows(
+    rows: Rows,
+    name: &str,
+    layout: Layout,
+    val_fraction: f32,
+) -> Result<(TrainData, Shape), String> {
+    if !(0.0..1.0).contains(&val_fraction) || val_fraction.is_nan() {
+        return Err("--val_fraction must be in [0, 1)".into());
+    }
     let width = rows.width;
-    let name = path.display();
+    let dims = match layout {
+        Layout::PerSample { in_dim, out_dim, .. } | Layout::Seq2Seq { in_dim, out_dim, .. } => {
+            [in_dim, out_dim]
+        }
+        Layout::Autoregressive { dim } => [dim, dim],
+    };
+    if dims.contains(&0) {
+        return Err("input_dim and output_dim must be at least 1".into());
+    }
     let shape = match layout {
         Layout::PerSample { sequence, in_dim, out_dim } => {
             if width <= out_dim {
@@ -149,7 +170,7 @@ pub fn read_training_csv(
             let inputs = width - out_dim;
             if !sequence {
                 Shape { in_dim: inputs, out_dim, seq_len: 1, target_len: 1 }
-            } else if inputs % in_dim != 0 {
+            } else if !inputs.is_multiple_of(in_dim) {
                 return Err(format!(
                     "{name}: rows have {inputs} input values (+ {out_dim} target(s)), not a multiple of input_dim {in_dim}"
                 ));
@@ -158,7 +179,7 @@ pub fn read_training_csv(
             }
         }
         Layout::Autoregressive { dim } => {
-            if width % dim != 0 || width / dim < 2 {
+            if !width.is_multiple_of(dim) || width / dim < 2 {
                 return Err(format!(
                     "{name}: rows have {width} values; a series needs at least 2 positions of input_dim {dim}"
                 ));
@@ -167,10 +188,13 @@ pub fn read_training_csv(
         }
         Layout::Seq2Seq { in_dim, out_dim, target_len } => {
             let (src, tgt) = match target_len {
-                Some(t) if width > t * out_dim && (width - t * out_dim) % in_dim == 0 => {
+                Some(t)
+                    if t.checked_mul(out_dim)
+                        .is_some_and(|tw| width > tw && (width - tw).is_multiple_of(in_dim)) =>
+                {
                     ((width - t * out_dim) / in_dim, t)
                 }
-                None if width % (in_dim + out_dim) == 0 => {
+                None if in_dim.checked_add(out_dim).is_some_and(|w| width.is_multiple_of(w)) => {
                     (width / (in_dim + out_dim), width / (in_dim + out_dim))
                 }
                 _ => {
@@ -427,5 +451,25 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.contains("at least 2"), "{err}");
+    }
+
+    /// Widths of 0 or near `usize::MAX` (from `--target_len` or a library caller) are errors,
+    /// never an overflow or a division by zero (the CSV fuzz target found the overflow).
+    #[test]
+    fn extreme_widths_are_errors() {
+        let rows = || parse_rows("1,2,3,4\n5,6,7,8\n9,10,11,12\n").unwrap();
+        let layouts = [
+            Layout::Seq2Seq { in_dim: usize::MAX, out_dim: 1, target_len: None },
+            Layout::Seq2Seq { in_dim: 1, out_dim: 1, target_len: Some(usize::MAX) },
+            Layout::Seq2Seq { in_dim: 2, out_dim: usize::MAX / 2, target_len: Some(3) },
+            Layout::Seq2Seq { in_dim: 0, out_dim: 1, target_len: None },
+            Layout::PerSample { sequence: true, in_dim: 0, out_dim: 1 },
+            Layout::PerSample { sequence: false, in_dim: 1, out_dim: usize::MAX },
+            Layout::Autoregressive { dim: 0 },
+            Layout::Autoregressive { dim: usize::MAX },
+        ];
+        for layout in layouts {
+            assert!(training_from_rows(rows(), "f.csv", layout, 0.3).is_err(), "{layout:?}");
+        }
     }
 }
