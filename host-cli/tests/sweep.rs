@@ -289,3 +289,27 @@ fn json_reports_runs_best_first_and_bad_grids_fail_before_any_run() {
     let o = sweep(&scratch.0, &bad, &["--lr", "1e-3,"]);
     assert!(text(&o.stderr).contains("empty value"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn runs_share_the_memory_limit() {
+    let scratch = Scratch::new("memory");
+    let out = scratch.out();
+    let o = sweep(&scratch.0, &out, &["--max_memory", "64M", "--jobs", "2", "--lr", "1e-3,3e-3"]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(finished(&out).len(), 2);
+    for run in finished(&out) {
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.with_file_name("config.json")).unwrap())
+                .unwrap();
+        let command: Vec<&str> =
+            config["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let at = command.iter().position(|&a| a == "--max_memory").expect("the sweep passes --max_memory");
+        assert_eq!(command[at + 1], "33554432", "each of 2 jobs gets 32 MiB: {command:?}");
+    }
+    // A run whose arena exceeds its share fails with the limit named; the sweep reports it.
+    let tight = scratch.0.join("tight");
+    let o = sweep(&scratch.0, &tight, &["--max_memory", "4K", "--jobs", "2", "--lr", "1e-3,3e-3"]);
+    assert!(!o.status.success());
+    let all = text(&o.stdout) + &text(&o.stderr);
+    assert!(all.contains("--max_memory"), "{all}");
+}

@@ -106,17 +106,21 @@ pub(super) fn read_summary(dir: &Path) -> Result<(Metrics, Vec<String>), String>
     Ok((metrics, command))
 }
 
-/// Train `run` in `dir` as a child process, its output captured in `dir`.
-fn train_one(exe: &Path, dir: &Path, run: &Run) -> Status {
+/// Train `run` in `dir` as a child process, its output captured in `dir`, allowed `max_memory`
+/// bytes (unless the run's own flags set `--max_memory`).
+fn train_one(exe: &Path, dir: &Path, run: &Run, max_memory: u64) -> Status {
     let result = (|| {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let log = |name: &str| {
             File::create(dir.join(name))
                 .map_err(|e| format!("cannot create {}: {e}", dir.join(name).display()))
         };
-        let status = Process::new(exe)
-            .arg("train")
-            .args(&run.args)
+        let mut cmd = Process::new(exe);
+        cmd.arg("train").args(&run.args);
+        if !run.args.iter().any(|a| a.starts_with("--max_memory") || a.starts_with("--max-memory")) {
+            cmd.arg("--max_memory").arg(max_memory.to_string());
+        }
+        let status = cmd
             .arg("--logdir")
             .arg(dir)
             .arg("--quiet")
@@ -216,6 +220,8 @@ pub(super) fn sweep(args: &SweepArgs, out: &Path, plan: &Plan, finished: &[bool]
     let mut statuses: Vec<Option<Status>> = vec![None; plan.runs.len()];
     let mut progress = Progress::new(args, plan.runs.len(), skipped);
     let next = AtomicUsize::new(0);
+    // Runs share the memory limit: `jobs` of them at a time must fit together.
+    let share = (crate::mem::limit() / jobs as u64).max(1);
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel();
         for _ in 0..jobs {
@@ -223,7 +229,7 @@ pub(super) fn sweep(args: &SweepArgs, out: &Path, plan: &Plan, finished: &[bool]
             scope.spawn(move || {
                 while let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let run = &plan.runs[i];
-                    let status = train_one(exe, &out.join(&run.name), run);
+                    let status = train_one(exe, &out.join(&run.name), run, share);
                     if tx.send((i, status)).is_err() {
                         break;
                     }
