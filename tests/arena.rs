@@ -13,7 +13,7 @@ use regkern_core::{
     Activation, AttentionType, Error, LinearConfig, Memory, Mode, Model, ModelConfig, Net, Optimizer, Region,
     Schedule, TrainConfig, Trainer, TransformerConfig,
 };
-use regkern_core::{Capacity, MoeConfig};
+use regkern_core::{Capacity, EncoderDecoderConfig, MoeConfig};
 use regkern_tests::mlp;
 
 /// Configs with the modes and the sequence length to plan for: every other transformer is planned
@@ -278,6 +278,37 @@ fn planning_huge_layer_and_expert_counts_is_immediate() {
         }
     }
     assert!(start.elapsed().as_secs_f64() < 1.0, "planning took {:?}", start.elapsed());
+}
+
+/// Sequence lengths up to `usize::MAX` in every model with attention, fast and lean, inference
+/// and training: a plan or `SizeOverflow`, never an overflow (the C ABI fuzz target found the
+/// unchecked source × target tile of a lean encoder-decoder's cross-attention scratch).
+#[test]
+fn huge_sequence_lengths_plan_or_overflow() {
+    let base =
+        TransformerConfig { embed_dim: 8, ffn_dim: 8, num_heads: 2, num_groups: 1, ..Default::default() };
+    let train = Mode::Training { max_batch: 2, optimizer: Optimizer::sgd(0.1) };
+    for len in
+        [1usize << 20, 1 << 31, 3 << 30, u32::MAX as usize, 1 << 32, 1 << 33, usize::MAX / 2, usize::MAX]
+    {
+        let cfg = TransformerConfig { max_seq_len: len, ..base };
+        let models = [
+            ModelConfig::Transformer(cfg),
+            ModelConfig::Transformer(TransformerConfig { autoregressive: true, ..cfg }),
+            ModelConfig::EncoderDecoder(EncoderDecoderConfig::from_stack(&cfg, 1, 1)),
+        ];
+        for model in &models {
+            for mode in [Mode::Inference { max_batch: 2 }, train] {
+                for memory in [Memory::Fast, Memory::Lean] {
+                    for seq in [1, len / 2, len] {
+                        if let Ok(m) = Model::plan_with(model, mode, seq.max(1), memory) {
+                            assert!(m.report().total_bytes().is_ok());
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use super::moe_ffn::MoeParams;
 use super::{Role, Transformer, TransformerConfig, decode};
 use crate::arena::{Layout, Planner, Region, Slot};
-use crate::error::{Result, ensure, mul};
+use crate::error::{Error, Result, ensure, mul};
 use crate::layers::moe::{self, MAX_ASSIGNMENTS, Moe};
 use crate::ops::Kernels;
 
@@ -517,13 +517,23 @@ impl Transformer {
             Grads::plan(p, (n, ne, nkv, nf), head, mul(n, cfg.input_dim)?, cfg.moe_layer(), skv, dh_in_acts)?;
         }
         // The layer says how much scratch it needs (lean: a second tile, where backward recomputes
-        // the probabilities); t·t and e·t were checked above, which bounds (2t + head_dim + 2)·t.
+        // the probabilities), for self-attention (t keys) and cross-attention (src keys); checked
+        // here, since src · t is not bounded by anything planned above.
         let src = max_src.unwrap_or(0);
-        let scratch = if lean {
-            d.backward_scratch_len(t, t).max(d.backward_scratch_len(t, src))
-        } else {
-            d.scratch_len(t, t).max(d.scratch_len(t, src))
+        let tile = |tk: usize| -> Result<usize> {
+            let tiles = mul(if lean { 2 } else { 1 }, mul(tk, t)?)?;
+            let rows = mul(d.head_dim.checked_add(2).ok_or(Error::SizeOverflow)?, t)?;
+            tiles.checked_add(rows).ok_or(Error::SizeOverflow)
         };
+        let scratch = tile(t)?.max(tile(src)?);
+        debug_assert_eq!(
+            scratch,
+            if lean {
+                d.backward_scratch_len(t, t).max(d.backward_scratch_len(t, src))
+            } else {
+                d.scratch_len(t, t).max(d.scratch_len(t, src))
+            }
+        );
         let attn_scratch = p.take(Region::Scratch, scratch)?;
         let at_decode = *p;
         if let Some(dtype) = cfg.kv_cache {
