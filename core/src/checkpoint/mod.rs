@@ -33,7 +33,6 @@ mod metadata;
 #[cfg(test)]
 mod tests;
 
-use header::Entry;
 pub use header::{Header, Str};
 use metadata::{metadata_crc, write_header};
 
@@ -170,24 +169,31 @@ pub fn verify<'b>(bytes: &'b [u8], model: &Model, optimizer: Option<&Optimizer>)
     if model.param_count().checked_mul(1 + copies).is_none_or(|n| n > entries) {
         return Err(bad("tensors missing: every parameter must be present", header.base));
     }
-    // Every entry against the model and the data region.
+    // Every entry against the model and the data region. A file in regkern's own order (the
+    // model's table order, copy after copy, each tensor where the previous one ends) tiles the
+    // data and names every tensor once by construction, so it is checked in one pass; any other
+    // order (PyTorch's, say) needs every pair of entries compared afterwards (`check_extent`).
     let (mut count, mut sum, mut reaches_end) = (0usize, 0usize, false);
-    for e in header.entries() {
+    let (mut ordered, mut next_begin, mut near) = (true, 0usize, 0usize);
+    for (k, e) in header.entries().enumerate() {
         let e = e?;
         let at = e.key_at;
-        let Some((_, p)) = find_tensor(model, optimizer, &e.name) else {
+        ensure_bad(e.begin <= e.end && e.end <= data_len, "data_offsets out of bounds", at)?;
+        ordered &= e.begin == next_begin;
+        next_begin = e.end;
+        let Some((copy, i, p)) = find_tensor(model, optimizer, &e.name, k, &mut near) else {
             // Another optimizer's state, when only the parameters are wanted, is skipped.
             if optimizer.is_none() && e.name.starts_with("optimizer.") {
-                check_extent(&header, &e, data_len, None)?;
                 sum += e.end - e.begin;
                 reaches_end |= e.end == data_len;
                 continue;
             }
             return Err(bad("tensor name not in the model", at));
         };
+        ordered &= copy * model.param_count() + i == k;
         ensure_bad(e.dtype.eq_str("F32"), "dtype must be F32", at)?;
         ensure_bad(e.shape() == p.shape(), "shape differs from the model's", at)?;
-        check_extent(&header, &e, data_len, Some(4 * p.slot.len))?;
+        ensure_bad(e.end - e.begin == 4 * p.slot.len, "data_offsets do not match the shape", at)?;
         let data = &bytes[header.data_start + e.begin..header.data_start + e.end];
         // An f32 is NaN or infinite exactly when its exponent bits are all ones.
         let non_finite = data.chunks_exact(4).any(|b| b[3] & 0x7f == 0x7f && b[2] & 0x80 != 0);
@@ -195,6 +201,15 @@ pub fn verify<'b>(bytes: &'b [u8], model: &Model, optimizer: Option<&Optimizer>)
         sum += e.end - e.begin;
         reaches_end |= e.end == data_len;
         count += 1;
+    }
+    if !ordered {
+        // Pairwise, so bounded: a file of more tensors must be in regkern's order.
+        ensure_bad(
+            entries <= MAX_UNORDERED,
+            "more than 1024 tensors, not in the model's order",
+            header.base,
+        )?;
+        check_tiling(&header)?;
     }
     let expected = model.param_count() * (1 + copies);
     if count != expected {
@@ -224,10 +239,12 @@ pub fn load<'b>(
     let optimizer = training.as_ref().map(|(o, _)| **o);
     let header = verify(bytes, model, optimizer.as_ref())?;
     // Everything is checked: copy.
-    let (state_len, mut state) = (params.len(), training.map(|(_, s)| s));
-    for e in header.entries() {
+    let (state_len, mut state, mut near) = (params.len(), training.map(|(_, s)| s), 0);
+    for (k, e) in header.entries().enumerate() {
         let e = e?;
-        let Some((copy, p)) = find_tensor(model, optimizer.as_ref(), &e.name) else { continue };
+        let Some((copy, _, p)) = find_tensor(model, optimizer.as_ref(), &e.name, k, &mut near) else {
+            continue;
+        };
         let dst = if copy == 0 {
             &mut params[p.slot.range()]
         } else {
@@ -242,9 +259,22 @@ pub fn load<'b>(
     Ok(header)
 }
 
-/// The checkpoint tensor named `name`: which copy (0 = parameters, k = optimizer state k − 1)
-/// and which parameter.
-fn find_tensor(model: &Model, optimizer: Option<&Optimizer>, name: &Str<'_>) -> Option<(usize, ParamInfo)> {
+/// Entries of a checkpoint not in the model's order that [`verify`] accepts: it compares them
+/// pairwise (1 M comparisons at most) and may search the table for each name, which stays
+/// within a fraction of a second at this size.
+const MAX_UNORDERED: usize = 1024;
+
+/// The checkpoint tensor named `name`, the `k`-th entry: which copy (0 = parameters, c = optimizer
+/// state c − 1), which row of the model's table and that row. The row regkern's own order puts
+/// there is tried first, so a file in that order is matched in O(1) per entry; then the rows
+/// around `near`, the row of the previous match, which this sets.
+fn find_tensor(
+    model: &Model,
+    optimizer: Option<&Optimizer>,
+    name: &Str<'_>,
+    k: usize,
+    near: &mut usize,
+) -> Option<(usize, usize, ParamInfo)> {
     let (copy, rest) = match name.strip_prefix("optimizer.") {
         Some(rest) => {
             let o = optimizer?;
@@ -255,30 +285,68 @@ fn find_tensor(model: &Model, optimizer: Option<&Optimizer>, name: &Str<'_>) -> 
         }
         None => (0, *name),
     };
-    model.params().find(|p| rest.eq_str(p.name.as_str())).map(|p| (copy, p))
+    let n = model.param_count();
+    let named = |i: usize| model.param(i).filter(|p| rest.eq_str(p.name.as_str())).map(|p| (copy, i, p));
+    let found = named(k.checked_rem(n)?).or_else(|| {
+        // Otherwise outwards from the row the previous entry matched: names sorted as PyTorch
+        // sorts them are mostly a few rows apart.
+        let from = *near % n;
+        (0..=n / 2).find_map(|d| named((from + d) % n).or_else(|| named((from + n - d) % n)))
+    })?;
+    *near = found.1;
+    Some(found)
 }
 
-fn check_extent(h: &Header<'_>, e: &Entry<'_>, data_len: usize, size: Option<usize>) -> Result<()> {
-    let at = e.key_at;
-    ensure_bad(e.begin <= e.end && e.end <= data_len, "data_offsets out of bounds", at)?;
-    if let Some(size) = size {
-        ensure_bad(e.end - e.begin == size, "data_offsets do not match the shape", at)?;
+/// Every entry against every other (bounds and sizes were checked already): each starts at 0
+/// or where another ends, no two start at the same byte, no two share a name. With the sizes
+/// summing to the data length and one tensor reaching its end, the tensors then cover the data
+/// exactly once. Entries are taken [`CHUNK`] at a time onto the stack and compared with all
+/// in one pass, so the file is parsed `entries / CHUNK` times, not `entries` times.
+#[inline(never)] // its chunk stays off the stack of the ordered path
+fn check_tiling(h: &Header<'_>) -> Result<()> {
+    /// What is compared of an entry, and whether it starts where another ends.
+    #[derive(Clone, Copy)]
+    struct Held<'b> {
+        name: Str<'b>,
+        key_at: usize,
+        begin: usize,
+        follows: bool,
     }
-    // Tiling: each tensor starts at 0 or where another ends, and no two start at the same place.
-    // With the sizes summing to the data length and one tensor reaching its end, the tensors
-    // cover the data exactly once.
-    let (mut follows, mut same_start) = (e.begin == 0, 0);
-    for other in h.entries() {
-        let other = other?;
-        follows |= other.end == e.begin && other.end > other.begin;
-        same_start += usize::from(other.begin == e.begin);
-        if other.key_at != e.key_at && other.name == e.name {
-            return Err(bad("tensor name appears twice", other.key_at));
+    let mut first = 0;
+    loop {
+        let mut chunk = [None::<Held<'_>>; CHUNK];
+        let mut n = 0;
+        for (slot, e) in chunk.iter_mut().zip(h.entries().skip(first)) {
+            let e = e?;
+            *slot = Some(Held { name: e.name, key_at: e.key_at, begin: e.begin, follows: e.begin == 0 });
+            n += 1;
         }
+        if n == 0 {
+            return Ok(());
+        }
+        for other in h.entries() {
+            let other = other?;
+            for e in chunk[..n].iter_mut().flatten() {
+                e.follows |= other.end == e.begin && other.end > other.begin;
+                if other.key_at != e.key_at {
+                    ensure_bad(
+                        other.name != e.name,
+                        "tensor name appears twice",
+                        other.key_at.max(e.key_at),
+                    )?;
+                    ensure_bad(other.begin != e.begin, "data_offsets overlap", e.key_at)?;
+                }
+            }
+        }
+        for e in chunk[..n].iter().flatten() {
+            ensure_bad(e.follows, "data_offsets overlap or leave a gap", e.key_at)?;
+        }
+        first += n;
     }
-    ensure_bad(follows, "data_offsets overlap or leave a gap", at)?;
-    ensure_bad(same_start == 1, "data_offsets overlap", at)
 }
+
+/// Entries [`check_tiling`] holds on the stack at a time.
+const CHUNK: usize = 32;
 
 fn bad(reason: &'static str, offset: usize) -> Error {
     Error::BadCheckpoint { reason, offset }

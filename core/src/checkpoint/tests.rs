@@ -473,3 +473,65 @@ fn training_checkpoints_carry_optimizer_state_and_progress() {
         assert!(matches!(resumed.load_checkpoint(&plain), Err(Error::BadCheckpoint { .. })));
     }
 }
+
+/// The header's top-level items (`"name":{...}`), split at depth-0 commas.
+fn items(json: &str) -> Vec<String> {
+    let inner = &json.trim_end()[1..json.trim_end().len() - 1];
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(inner[start..i].to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(inner[start..].to_string());
+    out
+}
+
+/// Many tensors (an MoE of hundreds of experts): a file in regkern's order is checked in one
+/// pass; the same tensors in another order (scattered, as no writer does) are compared pairwise,
+/// and load to the same parameters up to 1024 tensors, and are refused beyond.
+#[test]
+fn files_of_thousands_of_tensors_load_in_regkerns_order_and_bounded_in_any_other() {
+    let moe = |num_experts| {
+        let moe = Some(MoeConfig { num_experts, top_k: 1, capacity: Capacity::Factor(1.0), alpha: 0.0 });
+        ModelConfig::Transformer(TransformerConfig {
+            embed_dim: 2,
+            ffn_dim: 2,
+            num_heads: 1,
+            num_groups: 1,
+            num_layers: 1,
+            max_seq_len: 2,
+            moe,
+            ..TransformerConfig::default()
+        })
+    };
+    for (experts, any_order_loads) in [(250, true), (600, false)] {
+        let (model, params, bytes) = saved(&moe(experts), 3);
+        assert!(model.param_count() > 4 * experts);
+        let (r, loaded) = load_into(&model, &bytes);
+        r.unwrap();
+        assert_eq!(loaded, params, "{experts} experts in regkern's order");
+        let scattered = rewritten(&bytes, |j| {
+            let (meta, mut tensors): (Vec<_>, Vec<_>) =
+                items(&without_crc(j)).into_iter().partition(|i| i.starts_with("\"__metadata__\""));
+            // A permutation that scatters neighbours (7919 is prime, so coprime with the count).
+            let n = tensors.len();
+            tensors = (0..n).map(|i| tensors[(i * 7919) % n].clone()).collect();
+            format!("{{{}}}", meta.into_iter().chain(tensors).collect::<Vec<_>>().join(","))
+        });
+        let (r, loaded) = load_into(&model, &scattered);
+        if any_order_loads {
+            r.unwrap();
+            assert_eq!(loaded, params, "{experts} experts scattered");
+        } else {
+            assert_eq!(reason(r), "more than 1024 tensors, not in the model's order");
+            assert!(loaded.iter().all(|&v| v == 7.0));
+        }
+    }
+}
