@@ -311,6 +311,38 @@ fn huge_sequence_lengths_plan_or_overflow() {
     }
 }
 
+/// Expert counts whose routing buffers (tokens × experts) overflow: `SizeOverflow`, in training,
+/// inference and the KV-cached decode plan (found by the plan fuzz target at 2.2·10¹⁷ experts).
+#[test]
+fn huge_expert_counts_overflow_cleanly() {
+    for experts in [1usize << 57, 217_219_206_733_084_599, usize::MAX / 3] {
+        let moe =
+            Some(MoeConfig { num_experts: experts, top_k: 3, capacity: Capacity::Absolute(1), alpha: 0.0 });
+        let cfg = ModelConfig::Transformer(TransformerConfig {
+            input_dim: 3,
+            embed_dim: 3,
+            ffn_dim: 3,
+            num_heads: 3,
+            num_groups: 3,
+            max_seq_len: 3,
+            autoregressive: true,
+            kv_cache: Some(KvDtype::F32),
+            moe,
+            ..TransformerConfig::default()
+        });
+        for mode in [
+            Mode::Inference { max_batch: 36 },
+            Mode::Training { max_batch: 36, optimizer: Optimizer::adam(1e-3) },
+        ] {
+            assert_eq!(
+                Model::plan(&cfg, mode).unwrap_err(),
+                Error::SizeOverflow,
+                "{experts} experts, {mode:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_configs_are_errors_not_panics() {
     let moe = |num_experts, top_k, capacity, alpha| {

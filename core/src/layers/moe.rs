@@ -109,6 +109,17 @@ impl Moe {
         if c < tokens { c } else { tokens }
     }
 
+    /// `Ok` when every size [`buffer_lens`] and [`grad_buffer_lens`] compute for calls of up to
+    /// `max_tokens` tokens fits in `usize` (they compute unchecked; planners call this first).
+    pub fn check_sizes(&self, max_tokens: usize) -> crate::Result<()> {
+        let m = crate::error::mul;
+        m(max_tokens, self.n_experts.max(self.top_k))?;
+        m(self.n_experts, self.capacity_for(max_tokens))?;
+        let rows = self.max_rows(max_tokens);
+        m(rows, self.n_embd.max(self.n_hidden))?;
+        Ok(())
+    }
+
     /// Most packed rows a call of up to `max_tokens` tokens can keep.
     pub const fn max_rows(&self, max_tokens: usize) -> usize {
         let (assigned, room) = (max_tokens * self.top_k, self.n_experts * self.capacity_for(max_tokens));

@@ -67,6 +67,7 @@ impl Decode {
         let dims = (cfg.input_dim, cfg.output_dim);
         let (mut moe, mut moe_stats) = ([Slot::default(); 12], Slot::default());
         if let Some(d) = cfg.moe_layer() {
+            d.check_sizes(max_batch)?;
             // Capacity applies per call: here, one token of each sequence.
             for (slot, len) in moe.iter_mut().zip(crate::layers::moe::buffer_lens(&d, max_batch, false)) {
                 *slot = p.take(Region::Acts, len)?;

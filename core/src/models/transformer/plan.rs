@@ -225,6 +225,7 @@ impl BlockActs {
             }
         };
         if let Some(d) = moe {
+            d.check_sizes(n)?;
             for (slot, len) in a.moe.iter_mut().zip(moe::buffer_lens(&d, n, training)) {
                 *slot = acts(len)?;
             }
@@ -347,6 +348,7 @@ impl Grads {
         ffn.take(sub_ne)?; // dh
         g.dhid = ffn.take(nf)?;
         if let Some(m) = moe {
+            m.check_sizes(n)?;
             for (slot, len) in g.dmoe.iter_mut().zip(moe::grad_buffer_lens(&m, n)) {
                 *slot = ffn.take(len)?;
             }
