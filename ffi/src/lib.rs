@@ -32,8 +32,11 @@ mod train;
 use core::ffi::c_char;
 use core::mem::align_of;
 
+// The entry points, for Rust callers of the rlib (the fuzz targets) as for C.
+pub use checkpoint::*;
 pub use config::*;
-pub use model::rk_model;
+pub use model::*;
+pub use train::*;
 
 /// Major version of the library (`rk_version() >> 16`).
 pub const RK_VERSION_MAJOR: u32 = 0;
