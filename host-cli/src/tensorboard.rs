@@ -204,32 +204,12 @@ fn put_event_header(buf: &mut Vec<u8>, step: i64) {
 
 // ---- CRC32C ----
 
-/// CRC32C (Castagnoli): reflected polynomial 0x82F63B78, init and final xor 0xFFFFFFFF.
+/// CRC32C (Castagnoli) of `data`: regkern-core's, which checksums checkpoints too.
 /// reference: RFC 3720 (iSCSI) section 12.1; the polynomial TFRecord uses.
-const CRC32C_POLY: u32 = 0x82F6_3B78;
-
-/// Byte-at-a-time lookup table for [`crc32c`], built at compile time.
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ CRC32C_POLY } else { crc >> 1 };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-/// CRC32C of `data`.
 fn crc32c(data: &[u8]) -> u32 {
-    let crc =
-        data.iter().fold(!0u32, |crc, &b| (crc >> 8) ^ CRC32C_TABLE[((crc ^ u32::from(b)) & 0xff) as usize]);
-    !crc
+    let mut crc = regkern_core::checkpoint::Crc32c::default();
+    crc.update(data);
+    crc.finish()
 }
 
 /// The masked CRC TFRecord stores: `((crc >> 15) | (crc << 17)) + 0xa282ead8`, i.e. rotate right

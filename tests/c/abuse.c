@@ -27,14 +27,7 @@ static int checks = 0;
                    (int)(code));                                                                    \
     } while (0)
 
-static rk_model_config mlp_config(void) {
-    rk_model_config cfg = rk_model_config_default(RK_MODEL_MLP);
-    cfg.u.mlp.n_in = N_IN;
-    cfg.u.mlp.n_hidden = 1;
-    cfg.u.mlp.latent_dims[0] = 6;
-    cfg.u.mlp.n_out = 1;
-    return cfg;
-}
+static rk_model_config mlp_config(void) { return t_mlp(N_IN, 6); }
 
 /* Every model call with `m` must return RK_E_BAD_POINTER and leave `err` saying so. */
 static void refused(rk_model *m, const char *what) {

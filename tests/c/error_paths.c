@@ -95,14 +95,7 @@ static float x[2 * N_IN], y[2], out[2], big_out[64], prompt[4];
 static uint8_t ckpt[1 << 14], ckpt2[1 << 14];
 static _Alignas(64) unsigned char zeroed[4096]; /* a "handle" of zeros */
 
-static rk_model_config mlp_config(void) {
-    rk_model_config cfg = rk_model_config_default(RK_MODEL_MLP);
-    cfg.u.mlp.n_in = N_IN;
-    cfg.u.mlp.n_hidden = 1;
-    cfg.u.mlp.latent_dims[0] = 8;
-    cfg.u.mlp.n_out = 1;
-    return cfg;
-}
+static rk_model_config mlp_config(void) { return t_mlp(N_IN, 8); }
 
 /* ---------------------------------------------------------------------------------------- */
 

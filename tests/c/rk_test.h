@@ -208,6 +208,16 @@ static inline rk_mode t_training(uint32_t max_batch, rk_optimizer opt) {
     return mode;
 }
 
+/* An MLP n_in → hidden → 1 (relu). */
+static inline rk_model_config t_mlp(uint32_t n_in, uint32_t hidden) {
+    rk_model_config cfg = rk_model_config_default(RK_MODEL_MLP);
+    cfg.u.mlp.n_in = n_in;
+    cfg.u.mlp.n_hidden = 1;
+    cfg.u.mlp.latent_dims[0] = hidden;
+    cfg.u.mlp.n_out = 1;
+    return cfg;
+}
+
 /* A small stack: E 16, F 32, H 4, G 2 (GQA), 1 → 1. */
 static inline void t_small_stack(rk_stack_config *s, uint32_t max_seq_len) {
     s->input_dim = 1;

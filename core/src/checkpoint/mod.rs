@@ -33,6 +33,7 @@ mod metadata;
 #[cfg(test)]
 mod tests;
 
+pub use crc::Crc32c;
 pub use header::{Header, Str};
 use metadata::{metadata_crc, write_header};
 

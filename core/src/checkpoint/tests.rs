@@ -284,6 +284,17 @@ fn rewritten(bytes: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
     file(&json, &bytes[8 + n..])
 }
 
+/// `bytes` with metadata `regkern.{key}` set to `value` and no checksum (as a tool that rewrote
+/// it would leave the file).
+fn with_metadata(bytes: &[u8], key: &str, value: &str) -> Vec<u8> {
+    rewritten(bytes, |j| {
+        let j = without_crc(j);
+        let at = j.find(&format!("\"regkern.{key}\":\"")).unwrap() + key.len() + 12;
+        let end = at + j[at..].find('"').unwrap();
+        format!("{}{value}{}", &j[..at], &j[end..])
+    })
+}
+
 /// The header without its checksum, as a tool that rewrites metadata might leave it.
 fn without_crc(json: &str) -> String {
     let at = json.find(",\"regkern.crc32c\"").unwrap();
@@ -348,12 +359,7 @@ fn metadata_that_lies_about_sizes_fails_before_anything_is_allocated() {
         ("latent_dims", "4,2,2,2,2,2,2,2,2,2,2,2,2,2,2", "tensors missing: every parameter must be present"),
     ];
     for (key, value, want) in cases {
-        let lie = rewritten(&bytes, |j| {
-            let j = without_crc(j);
-            let at = j.find(&format!("\"regkern.{key}\":\"")).unwrap() + key.len() + 12;
-            let end = at + j[at..].find('"').unwrap();
-            format!("{}{value}{}", &j[..at], &j[end..])
-        });
+        let lie = with_metadata(&bytes, key, value);
         let cfg = Header::parse(&lie).unwrap().config().unwrap();
         // Planning is pure; verify holds the plan against the file before any arena exists.
         let model = Model::plan(&cfg, Mode::Inference { max_batch: 1 }).unwrap();
@@ -377,12 +383,7 @@ fn lying_layer_and_expert_counts_fail_at_once() {
     let (_, _, bytes) = saved(&ModelConfig::Transformer(t), 3);
     let start = std::time::Instant::now();
     for (key, value) in [("num_layers", "1000000000"), ("num_experts", "100000000")] {
-        let lie = rewritten(&bytes, |j| {
-            let j = without_crc(j);
-            let at = j.find(&format!("\"regkern.{key}\":\"")).unwrap() + key.len() + 12;
-            let end = at + j[at..].find('"').unwrap();
-            format!("{}{value}{}", &j[..at], &j[end..])
-        });
+        let lie = with_metadata(&bytes, key, value);
         let cfg = Header::parse(&lie).unwrap().config().unwrap();
         let model = Model::plan(&cfg, Mode::Inference { max_batch: 1 }).unwrap();
         let r = verify(&lie, &model, None).map(|_| ());
