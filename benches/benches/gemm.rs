@@ -1,8 +1,9 @@
 //! K1 sgemm (`WORKLOADS.md`): `C = A·B`, square, f32, one thread, for every gemm kernel this CPU
-//! supports, plus the `nt` (`A·Bᵀ`) and `tn` (`Aᵀ·B`) layouts at n = 256 with the best kernel.
+//! supports, plus the `nt` (`A·Bᵀ`) and `tn` (`Aᵀ·B`) layouts at n = 256 and 1024 with the best
+//! kernel.
 //!
 //! Throughput is `2·n³` elements per iteration, so criterion's `elem/s` read as FLOP/s.
-//! Benchmark ids: `K1/sgemm/<kernel>/<n>`, `K1/sgemm-nt/<kernel>/256`, `K1/sgemm-tn/<kernel>/256`.
+//! Benchmark ids: `K1/sgemm/<kernel>/<n>`, `K1/sgemm-nt/<kernel>/<n>`, `K1/sgemm-tn/<kernel>/<n>`.
 
 use std::hint::black_box;
 
@@ -14,8 +15,8 @@ use regkern_core::ops::gemm_with;
 /// Square sizes of K1.
 const SIZES: [usize; 3] = [64, 256, 1024];
 
-/// Size at which the `nt` and `tn` layouts are measured.
-const LAYOUT_N: usize = 256;
+/// Sizes at which the `nt` and `tn` layouts are measured.
+const LAYOUT_SIZES: [usize; 2] = [256, 1024];
 
 /// One benchmark of `gemm_with(kernel, C, A, B, g)` on fresh random operands sized for `g`.
 fn bench_gemm(group: &mut BenchmarkGroup<'_, WallTime>, kernel: Kernel, g: Gemm) {
@@ -49,10 +50,11 @@ fn k1_square(c: &mut Criterion) {
 
 fn k1_layouts(c: &mut Criterion) {
     let kernel = best_kernel();
-    let n = LAYOUT_N;
-    for (name, g) in [("nt", Gemm::nt(n, n, n)), ("tn", Gemm::tn(n, n, n))] {
+    for (name, layout) in [("nt", Gemm::nt as fn(usize, usize, usize) -> Gemm), ("tn", Gemm::tn)] {
         let mut group = c.benchmark_group(format!("K1/sgemm-{name}"));
-        bench_gemm(&mut group, kernel, g);
+        for n in LAYOUT_SIZES {
+            bench_gemm(&mut group, kernel, layout(n, n, n));
+        }
         group.finish();
     }
 }

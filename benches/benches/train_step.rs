@@ -9,7 +9,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::Criterion;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use regkern_benches::{TrainSetup, first_batch, workloads};
 use regkern_core::{Dataset, ModelConfig, Synthetic, Task};
 
@@ -30,6 +31,20 @@ const STEPS_PER_RUN: u64 = 200;
 /// The batch is the same for every step (the data pipeline is not part of a step); the trainer
 /// is rebuilt every [`STEPS_PER_RUN`] steps, outside the timed region.
 fn bench_train_step(c: &mut Criterion, name: &str, cfg: &ModelConfig, batch: usize, data: &dyn Dataset) {
+    let (group, id) = name.split_once('/').expect("workload ids are <id>/<name>");
+    let mut group = c.benchmark_group(group);
+    bench_train_step_in(&mut group, id, cfg, batch, data);
+    group.finish();
+}
+
+/// [`bench_train_step`] inside `group` (whose sampling settings it keeps), as `group/name`.
+fn bench_train_step_in(
+    c: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    cfg: &ModelConfig,
+    batch: usize,
+    data: &dyn Dataset,
+) {
     let (x, y) = first_batch(data, batch);
     let mut setup = TrainSetup::new(cfg, batch, workloads::optimizer())
         .unwrap_or_else(|e| panic!("{name}: cannot plan the model: {e}"));
@@ -80,5 +95,24 @@ fn p5_encdec_train(c: &mut Criterion) {
     bench_train_step(c, "P5/encdec-train", &workloads::p5_encdec(), batch, &data);
 }
 
-criterion::criterion_group!(benches, p1_mlp_train, p2_tfm_reg_train, p3_tfm_moe_train, p5_encdec_train);
+fn p6_tfm_mid_train(c: &mut Criterion) {
+    let batch = workloads::P6_BATCH;
+    let data = Synthetic::new(Task::Seqsum, 0, 0, batch)
+        .with_seq_len(workloads::P6_SEQ)
+        .unwrap_or_else(|e| panic!("P6: {e}"));
+    // A step takes ~100 ms: ten samples, flat, keep the run to a minute or two.
+    let mut c = c.benchmark_group("P6");
+    c.sampling_mode(criterion::SamplingMode::Flat).sample_size(10);
+    bench_train_step_in(&mut c, "tfm-mid-train", &workloads::p6_transformer(), batch, &data);
+    c.finish();
+}
+
+criterion::criterion_group!(
+    benches,
+    p1_mlp_train,
+    p2_tfm_reg_train,
+    p3_tfm_moe_train,
+    p5_encdec_train,
+    p6_tfm_mid_train
+);
 criterion::criterion_main!(benches);

@@ -133,6 +133,26 @@ pub mod workloads {
         ModelConfig::Transformer(TransformerConfig { moe: Some(moe), ..t })
     }
 
+    /// Sequences per training step of P6.
+    pub const P6_BATCH: usize = 8;
+
+    /// Tokens per sequence of P6.
+    pub const P6_SEQ: usize = 128;
+
+    /// P6 tfm-mid-train: seq 128, input_dim 1, E 256, F 1024, 4 layers, H 8, G 2 (GQA),
+    /// regression (`max_seq_len` is the sequence length). Batch [`P6_BATCH`].
+    pub fn p6_transformer() -> ModelConfig {
+        ModelConfig::Transformer(TransformerConfig {
+            embed_dim: 256,
+            ffn_dim: 1024,
+            num_layers: 4,
+            num_heads: 8,
+            num_groups: 2,
+            max_seq_len: P6_SEQ,
+            ..TransformerConfig::default()
+        })
+    }
+
     /// P4 tfm-ar-decode: autoregressive E 64, F 128, 2 layers, H 8, G 4, max_seq_len 128, with a
     /// KV cache of the given type.
     pub fn p4_transformer(kv_cache: Option<regkern_core::layers::KvDtype>) -> ModelConfig {
