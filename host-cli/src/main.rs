@@ -18,6 +18,13 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` that never panics: a closed or full standard error loses the line, not the run.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::stderr_line(format_args!($($arg)*))
+    };
+}
+
 mod config;
 mod data;
 mod generate;
@@ -76,6 +83,11 @@ fn stdout_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+fn stderr_line(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     mem::set_limit(cli.max_memory);
@@ -89,7 +101,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             ExitCode::FAILURE
         }
     }

@@ -112,7 +112,7 @@ impl Progress<'_> {
         if self.quiet {
             return;
         }
-        self.bar.suspend(|| if self.json { eprintln!("{s}") } else { outln!("{s}") });
+        self.bar.suspend(|| if self.json { errln!("{s}") } else { outln!("{s}") });
     }
 }
 
@@ -377,10 +377,7 @@ pub fn train_then<R>(
             // a run that saved no checkpoint yet starts again in place.
             let resuming = args.resume && dir.join("checkpoint.safetensors").exists();
             if args.resume && !resuming {
-                eprintln!(
-                    "note: {} holds no checkpoint yet; the run starts from the beginning",
-                    dir.display()
-                );
+                errln!("note: {} holds no checkpoint yet; the run starts from the beginning", dir.display());
             }
             let kept =
                 if resuming { resume(&mut trainer, dir, &cfg, args.epochs)? } else { Default::default() };

@@ -1,5 +1,5 @@
 //! Faults: a run killed (SIGKILL) at random moments and resumed each time ends with the metrics,
-//! checkpoints and summary of an uninterrupted run; a closed standard output does not stop one.
+//! checkpoints and summary of an uninterrupted run; closed standard streams do not stop one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -150,5 +150,24 @@ fn a_closed_standard_output_does_not_stop_a_run() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && !err.contains("panicked"), "{err}");
     assert!(dir.join("summary.json").exists());
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+/// Both standard streams closed (`regkern ... 2>&- | true`): a run still finishes, and an error
+/// still exits with status 1 — a panic would exit with 101.
+#[test]
+fn closed_standard_streams_never_panic() {
+    let dir = scratch("streams").join("run");
+    let closed = |mut c: Command| {
+        let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop((child.stdout.take(), child.stderr.take()));
+        child.wait().unwrap().code()
+    };
+    // Progress lines go to stderr with --json, the summary to stdout.
+    assert_eq!(closed(train_with(&dir, false, &["--epochs", "2", "--log_every", "1", "--json"])), Some(0));
+    assert!(dir.join("summary.json").exists());
+    let mut bad = Command::new(env!("CARGO_BIN_EXE_regkern"));
+    bad.args(["predict", "--checkpoint"]).arg(dir.join("missing.safetensors")).args(["--input", "x.csv"]);
+    assert_eq!(closed(bad), Some(1));
     std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }

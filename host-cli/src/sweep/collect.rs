@@ -38,7 +38,7 @@ pub(super) fn collect(args: &SweepArgs, dir: &Path) -> Result<(), String> {
         // A torn or foreign file (copied back halfway, say) costs its row, not the table.
         match read {
             Ok(run) => runs.push(run),
-            Err(e) => eprintln!("warning: skipping a run: {e}"),
+            Err(e) => errln!("warning: skipping a run: {e}"),
         }
     }
     if runs.is_empty() {

@@ -56,7 +56,7 @@ pub(super) fn emit_commands(
         } else {
             String::new()
         };
-        eprintln!(
+        errln!(
             "{} commands{skipped}; when they are done: regkern sweep --collect {}",
             lines.len(),
             shell_quote(&out.display().to_string())
@@ -187,7 +187,7 @@ impl Progress {
         };
         if let Some(to_stderr) = self.lines {
             let line = format!("[{}/{}] {}: {what}", self.done, self.total, run.name);
-            self.bar.suspend(|| if to_stderr { eprintln!("{line}") } else { outln!("{line}") });
+            self.bar.suspend(|| if to_stderr { errln!("{line}") } else { outln!("{line}") });
         }
     }
 }
@@ -201,7 +201,7 @@ pub(super) fn sweep(args: &SweepArgs, out: &Path, plan: &Plan, finished: &[bool]
     let jobs = args.jobs.unwrap_or(cores).min(todo.len()).max(1);
     let say = |line: String| {
         if args.json {
-            eprintln!("{line}");
+            errln!("{line}");
         } else if !args.quiet {
             outln!("{line}");
         }
