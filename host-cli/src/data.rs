@@ -133,9 +133,6 @@ pub fn read_training_csv(
     val_fraction: f32,
     header: HeaderRow,
 ) -> Result<(TrainData, Shape), String> {
-    if !(0.0..1.0).contains(&val_fraction) || val_fraction.is_nan() {
-        return Err("--val_fraction must be in [0, 1)".into());
-    }
     let rows = read_rows(path, header)?;
     training_from_rows(rows, &path.display().to_string(), layout, val_fraction)
 }

@@ -53,15 +53,25 @@ impl Attn {
     }
 
     /// Floats of scratch [`forward`] and [`backward`] need for `tq` queries over `tk` keys: a
-    /// Tk × Tq tile (inference probabilities, or dPᵀ), a D × Tq transposed product, two rows.
-    pub const fn scratch_len(&self, tq: usize, tk: usize) -> usize {
-        tk * tq + (self.head_dim + 2) * tq
+    /// Tk × Tq tile (inference probabilities, or dPᵀ), a D × Tq transposed product, two rows;
+    /// with `recompute` (the probabilities were not saved) a second tile, where [`backward`]
+    /// recomputes them. `None` when the size overflows `usize` (planners check this).
+    pub const fn checked_scratch_len(&self, tq: usize, tk: usize, recompute: bool) -> Option<usize> {
+        let tiles = if recompute { 2 } else { 1 };
+        let (Some(tile), Some(d2)) = (tk.checked_mul(tq), self.head_dim.checked_add(2)) else { return None };
+        let (Some(tiles), Some(rows)) = (tile.checked_mul(tiles), d2.checked_mul(tq)) else { return None };
+        tiles.checked_add(rows)
     }
 
-    /// Floats of scratch [`backward`] needs when the probabilities were not saved: a second
-    /// Tk × Tq tile, where it recomputes them.
+    /// [`checked_scratch_len`](Self::checked_scratch_len) without recomputation, of a planned
+    /// (so representable) size.
+    pub const fn scratch_len(&self, tq: usize, tk: usize) -> usize {
+        self.checked_scratch_len(tq, tk, false).expect("planned attention scratch fits usize")
+    }
+
+    /// [`checked_scratch_len`](Self::checked_scratch_len) with recomputation, of a planned size.
     pub const fn backward_scratch_len(&self, tq: usize, tk: usize) -> usize {
-        2 * tk * tq + (self.head_dim + 2) * tq
+        self.checked_scratch_len(tq, tk, true).expect("planned attention scratch fits usize")
     }
 }
 

@@ -109,21 +109,18 @@ impl Moe {
         if c < tokens { c } else { tokens }
     }
 
-    /// `Ok` when every size [`buffer_lens`] and [`grad_buffer_lens`] compute for calls of up to
-    /// `max_tokens` tokens fits in `usize` (they compute unchecked; planners call this first).
-    pub fn check_sizes(&self, max_tokens: usize) -> crate::Result<()> {
-        let m = crate::error::mul;
-        m(max_tokens, self.n_experts.max(self.top_k))?;
-        m(self.n_experts, self.capacity_for(max_tokens))?;
-        let rows = self.max_rows(max_tokens);
-        m(rows, self.n_embd.max(self.n_hidden))?;
-        Ok(())
+    /// Most packed rows a call of up to `max_tokens` tokens can keep, or `None` when a product
+    /// overflows `usize`.
+    pub const fn checked_max_rows(&self, max_tokens: usize) -> Option<usize> {
+        // Assignments first: `capacity_for` multiplies the same two.
+        let Some(assigned) = max_tokens.checked_mul(self.top_k) else { return None };
+        let Some(room) = self.n_experts.checked_mul(self.capacity_for(max_tokens)) else { return None };
+        Some(if assigned < room { assigned } else { room })
     }
 
-    /// Most packed rows a call of up to `max_tokens` tokens can keep.
+    /// [`checked_max_rows`](Self::checked_max_rows) of a planned (so representable) size.
     pub const fn max_rows(&self, max_tokens: usize) -> usize {
-        let (assigned, room) = (max_tokens * self.top_k, self.n_experts * self.capacity_for(max_tokens));
-        if assigned < room { assigned } else { room }
+        self.checked_max_rows(max_tokens).expect("planned MoE rows fit usize")
     }
 
     fn expert(&self) -> Ffn {
@@ -216,13 +213,33 @@ impl<'a> Buffers<'a> {
     }
 }
 
+/// The products the buffer lengths are made of: tokens × experts, tokens × k, rows × embd,
+/// rows × hidden, and the rows; `None` when one overflows `usize`.
+const fn products(d: &Moe, max_tokens: usize) -> Option<[usize; 5]> {
+    let n = max_tokens;
+    let Some(rows) = d.checked_max_rows(n) else { return None };
+    match (
+        n.checked_mul(d.n_experts),
+        n.checked_mul(d.top_k),
+        rows.checked_mul(d.n_embd),
+        rows.checked_mul(d.n_hidden),
+    ) {
+        (Some(ne), Some(nk), Some(re), Some(rh)) => Some([ne, nk, re, rh, rows]),
+        _ => None,
+    }
+}
+
 /// Floats of each field of [`Buffers`] for calls of up to `max_tokens` tokens, in field order
-/// (`training` keeps `hid`).
+/// (`training` keeps `hid`); `None` when a length overflows `usize` (planners check this).
+pub const fn checked_buffer_lens(d: &Moe, max_tokens: usize, training: bool) -> Option<[usize; 12]> {
+    let Some([ne, nk, re, rh, rows]) = products(d, max_tokens) else { return None };
+    let (e, hid) = (d.n_experts, if training { rh } else { 0 });
+    Some([ne, nk, nk, nk, rows, e, e, e, re, rh, hid, re])
+}
+
+/// [`checked_buffer_lens`] of a planned (so representable) size.
 pub const fn buffer_lens(d: &Moe, max_tokens: usize, training: bool) -> [usize; 12] {
-    let (n, k, e) = (max_tokens, d.top_k, d.n_experts);
-    let rows = d.max_rows(max_tokens);
-    let hid = if training { rows * d.n_hidden } else { 0 };
-    [n * e, n * k, n * k, n * k, rows, e, e, e, rows * d.n_embd, rows * d.n_hidden, hid, rows * d.n_embd]
+    checked_buffer_lens(d, max_tokens, training).expect("planned MoE buffers fit usize")
 }
 
 /// Top-k of one probability row, best first; ties go to the lower index.
@@ -400,10 +417,16 @@ impl<'a> GradBuffers<'a> {
     }
 }
 
-/// Floats of each field of [`GradBuffers`] for calls of up to `max_tokens` tokens.
+/// Floats of each field of [`GradBuffers`] for calls of up to `max_tokens` tokens; `None` when
+/// a length overflows `usize`.
+pub const fn checked_grad_buffer_lens(d: &Moe, max_tokens: usize) -> Option<[usize; 5]> {
+    let Some([ne, nk, re, rh, _]) = products(d, max_tokens) else { return None };
+    Some([re, re, rh, nk, ne])
+}
+
+/// [`checked_grad_buffer_lens`] of a planned (so representable) size.
 pub const fn grad_buffer_lens(d: &Moe, max_tokens: usize) -> [usize; 5] {
-    let rows = d.max_rows(max_tokens);
-    [rows * d.n_embd, rows * d.n_embd, rows * d.n_hidden, max_tokens * d.top_k, max_tokens * d.n_experts]
+    checked_grad_buffer_lens(d, max_tokens).expect("planned MoE gradient buffers fit usize")
 }
 
 /// Backward of [`forward`] (training buffers). Accumulates (`+=`) into `dinp`, `dw_router` and

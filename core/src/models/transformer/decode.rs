@@ -67,9 +67,10 @@ impl Decode {
         let dims = (cfg.input_dim, cfg.output_dim);
         let (mut moe, mut moe_stats) = ([Slot::default(); 12], Slot::default());
         if let Some(d) = cfg.moe_layer() {
-            d.check_sizes(max_batch)?;
             // Capacity applies per call: here, one token of each sequence.
-            for (slot, len) in moe.iter_mut().zip(crate::layers::moe::buffer_lens(&d, max_batch, false)) {
+            let lens =
+                crate::layers::moe::checked_buffer_lens(&d, max_batch, false).ok_or(Error::SizeOverflow)?;
+            for (slot, len) in moe.iter_mut().zip(lens) {
                 *slot = p.take(Region::Acts, len)?;
             }
             moe_stats = p.take(Region::Acts, 3)?;

@@ -225,8 +225,8 @@ impl BlockActs {
             }
         };
         if let Some(d) = moe {
-            d.check_sizes(n)?;
-            for (slot, len) in a.moe.iter_mut().zip(moe::buffer_lens(&d, n, training)) {
+            let lens = moe::checked_buffer_lens(&d, n, training).ok_or(Error::SizeOverflow)?;
+            for (slot, len) in a.moe.iter_mut().zip(lens) {
                 *slot = acts(len)?;
             }
             a.moe_stats = acts(3)?;
@@ -348,8 +348,8 @@ impl Grads {
         ffn.take(sub_ne)?; // dh
         g.dhid = ffn.take(nf)?;
         if let Some(m) = moe {
-            m.check_sizes(n)?;
-            for (slot, len) in g.dmoe.iter_mut().zip(moe::grad_buffer_lens(&m, n)) {
+            let lens = moe::checked_grad_buffer_lens(&m, n).ok_or(Error::SizeOverflow)?;
+            for (slot, len) in g.dmoe.iter_mut().zip(lens) {
                 *slot = ffn.take(len)?;
             }
         }
@@ -522,20 +522,8 @@ impl Transformer {
         // the probabilities), for self-attention (t keys) and cross-attention (src keys); checked
         // here, since src · t is not bounded by anything planned above.
         let src = max_src.unwrap_or(0);
-        let tile = |tk: usize| -> Result<usize> {
-            let tiles = mul(if lean { 2 } else { 1 }, mul(tk, t)?)?;
-            let rows = mul(d.head_dim.checked_add(2).ok_or(Error::SizeOverflow)?, t)?;
-            tiles.checked_add(rows).ok_or(Error::SizeOverflow)
-        };
+        let tile = |tk| d.checked_scratch_len(t, tk, lean).ok_or(Error::SizeOverflow);
         let scratch = tile(t)?.max(tile(src)?);
-        debug_assert_eq!(
-            scratch,
-            if lean {
-                d.backward_scratch_len(t, t).max(d.backward_scratch_len(t, src))
-            } else {
-                d.scratch_len(t, t).max(d.scratch_len(t, src))
-            }
-        );
         let attn_scratch = p.take(Region::Scratch, scratch)?;
         let at_decode = *p;
         if let Some(dtype) = cfg.kv_cache {
