@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """PyTorch reference timings for regkern's standard workloads (shared bench/WORKLOADS.md).
 
+    bench_torch.py k1 [--steps 100] [--warmup 20] [--min-time 0.5] [--threads 1]
+    bench_torch.py p1 [--steps 100] [--warmup 20] [--threads 1]
     bench_torch.py p2 [--steps 100] [--warmup 20] [--threads 1]
     bench_torch.py p3 [--steps 100] [--warmup 20] [--threads 1]
     bench_torch.py p4 [--repeats 20] [--warmup 3] [--step-repeats 200] [--threads 1]
     bench_torch.py p5 [--steps 100] [--warmup 20] [--threads 1]
+    bench_torch.py p6 [--steps 50] [--warmup 5] [--threads 1]
+    bench_torch.py baseline [--workload K1,P1,P2,P3,P4,P5,P6] [--steps 100] [--warmup 20] [--threads 1] [--out FILE]
     bench_torch.py e1 [--seed 0] [--epochs 100] [--lr 0.01] [--threads 1]
     bench_torch.py e2 [--seed 0] [--epochs 100] [--lr 0.001] [--threads 1]
     bench_torch.py e3 [--seed 0] [--epochs 20] [--threads 1]
@@ -13,13 +17,24 @@
     bench_torch.py e6 [--seed 0] [--epochs 20] [--threads 1]
 
 Each prints one JSON line. The transformer is tests/fixtures/reference_transformer.py (SPEC §3.3-3.6),
-E1/E2 use nn.Linear and an nn.Sequential MLP (SPEC §3.1-3.2); all in f32 on the CPU, one thread
-unless --threads says otherwise.
+E1/E2 and P1 use nn.Linear and an nn.Sequential MLP (SPEC §3.1-3.2), K1 torch.mm; all in f32 on the
+CPU, one thread unless --threads says otherwise. WORKLOADS.md asks for >= 50 timed steps: fewer are
+allowed (for a quick check) but draw a warning on stderr.
+
+`baseline` runs the selected workloads (default all, in the order given) through the same functions
+and prints one JSON object, {"source": "pytorch", "torch", "threads", "cpu", "date", "workloads":
+{"K1/64", "K1/256", "K1/1024", "P1".."P6": {"median_ms", "min_ms", "max_ms"[, "gflops" for K1]}}},
+all times in ms; --out FILE writes it to FILE as well, for `regkern bench --baseline FILE`. P4's
+entry is one cached decode step at context 128. --steps / --warmup apply to the training workloads
+P1, P2, P3, P5 and P6 (P6: at most 50 steps and 5 warm-up steps); K1 and P4 run with their own
+defaults. Progress goes to stderr.
 """
 import argparse
+import datetime
 import json
 import math
 import os
+import platform
 import statistics
 import sys
 import time
@@ -33,6 +48,9 @@ from reference_transformer import EncoderDecoder, KVCache, Transformer, generate
 # CLI defaults of `regkern train --type transformer` (SPEC §3.3), shared by P2, P4, E3 and E4.
 TFM = dict(input_dim=1, output_dim=1, embed_dim=64, ffn_dim=128, num_layers=2, num_heads=8, num_groups=4,
            max_seq_len=128, attention_type="gqa")
+# P6 tfm-mid-train (WORKLOADS.md): seq 128, E 256, F 1024, 4 layers, H 8, G 2 (GQA).
+TFM_MID = dict(input_dim=1, output_dim=1, embed_dim=256, ffn_dim=1024, num_layers=4, num_heads=8, num_groups=2,
+               max_seq_len=128, attention_type="gqa")
 # `regkern train --type transformer --encoderdecoder` (SPEC §3.6) with the same CLI defaults: num_layers
 # encoder and num_layers decoder layers (P5, E5).
 ENCDEC = dict(input_dim=1, output_dim=1, embed_dim=64, ffn_dim=128, num_encoder_layers=2, num_decoder_layers=2,
@@ -83,6 +101,78 @@ def train_epoch(name, model, opt, step, x_train, y_train, gen, epoch, after_step
     return total / len(x_train)
 
 
+def check_steps(name, args):
+    """WORKLOADS.md reports the median over >= 50 timed steps; fewer run (a quick check) but warn
+    (unless args.checked: baseline checks before its progress line)."""
+    steps = args.steps
+    if steps < 1:
+        raise SystemExit(f"{name}: --steps must be at least 1")
+    if steps < 50 and not getattr(args, "checked", False):
+        print(f"{name}: warning: {steps} timed steps, fewer than the 50 WORKLOADS.md asks for", file=sys.stderr)
+
+
+def timed_steps(name, step, args):
+    """`step()` (one training step, returning the loss) --warmup times untimed, then --steps times,
+    each timed alone; the result dict of p1, p2, p5 and p6. A non-finite last loss stops the run."""
+    check_steps(name, args)
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        loss = step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    if not math.isfinite(loss.item()):
+        raise SystemExit(f"{name}: non-finite loss")
+    return {
+        "workload": name, "median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4),
+        "max_ms": round(max(times), 4), "mean_ms": round(statistics.fmean(times), 4), "steps": args.steps,
+        "warmup": args.warmup,
+    }
+
+
+def k1(args):
+    """K1 sgemm: c = a·b by torch.mm(a, b, out=c), square f32 matrices n = 64, 256, 1024, operands
+    ~ U(-1,1), c preallocated. Per n: --warmup untimed products, then max(--steps, as many as fill
+    --min-time seconds at the warm-up's median speed), each product timed alone; median / min /
+    max ms per product and GFLOP/s = 2·n³ / median."""
+    check_steps("K1", args)
+    torch.manual_seed(0)
+    sizes = {}
+    for n in (64, 256, 1024):
+        a = torch.rand(n, n) * 2 - 1
+        b = torch.rand(n, n) * 2 - 1
+        c = torch.empty(n, n)
+        warm = []
+        for _ in range(max(args.warmup, 1)):
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=c)
+            warm.append(time.perf_counter() - t0)
+        repeats = max(args.steps, math.ceil(args.min_time / max(statistics.median(warm), 1e-9)))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=c)
+            times.append((time.perf_counter() - t0) * 1e3)
+        med = statistics.median(times)
+        sizes[str(n)] = {"median_ms": round(med, 6), "min_ms": round(min(times), 6), "max_ms": round(max(times), 6),
+                         "gflops": round(2 * n ** 3 / (med * 1e6), 2), "repeats": repeats}
+    return {"workload": "K1", "sizes": sizes, "steps": args.steps, "warmup": args.warmup, "min_time_s": args.min_time}
+
+
+def p1(args):
+    """P1 mlp-train: the E2 MLP (SPEC §3.2, nn.Sequential 8 → 128 → 64 → 32 → 1, ReLU between, none
+    after the last), Adam lr 1e-3, on a fixed batch of 64: the first 64 training samples of the
+    nlinear task drawn with seed 0 (as E2 draws them)."""
+    gen = torch.Generator().manual_seed(0)
+    x_train, y_train, *_ = nlinear_task(2048, 512, gen)
+    x, y = x_train[:64], y_train[:64]
+    torch.manual_seed(0)
+    model = mlp([128, 64, 32])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return timed_steps("P1", lambda: train_step(model, opt, x, y), args)
+
+
 def p2(args):
     """P2 tfm-reg-train: seq 32, input_dim 1, E 64, F 128, 2 layers, H 8, G 4 (GQA), batch 32."""
     torch.manual_seed(0)
@@ -90,20 +180,7 @@ def p2(args):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(32, 32, 1) * 2 - 1
     y = x.sum(dim=1) / math.sqrt(32)
-    for _ in range(args.warmup):
-        train_step(model, opt, x, y)
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss = train_step(model, opt, x, y)
-        times.append((time.perf_counter() - t0) * 1e3)
-    if not math.isfinite(loss.item()):
-        raise SystemExit("P2: non-finite loss")
-    return {
-        "workload": "P2", "median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4),
-        "max_ms": round(max(times), 4), "mean_ms": round(statistics.fmean(times), 4), "steps": args.steps,
-        "warmup": args.warmup,
-    }
+    return timed_steps("P2", lambda: train_step(model, opt, x, y), args)
 
 
 def p3(args):
@@ -116,6 +193,7 @@ def p3(args):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(32, 32, 1) * 2 - 1
     y = x.sum(dim=1) / math.sqrt(32)
+    check_steps("P3", args)
     for _ in range(args.warmup):
         train_step(model, opt, x, y)
     times, dropped = [], 0
@@ -221,20 +299,80 @@ def p5(args):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     src = torch.rand(32, 32, 1) * 2 - 1
     tgt = src.flip(1)
-    for _ in range(args.warmup):
-        encdec_train_step(model, opt, src, tgt)
-    times = []
-    for _ in range(args.steps):
+    return timed_steps("P5", lambda: encdec_train_step(model, opt, src, tgt), args)
+
+
+def p6(args):
+    """P6 tfm-mid-train: seq 128, input_dim 1, E 256, F 1024, 4 layers, H 8, G 2 (GQA), max_seq_len
+    128, batch 8; x ~ U(-1,1)^[8,128,1], y = Σx/√128 (P2's seqsum target at length 128), Adam lr 1e-3."""
+    torch.manual_seed(0)
+    model = Transformer(**TFM_MID)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(8, 128, 1) * 2 - 1
+    y = x.sum(dim=1) / math.sqrt(128)
+    return timed_steps("P6", lambda: train_step(model, opt, x, y), args)
+
+
+BASELINE_IDS = ("K1", "P1", "P2", "P3", "P4", "P5", "P6")
+K1_DEFAULTS = dict(steps=100, warmup=20, min_time=0.5)
+P4_DEFAULTS = dict(repeats=20, warmup=3, step_repeats=200)
+
+
+def cpu_model():
+    """The first "model name" of /proc/cpuinfo, else platform.processor() (else the machine type)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def baseline(args):
+    """The selected workloads (--workload, comma-separated, default all, run in the order given)
+    through k1 .. p6, as one object for `regkern bench --baseline FILE`: workloads."K1/64",
+    "K1/256", "K1/1024" (median / min / max ms per product, GFLOP/s), "P1", "P2", "P3", "P5", "P6"
+    (median / min / max ms per training step; --steps / --warmup, P6 at most 50 / 5) and "P4" (one
+    cached decode step at context 128, p4's kv_cache_step_at_context["128"]). K1 and P4 run with
+    their subcommands' defaults."""
+    ids = []
+    for w in args.workload.split(","):
+        w = w.strip().upper()
+        if not w:
+            continue
+        if w not in BASELINE_IDS:
+            raise SystemExit(f"baseline: unknown workload {w!r} (known: {','.join(BASELINE_IDS)})")
+        if w not in ids:
+            ids.append(w)
+    if not ids:
+        raise SystemExit("baseline: no workload selected")
+    keys = ("median_ms", "min_ms", "max_ms")
+    workloads = {}
+    for w in ids:
+        steps, warmup = (min(args.steps, 50), min(args.warmup, 5)) if w == "P6" else (args.steps, args.warmup)
+        if w not in ("K1", "P4"):
+            check_steps(w, argparse.Namespace(steps=steps))
+        print(f"{w} ...", end=" ", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        loss = encdec_train_step(model, opt, src, tgt)
-        times.append((time.perf_counter() - t0) * 1e3)
-    if not math.isfinite(loss.item()):
-        raise SystemExit("P5: non-finite loss")
-    return {
-        "workload": "P5", "median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4),
-        "max_ms": round(max(times), 4), "mean_ms": round(statistics.fmean(times), 4), "steps": args.steps,
-        "warmup": args.warmup,
-    }
+        if w == "K1":
+            r = k1(argparse.Namespace(**K1_DEFAULTS))
+            for n, v in r["sizes"].items():
+                workloads[f"K1/{n}"] = {k: v[k] for k in (*keys, "gflops")}
+            done = ", ".join(f"{n}: {v['median_ms']:.4g} ms = {v['gflops']} GFLOP/s" for n, v in r["sizes"].items())
+        elif w == "P4":
+            r = p4(argparse.Namespace(**P4_DEFAULTS))
+            workloads["P4"] = {k: r["kv_cache_step_at_context"]["128"][k] for k in keys}
+            done = f"{workloads['P4']['median_ms']} ms per cached decode step at context 128"
+        else:
+            r = {"P1": p1, "P2": p2, "P3": p3, "P5": p5, "P6": p6}[w](
+                argparse.Namespace(steps=steps, warmup=warmup, checked=True))
+            workloads[w] = {k: r[k] for k in keys}
+            done = f"{workloads[w]['median_ms']} ms per step ({steps} steps after {warmup} warm-up)"
+        print(f"{done} [{time.perf_counter() - t0:.1f} s]", file=sys.stderr, flush=True)
+    return {"source": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "date": datetime.date.today().isoformat(), "workloads": workloads}
 
 
 def linear_task(n_train, n_val, gen, features=8):
@@ -494,14 +632,33 @@ def main():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("p2", "p3", "p5"):
+    k = sub.add_parser("k1", parents=[common], help="K1 sgemm (torch.mm, n = 64, 256, 1024): ms per product, GFLOP/s")
+    k.add_argument("--steps", type=int, default=K1_DEFAULTS["steps"],
+                   help="at least this many timed products per n (>= 50)")
+    k.add_argument("--warmup", type=int, default=K1_DEFAULTS["warmup"], help="untimed products per n")
+    k.add_argument("--min-time", type=float, default=K1_DEFAULTS["min_time"],
+                   help="and at least this many seconds of timed products per n (default 0.5)")
+    for name, steps, warmup in (("p1", 100, 20), ("p2", 100, 20), ("p3", 100, 20), ("p4", None, None),
+                                ("p5", 100, 20), ("p6", 50, 5)):
+        if name == "p4":
+            d = sub.add_parser("p4", parents=[common], help="P4 autoregressive decode, ms per generated token")
+            d.add_argument("--repeats", type=int, default=P4_DEFAULTS["repeats"],
+                           help="timed whole generations, each way")
+            d.add_argument("--warmup", type=int, default=P4_DEFAULTS["warmup"])
+            d.add_argument("--step-repeats", type=int, default=P4_DEFAULTS["step_repeats"],
+                           help="timed single decode steps per context")
+            continue
         a = sub.add_parser(name, parents=[common], help=f"{name.upper()} training-step time, ms/step")
-        a.add_argument("--steps", type=int, default=100, help="timed steps (>= 50)")
-        a.add_argument("--warmup", type=int, default=20)
-    d = sub.add_parser("p4", parents=[common], help="P4 autoregressive decode, ms per generated token")
-    d.add_argument("--repeats", type=int, default=20, help="timed whole generations, each way")
-    d.add_argument("--warmup", type=int, default=3)
-    d.add_argument("--step-repeats", type=int, default=200, help="timed single decode steps per context")
+        a.add_argument("--steps", type=int, default=steps, help=f"timed steps (>= 50; default {steps})")
+        a.add_argument("--warmup", type=int, default=warmup, help=f"untimed steps first (default {warmup})")
+    bl = sub.add_parser("baseline", parents=[common],
+                        help="K1..P6 into one JSON object (for `regkern bench --baseline FILE`)")
+    bl.add_argument("--workload", default=",".join(BASELINE_IDS),
+                    help=f"comma-separated ids, run in this order (default {','.join(BASELINE_IDS)})")
+    bl.add_argument("--steps", type=int, default=100,
+                    help="timed steps of P1, P2, P3, P5 (default 100; P6 takes at most 50)")
+    bl.add_argument("--warmup", type=int, default=20, help="warm-up steps of P1, P2, P3, P5 (default 20; P6 at most 5)")
+    bl.add_argument("--out", metavar="FILE", help="also write the object to FILE")
     for name, lr, help_ in (("e1", 0.01, "E1 full run (linear): wall time, validation MSE, the noise on that draw"),
                             ("e2", 1e-3, "E2 full run (MLP): wall time, validation MSE, the noise on that draw")):
         b = sub.add_parser(name, parents=[common], help=help_)
@@ -520,7 +677,16 @@ def main():
             b.add_argument("--export", metavar="FILE", help="write the initial weights, data and shuffles; no training")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"e1": e1_e2, "e2": e1_e2, "p2": p2, "p3": p3, "p4": p4, "p5": p5, "e3": e3, "e4": e4, "e5": e5, "e6": e6}[args.cmd](args)
+    if args.cmd == "baseline":
+        result = baseline(args)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=2)
+                f.write("\n")
+        print(json.dumps(result))
+        return
+    result = {"e1": e1_e2, "e2": e1_e2, "k1": k1, "p1": p1, "p2": p2, "p3": p3, "p4": p4, "p5": p5, "p6": p6,
+              "e3": e3, "e4": e4, "e5": e5, "e6": e6}[args.cmd](args)
     result.update(torch=torch.__version__, threads=torch.get_num_threads())
     print(json.dumps(result))
 

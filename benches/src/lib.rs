@@ -163,6 +163,23 @@ pub mod workloads {
         })
     }
 
+    /// Matmul FLOPs of one P2 training step (forward, input and weight gradients of every
+    /// projection, attention's two batched products and their gradients): `baseline.md`'s 0.403
+    /// GFLOP/step.
+    pub const P2_MATMUL_FLOPS: u64 = 403_000_000;
+
+    /// Matmul FLOPs of one P3 training step (`baseline.md`: 0.393 GFLOP; the experts run only
+    /// their routed tokens, up to capacity).
+    pub const P3_MATMUL_FLOPS: u64 = 393_000_000;
+
+    /// Matmul FLOPs of one P5 training step (`baseline.md`: 1.008 GFLOP).
+    pub const P5_MATMUL_FLOPS: u64 = 1_008_000_000;
+
+    /// Matmul FLOPs of one P6 training step (`baseline.md`: 18.52 GFLOP): per layer and token
+    /// the Q, K, V and output projections (2·E·(2E + 2·G·E/H)), the FFN (4·E·F) and attention's
+    /// two products over 128 positions (4·T·E), times 3 for forward and backward.
+    pub const P6_MATMUL_FLOPS: u64 = 18_520_000_000;
+
     /// Matmul FLOPs of one P1 training step: per layer the forward `x·Wᵀ`, the weight gradient
     /// `dYᵀ·X` and, except for the first layer (whose input needs no gradient), the input gradient
     /// `dY·W`. Matches the "matmul GFLOP/step" column of `baseline.md` (0.0042).
@@ -190,6 +207,18 @@ mod tests {
         assert_eq!(a, random_floats(1000, 7));
         assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
         assert_ne!(a, random_floats(1000, 8));
+    }
+
+    /// P6's constant against its formula: the projections, FFN and attention of 4 layers over
+    /// 8 × 128 tokens, forward and backward (3 passes), within the baseline's rounding.
+    #[test]
+    fn p6_flops_match_the_formula() {
+        let (t, e, f, h, g, layers) = (8 * 128u64, 256u64, 1024u64, 8u64, 2u64, 4u64);
+        let kv = g * e / h;
+        let per_token = 2 * e * (2 * e + 2 * kv) + 4 * e * f + 4 * 128 * e;
+        let total = 3 * layers * t * per_token;
+        let rel = (total as f64 - workloads::P6_MATMUL_FLOPS as f64).abs() / total as f64;
+        assert!(rel < 0.005, "{total}");
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub mod layers;
 pub mod models;
 pub mod ops;
 pub mod optim;
+pub mod parallel;
 pub mod rng;
 pub mod schedule;
 pub mod sizing;

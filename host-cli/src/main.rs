@@ -3,7 +3,7 @@
 //!
 //! Subcommands: `train` (a synthetic task or a CSV file end to end: progress bar, per-epoch
 //! losses, a run directory with TensorBoard events, plots and checkpoints, `--json`), `predict`
-//! (a checkpoint over CSV rows), `sweep` (a grid of training runs, in parallel, with a results
+//! (a checkpoint over CSV rows), `bench` (the standard workloads timed), `sweep` (a grid of training runs, in parallel, with a results
 //! table), `generate` (autoregressive generation after training) and `plan` (the memory plan of
 //! a config, for inference and for training).
 
@@ -25,6 +25,7 @@ macro_rules! errln {
     };
 }
 
+mod bench;
 mod config;
 mod data;
 mod generate;
@@ -51,8 +52,20 @@ struct Cli {
     /// needs more is refused before anything is allocated [default: the machine's memory].
     #[arg(long = "max_memory", alias = "max-memory", global = true, value_parser = mem::parse_size)]
     max_memory: Option<u64>,
+    /// Threads for the large products of a step (results are bit-identical at every count; a
+    /// sweep gives each of its runs this many, and by default runs cores / threads at a time).
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: u64,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--threads` this process runs with.
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// The `--threads` this process runs with (1 unless given).
+fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +78,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run a trained model from its checkpoint over CSV rows, one output row per input row.
     Predict(predict::PredictArgs),
+    /// Time the standard workloads (K1, P1..P6) against this machine's peaks and a baseline.
+    Bench(bench::BenchArgs),
     /// Train every combination of a grid of train flags in parallel; rank the runs by val loss.
     Sweep(sweep::SweepArgs),
 }
@@ -91,12 +106,19 @@ fn stderr_line(args: std::fmt::Arguments<'_>) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     mem::set_limit(cli.max_memory);
+    let threads = cli.threads as usize; // 1..=256, by the parser
+    if let Err(msg) = regkern_threads::set_threads(threads) {
+        errln!("error: {msg}");
+        return ExitCode::FAILURE;
+    }
+    THREADS.store(threads, Ordering::Relaxed);
     let result = match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -722,3 +722,49 @@ fn huge_sizes_are_clear_errors_within_a_second() {
     let o = regkern(&["predict", "--checkpoint", "/nonexistent", "--batch_size", "18446744073709551615"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// `bench --json`: the machine, both peaks and every requested workload with its figures; a
+/// baseline gives ratios; a bad workload name is an error naming it.
+#[test]
+fn bench_reports_workloads_peaks_and_baseline_ratios() {
+    let dir = std::env::temp_dir().join("regkern-cli-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let baseline = dir.join("bench-baseline.json");
+    let base = serde_json::json!({"source": "pytorch", "torch": "2.15", "threads": 1, "cpu": "test CPU",
+        "workloads": {"P1": {"median_ms": 0.5}, "K1/64": {"median_ms": 0.004, "gflops": 130.0}}});
+    std::fs::write(&baseline, base.to_string()).unwrap();
+    let o = regkern(&[
+        "bench",
+        "--workload",
+        "P1,K1/64,P4",
+        "--steps",
+        "5",
+        "--warmup",
+        "1",
+        "--json",
+        "--baseline",
+        baseline.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
+    assert!(v["cpu"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(v["gemm_peak_gflops"].as_f64().is_some_and(|g| g > 0.0));
+    assert_eq!(v["threads"], 1);
+    let w = v["workloads"].as_object().unwrap();
+    assert_eq!(w.keys().collect::<Vec<_>>(), ["K1/64", "P1", "P4"]);
+    for (id, r) in w {
+        let (lo, med, hi) =
+            (r["min_ms"].as_f64().unwrap(), r["median_ms"].as_f64().unwrap(), r["max_ms"].as_f64().unwrap());
+        assert!(0.0 < lo && lo <= med && med <= hi, "{id}: {r}");
+        assert_eq!(r["steps"], 5, "{id}");
+    }
+    assert!(w["P1"]["matmul_gflops"].as_f64().is_some_and(|g| g > 0.0));
+    assert!(w["P1"]["pct_gemm_peak"].as_f64().is_some());
+    assert!(w["P1"]["speedup"].as_f64().is_some_and(|s| s > 0.0));
+    assert!(w["P4"]["matmul_gflops"].is_null() && w["P4"]["speedup"].is_null());
+
+    let o = regkern(&["bench", "--workload", "P9"]);
+    assert!(!o.status.success() && stderr(&o).contains("--workload P9"), "{}", stderr(&o));
+    let o = regkern(&["bench", "--threads", "0"]);
+    assert!(!o.status.success() && stderr(&o).contains("--threads"), "{}", stderr(&o));
+}

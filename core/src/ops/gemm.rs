@@ -14,6 +14,8 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use crate::parallel::Parallel;
+
 /// Shape, strides and flags of one gemm call. Build it with [`Gemm::nn`], [`Gemm::nt`] or
 /// [`Gemm::tn`] (contiguous operands), then [`Gemm::acc`] / [`Gemm::strides`] as needed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,7 +184,7 @@ pub enum Kernel {
     Portable,
     /// AVX2 + FMA, 6×16 tiles. x86_64 CPUs that have them.
     Avx2,
-    /// AVX-512F, 6×32 tiles. x86_64 CPUs that have it.
+    /// AVX-512F, 8×32 tiles. x86_64 CPUs that have it.
     Avx512,
 }
 
@@ -225,16 +227,93 @@ pub fn best_kernel() -> Kernel {
     }
 }
 
+/// The FMA throughput probe benchmarks divide by their time: `iterations` steps of independent
+/// multiply-add chains, as many as the kernel's vector unit keeps in flight (16 × 16 lanes for
+/// AVX-512, 12 × 8 for AVX2). Returns the floating-point operations done (a multiply-add is two)
+/// and a checksum to print or discard; `None` for `Portable` or a kernel this CPU cannot run.
+pub fn fma_probe(kernel: Kernel, iterations: usize, multiplier: f32) -> Option<(u64, f32)> {
+    super::simd::fma_chains(kernel, iterations, multiplier)
+}
+
 /// `C (+)= op(A)·op(B)` with the best kernel for this CPU and shape: narrow products (n ≤ 16,
 /// e.g. one attention head) use the 16-wide AVX2 tile rather than waste most of a 32-wide one.
 /// `g.kernels` may ask for the portable kernel instead.
+///
+/// With a parallel-for installed ([`crate::parallel`]) a large product splits its rows of C into
+/// a few tasks; the bits do not change (see [`split_rows`]).
 pub fn gemm(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
-    let kernel = match (g.kernels, best_kernel()) {
+    let kernel = kernel_for(&g);
+    match crate::parallel::current() {
+        Some(par) => split_rows(par, kernel, c, a, b, g),
+        None => gemm_with(kernel, c, a, b, g),
+    }
+}
+
+/// [`gemm`] on the caller's thread only.
+pub fn gemm_serial(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+    gemm_with(kernel_for(&g), c, a, b, g);
+}
+
+fn kernel_for(g: &Gemm) -> Kernel {
+    match (g.kernels, best_kernel()) {
         (Kernels::Portable, _) => Kernel::Portable,
         (Kernels::Auto, Kernel::Avx512) if g.n <= 16 => Kernel::Avx2,
         (Kernels::Auto, k) => k,
-    };
-    gemm_with(kernel, c, a, b, g);
+    }
+}
+
+/// Rows of C per unit of a split: a multiple of every kernel's tile height keeps tiles whole.
+const SPLIT_ROWS: usize = 24;
+
+/// Least work per task (FLOPs): ~80 µs on one core. Handing tasks to a sleeping pool costs
+/// 15–80 µs (rayon, measured on the 2-vCPU dev VM), so smaller products run faster on one thread.
+const MIN_TASK_FLOPS: u64 = 1 << 24;
+
+/// Most tasks one product splits into.
+const MAX_TASKS: usize = 8;
+
+/// `gemm_with(kernel, …)` with the rows of C split into tasks run by `par`, when the product is
+/// large enough to pay for it.
+///
+/// Bit-identical to one call: every task runs the same kernel (chosen from `n`, which a split
+/// keeps) over whole rows, each at least [`SPLIT_ROWS`] long, so no task takes the one-row path;
+/// and every kernel computes an element of C from its row of op(A) and column of op(B) alone, in
+/// an order fixed by `k` (blocks of k, in order) — never by the row's position or the block of
+/// rows it was in.
+fn split_rows(par: &dyn Parallel, kernel: Kernel, c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+    g.assert_fits(c.len(), a.len(), b.len());
+    let flops = 2 * (g.m as u64) * (g.n as u64) * (g.k as u64);
+    let units = g.m / SPLIT_ROWS;
+    let by_work = usize::try_from(flops / MIN_TASK_FLOPS).unwrap_or(usize::MAX);
+    let tasks = par.threads().min(units).min(by_work).min(MAX_TASKS);
+    if tasks < 2 {
+        return gemm_with(kernel, c, a, b, g);
+    }
+    let mut jobs: heapless::Vec<_, MAX_TASKS> = heapless::Vec::new();
+    let (mut rest, mut row) = (c, 0);
+    for t in 0..tasks {
+        // Units shared out evenly; the last task also takes the rows past the last whole unit.
+        let rows = if t + 1 == tasks {
+            g.m - row
+        } else {
+            (units / tasks + usize::from(t < units % tasks)) * SPLIT_ROWS
+        };
+        let (mine, later) =
+            if t + 1 == tasks { (rest, &mut [][..]) } else { rest.split_at_mut(rows * g.ldc) };
+        rest = later;
+        let a_at = if g.trans_a { row } else { row * g.lda };
+        let sub = Gemm { m: rows, ..g };
+        let a_sub = &a[a_at..];
+        let job = move || gemm_with(kernel, mine, a_sub, b, sub);
+        // At most MAX_TASKS jobs are pushed (tasks ≤ MAX_TASKS).
+        if jobs.push(job).is_err() {
+            unreachable!("tasks ≤ MAX_TASKS");
+        }
+        row += rows;
+    }
+    let mut refs: heapless::Vec<&mut (dyn FnMut() + Send), MAX_TASKS> =
+        jobs.iter_mut().map(|j| j as &mut (dyn FnMut() + Send)).collect();
+    par.run(&mut refs);
 }
 
 /// `C (+)= op(A)·op(B)` with a given kernel (an unsupported one falls back to `Portable`).

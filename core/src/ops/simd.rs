@@ -229,6 +229,91 @@ mod x86 {
         unsafe { gemm_avx512_impl(c, a, b, g) }
     }
 
+    /// Independent multiply-add chains, `iters` steps each: enough of them (16 × 16 lanes) that the
+    /// FMA units' throughput, not their latency, bounds the loop. Each chain is its own local, so
+    /// the compiler keeps them in registers. Returns a checksum that keeps the loop alive.
+    #[target_feature(enable = "avx512f")]
+    fn fma_chains_avx512_impl(iters: usize, x: f32) -> f32 {
+        let (m, a) = (_mm512_set1_ps(x), _mm512_set1_ps(1e-7));
+        let one = _mm512_set1_ps(1.0);
+        let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
+            (one, one, one, one, one, one, one, one);
+        let (mut c8, mut c9, mut ca, mut cb, mut cc, mut cd, mut ce, mut cf) =
+            (one, one, one, one, one, one, one, one);
+        for _ in 0..iters {
+            c0 = _mm512_fmadd_ps(c0, m, a);
+            c1 = _mm512_fmadd_ps(c1, m, a);
+            c2 = _mm512_fmadd_ps(c2, m, a);
+            c3 = _mm512_fmadd_ps(c3, m, a);
+            c4 = _mm512_fmadd_ps(c4, m, a);
+            c5 = _mm512_fmadd_ps(c5, m, a);
+            c6 = _mm512_fmadd_ps(c6, m, a);
+            c7 = _mm512_fmadd_ps(c7, m, a);
+            c8 = _mm512_fmadd_ps(c8, m, a);
+            c9 = _mm512_fmadd_ps(c9, m, a);
+            ca = _mm512_fmadd_ps(ca, m, a);
+            cb = _mm512_fmadd_ps(cb, m, a);
+            cc = _mm512_fmadd_ps(cc, m, a);
+            cd = _mm512_fmadd_ps(cd, m, a);
+            ce = _mm512_fmadd_ps(ce, m, a);
+            cf = _mm512_fmadd_ps(cf, m, a);
+        }
+        [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ca, cb, cc, cd, ce, cf]
+            .iter()
+            .map(|&v| _mm512_reduce_add_ps(v))
+            .sum()
+    }
+
+    /// As [`fma_chains_avx512_impl`], 8 lanes wide with AVX2 + FMA.
+    #[target_feature(enable = "avx2,fma")]
+    fn fma_chains_avx2_impl(iters: usize, x: f32) -> f32 {
+        let (m, a) = (_mm256_set1_ps(x), _mm256_set1_ps(1e-7));
+        let one = _mm256_set1_ps(1.0);
+        let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
+            (one, one, one, one, one, one, one, one);
+        let (mut c8, mut c9, mut ca, mut cb) = (one, one, one, one);
+        for _ in 0..iters {
+            c0 = _mm256_fmadd_ps(c0, m, a);
+            c1 = _mm256_fmadd_ps(c1, m, a);
+            c2 = _mm256_fmadd_ps(c2, m, a);
+            c3 = _mm256_fmadd_ps(c3, m, a);
+            c4 = _mm256_fmadd_ps(c4, m, a);
+            c5 = _mm256_fmadd_ps(c5, m, a);
+            c6 = _mm256_fmadd_ps(c6, m, a);
+            c7 = _mm256_fmadd_ps(c7, m, a);
+            c8 = _mm256_fmadd_ps(c8, m, a);
+            c9 = _mm256_fmadd_ps(c9, m, a);
+            ca = _mm256_fmadd_ps(ca, m, a);
+            cb = _mm256_fmadd_ps(cb, m, a);
+        }
+        let mut lanes = [0.0f32; 8];
+        let mut sum = 0.0;
+        for v in [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ca, cb] {
+            // SAFETY: lanes holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+            sum += lanes.iter().sum::<f32>();
+        }
+        sum
+    }
+
+    /// Floating-point operations done and a checksum, or `None` when the CPU lacks the kernel's
+    /// instructions.
+    pub(crate) fn fma_chains(kernel: crate::ops::Kernel, iters: usize, x: f32) -> Option<(u64, f32)> {
+        use crate::ops::Kernel;
+        let steps = iters as u64;
+        match kernel {
+            // SAFETY: the CPU supports AVX-512F (checked in the guard).
+            Kernel::Avx512 if has_avx512f() => {
+                Some((steps * 16 * 16 * 2, unsafe { fma_chains_avx512_impl(iters, x) }))
+            }
+            // SAFETY: the CPU supports AVX2 and FMA (checked in the guard).
+            Kernel::Avx2 if has_avx2_fma() => {
+                Some((steps * 12 * 8 * 2, unsafe { fma_chains_avx2_impl(iters, x) }))
+            }
+            _ => None,
+        }
+    }
+
     /// Calls `f` from a function compiled with AVX2 and FMA: whatever inlines into it (the
     /// `#[inline(always)]` kernel bodies of the layers) is vectorised 8 floats wide.
     #[target_feature(enable = "avx2,fma")]
@@ -256,7 +341,7 @@ mod x86 {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f, vectorized};
+pub(crate) use x86::{fma_chains, gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f, vectorized};
 
 /// IEEE square root that the compiler can vectorise (`sqrtps`/`vsqrtps`). libm's `sqrtf` is inline
 /// assembly: opaque to the vectoriser, and its legacy-SSE `sqrtss` stalls inside AVX code.
@@ -298,7 +383,11 @@ mod other {
     pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
         f()
     }
+
+    pub(crate) fn fma_chains(_: crate::ops::Kernel, _: usize, _: f32) -> Option<(u64, f32)> {
+        None
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) use other::{gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f, vectorized};
+pub(crate) use other::{fma_chains, gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f, vectorized};

@@ -106,7 +106,7 @@ pub struct SweepArgs {
     /// Sweep directory; run R logs to OUT/R [default: sweeps/<UTC time>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Runs at a time [default: the available cores].
+    /// Runs at a time [default: the available cores / --threads].
     #[arg(long, short)]
     jobs: Option<usize>,
     /// Finish the sweep in --out: skip runs with a summary.json, rerun the others from scratch.

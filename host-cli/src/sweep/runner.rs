@@ -120,6 +120,9 @@ fn train_one(exe: &Path, dir: &Path, run: &Run, max_memory: u64) -> Status {
         if !run.args.iter().any(|a| a.starts_with("--max_memory") || a.starts_with("--max-memory")) {
             cmd.arg("--max_memory").arg(max_memory.to_string());
         }
+        if !run.args.iter().any(|a| a.starts_with("--threads")) {
+            cmd.arg("--threads").arg(crate::threads().to_string());
+        }
         let status = cmd
             .arg("--logdir")
             .arg(dir)
@@ -198,7 +201,8 @@ pub(super) fn sweep(args: &SweepArgs, out: &Path, plan: &Plan, finished: &[bool]
     let todo: Vec<usize> = (0..plan.runs.len()).filter(|&i| !finished[i]).collect();
     let skipped = plan.runs.len() - todo.len();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = args.jobs.unwrap_or(cores).min(todo.len()).max(1);
+    // By default jobs × threads stays within the cores.
+    let jobs = args.jobs.unwrap_or((cores / crate::threads()).max(1)).min(todo.len()).max(1);
     let say = |line: String| {
         if args.json {
             errln!("{line}");

@@ -1,0 +1,98 @@
+//! Threads without `std`: the host lends regkern-core a parallel-for, and the big gemms use it.
+//!
+//! regkern-core spawns nothing. A host that has threads implements [`Parallel`] (the
+//! `regkern-threads` crate does, over a rayon pool) and [`install`]s it; from then on a gemm
+//! large enough to pay for the hand-off splits its rows of C into a few tasks. Each element of C
+//! is still computed by the same kernel, from the same operands, in the same order — splitting
+//! rows changes which thread computes it, not how — so results are **bit-identical** to one
+//! thread whatever the thread count. With nothing installed (firmware, the default) every call
+//! runs on the caller's thread, as before.
+//!
+//! The registration is process-wide, like the CPU-feature detection: a thread count changes
+//! speed, never bits, so two models in one process may share it.
+#![allow(unsafe_code)] // one dereference of a pointer that only ever holds a `&'static`
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// A parallel-for: run every task once, on any threads, and return when all have finished.
+///
+/// Tasks may themselves call [`Parallel::run`] (a gemm inside a task): an implementation must then
+/// run them without deadlock, e.g. inline. Calls may come from several threads at once.
+pub trait Parallel: Sync {
+    /// How many threads `run` uses at most (1: everything runs inline).
+    fn threads(&self) -> usize;
+    /// Run each task exactly once; return after the last has returned.
+    fn run(&self, tasks: &mut [&mut (dyn FnMut() + Send)]);
+}
+
+/// A [`Parallel`] implementation, as [`install`] holds it (a thin pointer to a `&'static`).
+pub struct Installed(pub &'static dyn Parallel);
+
+static INSTALLED: AtomicPtr<Installed> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Make `p` the parallel-for of every later gemm in the process (`None`: run on the caller's
+/// thread). The results do not change, only how many threads compute them.
+pub fn install(p: Option<&'static Installed>) {
+    let ptr = p.map_or(core::ptr::null_mut(), |p| core::ptr::from_ref(p).cast_mut());
+    INSTALLED.store(ptr, Ordering::Release);
+}
+
+/// The installed parallel-for, if any, when it has more than one thread.
+pub fn current() -> Option<&'static dyn Parallel> {
+    let ptr = INSTALLED.load(Ordering::Acquire);
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: INSTALLED holds null or a pointer made from a `&'static Installed` by `install`;
+    // such a reference is valid and immutable for the rest of the program.
+    let installed: &'static Installed = unsafe { &*ptr };
+    (installed.0.threads() > 1).then_some(installed.0)
+}
+
+/// Threads the installed parallel-for has (1 when none is installed).
+pub fn threads() -> usize {
+    current().map_or(1, |p| p.threads())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parallel-for that runs tasks inline, counting them (what matters here is the contract).
+    struct Inline(core::sync::atomic::AtomicUsize);
+
+    impl Parallel for Inline {
+        fn threads(&self) -> usize {
+            2
+        }
+        fn run(&self, tasks: &mut [&mut (dyn FnMut() + Send)]) {
+            self.0.fetch_add(tasks.len(), Ordering::Relaxed);
+            tasks.iter_mut().for_each(|t| t());
+        }
+    }
+
+    #[test]
+    fn a_split_gemm_equals_the_unsplit_one_bit_for_bit() {
+        use crate::ops::{Gemm, gemm};
+        use crate::testing::lcg_fill;
+        static INLINE: Inline = Inline(core::sync::atomic::AtomicUsize::new(0));
+        static REG: Installed = Installed(&INLINE);
+        let (m, n, k) = (203, 300, 300); // 36.5 MFLOP: two tasks of at least MIN_TASK_FLOPS
+        let mut seed = 3;
+        let (mut a, mut b) = (std::vec![0.0f32; m * k], std::vec![0.0f32; k * n]);
+        lcg_fill(&mut a, &mut seed);
+        lcg_fill(&mut b, &mut seed);
+        for g in [Gemm::nn(m, n, k), Gemm::nt(m, n, k), Gemm::tn(m, n, k), Gemm::nn(m, n, k).acc()] {
+            let mut want = std::vec![0.5f32; m * n];
+            let mut got = want.clone();
+            crate::ops::gemm::gemm_serial(&mut want, &a, &b, g);
+            install(Some(&REG));
+            let before = INLINE.0.load(Ordering::Relaxed);
+            gemm(&mut got, &a, &b, g);
+            let split = INLINE.0.load(Ordering::Relaxed) - before;
+            install(None);
+            assert!(split >= 2, "{g:?} was not split");
+            assert!(want.iter().zip(&got).all(|(w, v)| w.to_bits() == v.to_bits()), "{g:?}");
+        }
+    }
+}
