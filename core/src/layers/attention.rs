@@ -213,7 +213,14 @@ pub fn backward(
 /// One new token attending over `len` cached positions (itself included, so causal by
 /// construction): `out` (H·D) from `q` (H·D) and `k`, `v` (len × G·D, the cache's rows).
 /// Overwrites `out`; `scores` is scratch of at least `len` floats.
+///
+/// With `Kernels::Auto` on a CPU with AVX-512 the heads of a group run together in one vector
+/// kernel with an online softmax (the same result up to rounding); `Portable` always runs the
+/// loop below, the bits a microcontroller computes.
 pub fn forward_one(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], scores: &mut [f32], d: Attn, len: usize) {
+    if d.kernels == Kernels::Auto && crate::ops::attend_one_simd(out, q, kv, d, len) {
+        return;
+    }
     let [k, v] = kv;
     let (hd, kvd, scale) = (d.head_dim, d.kv_dim(), d.scale());
     let scores = &mut scores[..len];
@@ -529,6 +536,30 @@ mod tests {
                 let want = &full[(b * T + T - 1) * d.q_dim()..][..d.q_dim()];
                 let worst = out.iter().zip(want).map(|(a, w)| (a - w).abs()).fold(0.0f32, f32::max);
                 assert!(worst < 1e-6, "H={h} G={g}: off by {worst:e}");
+            }
+        }
+    }
+
+    /// The vector kernel `Auto` runs for one query (AVX-512 where the CPU has it) against the
+    /// portable loop: every head count per group it specialises (1, 2, 4, 8 and leftovers),
+    /// head dims up to 16 and one past (the portable fallback), contexts across a block edge.
+    #[test]
+    fn one_query_vector_kernel_matches_the_portable_loop() {
+        let mut seed = 5;
+        for (h, g, hd) in [(8, 4, 8), (8, 1, 8), (3, 1, 5), (12, 2, 4), (16, 1, 1), (2, 2, 16), (2, 1, 17)] {
+            for len in [1, 15, 16, 17, 40, 129] {
+                let auto =
+                    Attn { n_heads: h, n_kv_heads: g, head_dim: hd, causal: true, kernels: Kernels::Auto };
+                let portable = Attn { kernels: Kernels::Portable, ..auto };
+                let q = random(h * hd, &mut seed);
+                // Large values: the online softmax must rescale when a later block holds the maximum.
+                let k: Vec<f32> = random(len * g * hd, &mut seed).iter().map(|x| 4.0 * x).collect();
+                let v = random(len * g * hd, &mut seed);
+                let (mut want, mut got, mut scores) = (vec![0.0; h * hd], vec![0.0; h * hd], vec![0.0; len]);
+                forward_one(&mut want, &q, [&k, &v], &mut scores, portable, len);
+                forward_one(&mut got, &q, [&k, &v], &mut scores, auto, len);
+                let worst = got.iter().zip(&want).map(|(a, w)| (a - w).abs()).fold(0.0f32, f32::max);
+                assert!(worst < 2e-6, "H={h} G={g} D={hd} len={len}: off by {worst:e}");
             }
         }
     }

@@ -331,7 +331,10 @@ pub fn gemm_with(kernel: Kernel, c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
     }
     if g.m == 1 {
         // One row (decoding one token): packing B would cost as much as the product itself.
-        return gemv(c, a, b, g);
+        return match kernel {
+            Kernel::Avx512 if kernel.is_supported() => super::simd::gemv_avx512(c, a, b, g),
+            _ => gemv(c, a, b, g),
+        };
     }
     match kernel {
         Kernel::Avx512 if kernel.is_supported() => super::simd::gemm_avx512(c, a, b, g),
@@ -342,7 +345,7 @@ pub fn gemm_with(kernel: Kernel, c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
 
 /// `C (1×n) (+)= op(A) (1×k) · op(B)`: dot products against B's rows when B is stored
 /// transposed (a linear layer's `x·Wᵀ`), else row-by-row updates; B is read in place.
-fn gemv(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+pub(crate) fn gemv(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
     let row = &mut c[..g.n];
     super::vectorized(
         #[inline(always)]
@@ -608,8 +611,18 @@ mod tests {
     /// without padded strides, for every kernel this CPU has, against the naive loop.
     #[test]
     fn every_kernel_matches_the_naive_loop() {
-        let shapes =
-            [(1, 1, 1), (3, 5, 7), (6, 16, 8), (7, 17, 9), (13, 33, 300), (64, 40, 64), (75, 70, 513)];
+        let shapes = [
+            (1, 1, 1),
+            (1, 70, 37),
+            (1, 130, 16),
+            (1, 5, 100),
+            (3, 5, 7),
+            (6, 16, 8),
+            (7, 17, 9),
+            (13, 33, 300),
+            (64, 40, 64),
+            (75, 70, 513),
+        ];
         let mut seed = 11;
         for kernel in Kernel::ALL.into_iter().filter(|k| k.is_supported()) {
             for &(m, n, k) in &shapes {

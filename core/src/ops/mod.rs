@@ -9,6 +9,26 @@ mod simd;
 
 pub use gemm::{Gemm, Kernel, Kernels, gemm, gemm_naive, gemm_with};
 
+/// One query attending over `len` positions with the CPU's widest vector unit, when it has one
+/// for this shape (AVX-512, head_dim ≤ 16): see `layers::attention::forward_one`. Returns false,
+/// computing nothing, otherwise.
+pub(crate) fn attend_one_simd(
+    out: &mut [f32],
+    q: &[f32],
+    kv: [&[f32]; 2],
+    d: crate::layers::Attn,
+    len: usize,
+) -> bool {
+    let shape = simd::AttendShape {
+        heads: d.n_heads,
+        groups: d.n_kv_heads,
+        head_dim: d.head_dim,
+        len,
+        scale: 1.0 / libm::sqrtf(d.head_dim as f32),
+    };
+    simd::attend_one_avx512(out, q, kv, shape)
+}
+
 /// Correctly rounded square root, vectorisable (unlike libm's, which is opaque inline assembly).
 #[inline(always)]
 pub fn sqrt(x: f32) -> f32 {

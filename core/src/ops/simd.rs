@@ -12,12 +12,22 @@
 
 use super::gemm::Gemm;
 
+/// Shape of a single-query attention (`attend_one_avx512`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttendShape {
+    pub heads: usize,
+    pub groups: usize,
+    pub head_dim: usize,
+    pub len: usize,
+    pub scale: f32,
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
     use core::sync::atomic::{AtomicU8, Ordering};
 
-    use super::Gemm;
+    use super::{AttendShape, Gemm};
     use crate::ops::gemm::{Tile, drive, pack_len, store_tile};
 
     /// Run `f` with a zeroed stack buffer of at least `need` floats (at most 256 × 64, the largest
@@ -229,6 +239,231 @@ mod x86 {
         unsafe { gemm_avx512_impl(c, a, b, g) }
     }
 
+    /// `y (1×n) (+)= x · op(B)` with AVX-512: the one-row product of decoding a token.
+    ///
+    /// With B stored n×k (`x·Bᵀ`, a linear layer), four outputs at a time each sum their row of B
+    /// against x in 16-lane FMA accumulators, reduced at the end; with B stored k×n, 64 outputs
+    /// at a time accumulate `x[p]·B[p, ..]` over p in registers. Either way x and B are read once,
+    /// in order. (The portable `gemv` sums in another order: the bits differ in the last place,
+    /// as every SIMD kernel's do.) A strided x (`trans_a`) takes the portable loop.
+    #[target_feature(enable = "avx512f")]
+    fn gemv_avx512_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        if g.trans_a {
+            return crate::ops::gemm::gemv(c, a, b, g);
+        }
+        let (n, k) = (g.n, g.k);
+        let (x, y) = (&a[..k], &mut c[..n]);
+        let store = |y: &mut f32, v: f32| *y = if g.accumulate { *y + v } else { v };
+        if g.trans_b {
+            let full = k / 16 * 16;
+            let tail_mask: __mmask16 = ((1u32 << (k - full)) - 1) as __mmask16;
+            let xp = x.as_ptr();
+            let mut j = 0;
+            while j < n {
+                let rows = 4.min(n - j);
+                // Row q of this group of (up to) four outputs; the last repeats past `rows`.
+                let r: [*const f32; 4] =
+                    [0, 1, 2, 3].map(|q| b[(j + q.min(rows - 1)) * g.ldb..][..k].as_ptr());
+                let mut acc = [_mm512_setzero_ps(); 4];
+                let mut p = 0;
+                while p < full {
+                    // SAFETY: p + 16 ≤ full ≤ k: inside x and inside each row (k floats, sliced above).
+                    unsafe {
+                        let xv = _mm512_loadu_ps(xp.add(p));
+                        for q in 0..4 {
+                            acc[q] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(r[q].add(p)), acc[q]);
+                        }
+                    }
+                    p += 16;
+                }
+                if full < k {
+                    // SAFETY: masked loads of the k − full floats left in x and in each row.
+                    unsafe {
+                        let xv = _mm512_maskz_loadu_ps(tail_mask, xp.add(full));
+                        for q in 0..4 {
+                            let rv = _mm512_maskz_loadu_ps(tail_mask, r[q].add(full));
+                            acc[q] = _mm512_fmadd_ps(xv, rv, acc[q]);
+                        }
+                    }
+                }
+                for q in 0..rows {
+                    store(&mut y[j + q], _mm512_reduce_add_ps(acc[q]));
+                }
+                j += rows;
+            }
+        } else {
+            for (jb, yb) in y.chunks_mut(64).enumerate() {
+                let (j0, w) = (jb * 64, yb.len());
+                let masks: [__mmask16; 4] = core::array::from_fn(|q| {
+                    let live = w.saturating_sub(q * 16).min(16);
+                    ((1u32 << live) - 1) as __mmask16
+                });
+                let mut acc = [_mm512_setzero_ps(); 4];
+                for (p, &xp) in x.iter().enumerate() {
+                    let xv = _mm512_set1_ps(xp);
+                    let r = &b[p * g.ldb + j0..][..w];
+                    for (q, s) in acc.iter_mut().enumerate() {
+                        // SAFETY: the mask enables lanes q·16 + l < w only, inside r.
+                        let bv = unsafe { _mm512_maskz_loadu_ps(masks[q], r.as_ptr().wrapping_add(q * 16)) };
+                        *s = _mm512_fmadd_ps(xv, bv, *s);
+                    }
+                }
+                let mut lanes = [0.0f32; 64];
+                for (q, s) in acc.iter().enumerate() {
+                    // SAFETY: lanes holds 4 × 16 floats.
+                    unsafe { _mm512_storeu_ps(lanes[q * 16..].as_mut_ptr(), *s) };
+                }
+                yb.iter_mut().zip(&lanes).for_each(|(yv, &v)| store(yv, v));
+            }
+        }
+    }
+
+    pub(crate) fn gemv_avx512(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        assert!(has_avx512f());
+        // SAFETY: the CPU supports AVX-512F (asserted above).
+        unsafe { gemv_avx512_impl(c, a, b, g) }
+    }
+
+    /// [`crate::ops::math::exp`] on 16 lanes: the same range reduction and polynomial, for finite
+    /// or −∞ inputs (−∞ gives the clamp's ~1e-38, which callers mask).
+    #[target_feature(enable = "avx512f")]
+    fn exp_avx512(x: __m512) -> __m512 {
+        use core::f32::consts::LOG2_E;
+        const MAGIC: f32 = 12_582_912.0;
+        let set = _mm512_set1_ps;
+        let xc = _mm512_min_ps(_mm512_max_ps(x, set(-87.336_54)), set(88.376_26));
+        let shifted = _mm512_add_ps(_mm512_mul_ps(xc, set(LOG2_E)), set(MAGIC));
+        let n_bits =
+            _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(MAGIC.to_bits() as i32));
+        let n = _mm512_sub_ps(shifted, set(MAGIC));
+        let r = _mm512_sub_ps(
+            _mm512_sub_ps(xc, _mm512_mul_ps(n, set(0.693_359_4))),
+            _mm512_mul_ps(n, set(-2.121_944_4e-4)),
+        );
+        let mut p = set(1.987_569_1e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+            p = _mm512_add_ps(_mm512_mul_ps(p, r), set(c));
+        }
+        let e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), set(1.0));
+        let scale =
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n_bits, _mm512_set1_epi32(127))));
+        _mm512_mul_ps(e, scale)
+    }
+
+    /// One query attending over `len` cached positions, with AVX-512 (see
+    /// [`crate::layers::attention::forward_one`], whose result this is up to rounding): the heads
+    /// of a kv group are processed together, so each key element is gathered and each value row
+    /// loaded once for all of them, 16 positions at a time; the softmax is computed online (a
+    /// running maximum and sum, rescaling the accumulators when the maximum grows), so no scores
+    /// are stored.
+    ///
+    /// Returns false, computing nothing, for shapes it does not take: head_dim above 16, or
+    /// indices beyond `i32` (the portable loop then runs).
+    #[target_feature(enable = "avx512f")]
+    fn attend_one_avx512_impl(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], shape: AttendShape) -> bool {
+        let AttendShape { heads, groups, head_dim: hd, len, .. } = shape;
+        let kvd = groups * hd;
+        let fits_i32 = len.checked_mul(kvd).is_some_and(|n| n <= i32::MAX as usize);
+        if hd == 0 || hd > 16 || groups == 0 || heads % groups != 0 || !fits_i32 || len == 0 {
+            return false;
+        }
+        let [k, v] = kv;
+        let (k, v) = (&k[..len * kvd], &v[..len * kvd]); // every index below stays under len·kvd
+        let (q, out) = (&q[..heads * hd], &mut out[..heads * hd]);
+        let per_group = heads / groups;
+        for g in 0..groups {
+            let (mut h0, end) = (g * per_group, (g + 1) * per_group);
+            while h0 < end {
+                // The heads of a chunk keep their scores and outputs in registers: R is a constant.
+                let r = match end - h0 {
+                    8.. => attend_heads::<8>(out, q, [k, v], (g, h0), shape),
+                    4..=7 => attend_heads::<4>(out, q, [k, v], (g, h0), shape),
+                    2 | 3 => attend_heads::<2>(out, q, [k, v], (g, h0), shape),
+                    _ => attend_heads::<1>(out, q, [k, v], (g, h0), shape),
+                };
+                h0 += r;
+            }
+        }
+        true
+    }
+
+    /// Heads `h0..h0 + R` of kv group `g` (see [`attend_one_avx512_impl`], which checked the
+    /// shape and sliced k and v to `len` rows). Returns R.
+    #[target_feature(enable = "avx512f")]
+    fn attend_heads<const R: usize>(
+        out: &mut [f32],
+        q: &[f32],
+        [k, v]: [&[f32]; 2],
+        (g, h0): (usize, usize),
+        shape: AttendShape,
+    ) -> usize {
+        let AttendShape { groups, head_dim: hd, len, scale, .. } = shape;
+        let kvd = groups * hd;
+        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let stride = _mm512_set1_epi32(kvd as i32);
+        let dmask: __mmask16 = ((1u32 << hd) - 1) as __mmask16;
+        let qs: [[f32; 16]; R] = core::array::from_fn(|hh| {
+            let mut row = [0.0f32; 16];
+            row[..hd].iter_mut().zip(&q[(h0 + hh) * hd..][..hd]).for_each(|(d, &x)| *d = x * scale);
+            row
+        });
+        let mut top = [f32::NEG_INFINITY; R]; // running maximum per head
+        let mut total = [0.0f32; R]; // running sum of exp per head
+        let mut acc = [_mm512_setzero_ps(); R]; // outputs, hd ≤ 16 lanes each
+        let mut jb = 0;
+        while jb < len {
+            let live = 16.min(len - jb);
+            let mask: __mmask16 = ((1u32 << live) - 1) as __mmask16;
+            let rows = _mm512_mullo_epi32(_mm512_add_epi32(_mm512_set1_epi32(jb as i32), lane), stride);
+            // scores[hh][lane] = Σ_d q[h0+hh, d]·scale · k[jb+lane, g, d]
+            let mut sc = [_mm512_setzero_ps(); R];
+            for d in 0..hd {
+                let col = &k[g * hd + d..];
+                // SAFETY: lanes under `mask` read col[(jb+l)·kvd] = k[(jb+l)·kvd + g·hd + d], below
+                // len·kvd = k.len(); masked-off lanes are not read.
+                let kd =
+                    unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, rows, col.as_ptr()) };
+                for hh in 0..R {
+                    sc[hh] = _mm512_fmadd_ps(_mm512_set1_ps(qs[hh][d]), kd, sc[hh]);
+                }
+            }
+            let mut p = [[0.0f32; 16]; R];
+            for hh in 0..R {
+                let s = _mm512_mask_blend_ps(mask, _mm512_set1_ps(f32::NEG_INFINITY), sc[hh]);
+                let m_new = top[hh].max(_mm512_reduce_max_ps(s));
+                let c = crate::ops::math::exp(top[hh] - m_new); // ~0 at the first block, on zeros
+                top[hh] = m_new;
+                // Lanes past `live` become exactly 0.
+                let pv = _mm512_maskz_mov_ps(mask, exp_avx512(_mm512_sub_ps(s, _mm512_set1_ps(m_new))));
+                total[hh] = total[hh] * c + _mm512_reduce_add_ps(pv);
+                // SAFETY: p[hh] holds 16 floats.
+                unsafe { _mm512_storeu_ps(p[hh].as_mut_ptr(), pv) };
+                acc[hh] = _mm512_mul_ps(acc[hh], _mm512_set1_ps(c));
+            }
+            for l in 0..live {
+                let row = &v[(jb + l) * kvd + g * hd..][..hd];
+                // SAFETY: dmask enables hd lanes, all inside row.
+                let vr = unsafe { _mm512_maskz_loadu_ps(dmask, row.as_ptr()) };
+                for hh in 0..R {
+                    acc[hh] = _mm512_fmadd_ps(_mm512_set1_ps(p[hh][l]), vr, acc[hh]);
+                }
+            }
+            jb += 16;
+        }
+        for hh in 0..R {
+            let o = _mm512_mul_ps(acc[hh], _mm512_set1_ps(1.0 / total[hh]));
+            let dst = &mut out[(h0 + hh) * hd..][..hd];
+            // SAFETY: dmask enables hd lanes, all inside dst.
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), dmask, o) };
+        }
+        R
+    }
+
+    pub(crate) fn attend_one_avx512(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], shape: AttendShape) -> bool {
+        // SAFETY: the CPU supports AVX-512F (checked first).
+        has_avx512f() && unsafe { attend_one_avx512_impl(out, q, kv, shape) }
+    }
+
     /// Independent multiply-add chains, `iters` steps each: enough of them (16 × 16 lanes) that the
     /// FMA units' throughput, not their latency, bounds the loop. Each chain is its own local, so
     /// the compiler keeps them in registers. Returns a checksum that keeps the loop alive.
@@ -341,7 +576,9 @@ mod x86 {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{fma_chains, gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f, vectorized};
+pub(crate) use x86::{
+    attend_one_avx512, fma_chains, gemm_avx2, gemm_avx512, gemv_avx512, has_avx2_fma, has_avx512f, vectorized,
+};
 
 /// IEEE square root that the compiler can vectorise (`sqrtps`/`vsqrtps`). libm's `sqrtf` is inline
 /// assembly: opaque to the vectoriser, and its legacy-SSE `sqrtss` stalls inside AVX code.
@@ -380,6 +617,14 @@ mod other {
         crate::ops::gemm::gemm_portable(c, a, b, g)
     }
 
+    pub(crate) fn gemv_avx512(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        crate::ops::gemm::gemv(c, a, b, g)
+    }
+
+    pub(crate) fn attend_one_avx512(_: &mut [f32], _: &[f32], _: [&[f32]; 2], _: super::AttendShape) -> bool {
+        false
+    }
+
     pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
         f()
     }
@@ -390,4 +635,6 @@ mod other {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) use other::{fma_chains, gemm_avx2, gemm_avx512, has_avx2_fma, has_avx512f, vectorized};
+pub(crate) use other::{
+    attend_one_avx512, fma_chains, gemm_avx2, gemm_avx512, gemv_avx512, has_avx2_fma, has_avx512f, vectorized,
+};
