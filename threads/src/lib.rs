@@ -33,19 +33,15 @@ impl Parallel for Pool {
     }
 
     fn run(&self, tasks: &mut [&mut (dyn FnMut() + Send)]) {
-        // `install` runs the scope on the pool (inline when called from one of its own threads, so
-        // a task that splits again cannot deadlock); the scope returns once every task has.
-        self.pool.install(|| {
-            rayon::scope(|s| {
-                let (first, rest) = match tasks.split_first_mut() {
-                    Some(split) => split,
-                    None => return,
-                };
-                for task in rest {
-                    s.spawn(move |_| task());
-                }
-                first();
-            })
+        // The caller runs the first task itself while the pool's threads take the others (the
+        // pool has `threads - 1` of them); the scope returns once every task has. Called from one
+        // of the pool's own threads (a task that splits again), the same holds without deadlock.
+        let Some((first, rest)) = tasks.split_first_mut() else { return };
+        self.pool.in_place_scope(|s| {
+            for task in rest {
+                s.spawn(move |_| task());
+            }
+            first();
         });
     }
 }
@@ -70,8 +66,9 @@ fn pool(n: usize) -> Result<&'static Installed, String> {
     if let Some(&p) = pools.get(&n) {
         return Ok(p);
     }
+    // The caller is one of the n threads (see `Pool::run`).
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(n - 1)
         .thread_name(|i| format!("regkern-{i}"))
         .build()
         .map_err(|e| format!("cannot start {n} threads: {e}"))?;
