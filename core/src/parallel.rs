@@ -5,8 +5,9 @@
 //! large enough to pay for the hand-off splits its rows of C into a few tasks. Each element of C
 //! is still computed by the same kernel, from the same operands, in the same order — splitting
 //! rows changes which thread computes it, not how — so results are **bit-identical** to one
-//! thread whatever the thread count. With nothing installed (firmware, the default) every call
-//! runs on the caller's thread, as before.
+//! thread whatever the thread count. With nothing installed (the default) every call runs on
+//! the caller's thread, as before; on bare-metal targets (`target_os = "none"`) gemm never asks,
+//! so firmware links no splitting code.
 //!
 //! The registration is process-wide, like the CPU-feature detection: a thread count changes
 //! speed, never bits, so two models in one process may share it.

@@ -14,6 +14,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+#[cfg(not(target_os = "none"))]
 use crate::parallel::Parallel;
 
 /// Shape, strides and flags of one gemm call. Build it with [`Gemm::nn`], [`Gemm::nt`] or
@@ -243,10 +244,12 @@ pub fn fma_probe(kernel: Kernel, iterations: usize, multiplier: f32) -> Option<(
 /// a few tasks; the bits do not change (see [`split_rows`]).
 pub fn gemm(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
     let kernel = kernel_for(&g);
-    match crate::parallel::current() {
-        Some(par) => split_rows(par, kernel, c, a, b, g),
-        None => gemm_with(kernel, c, a, b, g),
+    // Bare-metal targets have no threads: their firmware links no splitting code at all.
+    #[cfg(not(target_os = "none"))]
+    if let Some(par) = crate::parallel::current() {
+        return split_rows(par, kernel, c, a, b, g);
     }
+    gemm_with(kernel, c, a, b, g);
 }
 
 /// [`gemm`] on the caller's thread only.
@@ -263,13 +266,16 @@ fn kernel_for(g: &Gemm) -> Kernel {
 }
 
 /// Rows of C per unit of a split: a multiple of every kernel's tile height keeps tiles whole.
+#[cfg(not(target_os = "none"))]
 const SPLIT_ROWS: usize = 24;
 
 /// Least work per task (FLOPs): ~80 µs on one core. Handing tasks to a sleeping pool costs
 /// 15–80 µs (rayon, measured on the 2-vCPU dev VM), so smaller products run faster on one thread.
+#[cfg(not(target_os = "none"))]
 const MIN_TASK_FLOPS: u64 = 1 << 24;
 
 /// Most tasks one product splits into.
+#[cfg(not(target_os = "none"))]
 const MAX_TASKS: usize = 8;
 
 /// `gemm_with(kernel, …)` with the rows of C split into tasks run by `par`, when the product is
@@ -280,6 +286,7 @@ const MAX_TASKS: usize = 8;
 /// and every kernel computes an element of C from its row of op(A) and column of op(B) alone, in
 /// an order fixed by `k` (blocks of k, in order) — never by the row's position or the block of
 /// rows it was in.
+#[cfg(not(target_os = "none"))]
 fn split_rows(par: &dyn Parallel, kernel: Kernel, c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
     g.assert_fits(c.len(), a.len(), b.len());
     let flops = 2 * (g.m as u64) * (g.n as u64) * (g.k as u64);

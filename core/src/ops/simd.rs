@@ -14,6 +14,7 @@ use super::gemm::Gemm;
 
 /// Shape of a single-query attention (`attend_one_avx512`).
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86_64 kernel reads it
 pub(crate) struct AttendShape {
     pub heads: usize,
     pub groups: usize,
