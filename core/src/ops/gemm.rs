@@ -423,23 +423,39 @@ pub(crate) struct Tile<'t, const MR: usize> {
 
 #[cfg(target_arch = "x86_64")]
 /// Rows of C per block (the block of A reused from L2 across B panels).
-const MC: usize = 72;
+pub(crate) const MC: usize = 72;
 
 /// The blocked loops shared by every kernel. `KC` rows by `NC` columns of op(B) are packed per
-/// pass into `pack` (`KC * NC` floats); `micro` computes one tile. Inlined into each kernel's
-/// entry point so that the entry point's target features apply to the packing loops too.
+/// pass into `pack` (`KC * NC` floats); `micro` computes one tile. With `PACK_A`, each
+/// `MC × KC` block of op(A) is packed too, into `apack` (see [`pack_a`]), so that a tile reads its rows of A
+/// from L1 in order rather than `lda` apart: worth it when a block of A meets many panels of B
+/// (a wide `NC`). Packing moves values and never changes the arithmetic: every element of C is
+/// the same sum, in the same order (blocks of `KC`), whatever `NC`, `MC` and packing are.
+/// Inlined into each kernel's entry point so that the entry point's target features apply to
+/// the packing loops too.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) fn drive<const MR: usize, const NR: usize, const KC: usize, const NC: usize>(
+pub(crate) fn drive<
+    const MR: usize,
+    const NR: usize,
+    const KC: usize,
+    const NC: usize,
+    const PACK_A: bool,
+>(
     c: &mut [f32],
     a: &[f32],
     b: &[f32],
     g: Gemm,
-    pack: &mut [f32],
+    (pack, apack): (&mut [f32], &mut [f32]),
     mut micro: impl FnMut(&mut [f32], &[f32], &Tile<'_, MR>),
 ) {
     debug_assert!(NC.is_multiple_of(NR));
     debug_assert!(pack.len() >= pack_len::<NR, KC, NC>(&g), "pack buffer too small for {g:?}");
+    let pack_a_too = PACK_A;
+    debug_assert!(
+        !pack_a_too || apack.len() >= MC.div_ceil(MR) * MR * KC.min(g.k),
+        "A pack buffer too small"
+    );
     let a_step = if g.trans_a { g.lda } else { 1 };
     for jc in (0..g.n).step_by(NC) {
         let nc = NC.min(g.n - jc);
@@ -449,15 +465,23 @@ pub(crate) fn drive<const MR: usize, const NR: usize, const KC: usize, const NC:
             pack_b::<NR>(&mut pack[..panels * kc * NR], b, &g, pc, kc, jc, nc);
             for ic in (0..g.m).step_by(MC) {
                 let mc = MC.min(g.m - ic);
+                if pack_a_too {
+                    pack_a::<MR>(&mut apack[..mc.div_ceil(MR) * MR * kc], a, &g, (ic, mc), (pc, kc));
+                }
                 for q in 0..panels {
                     let j0 = jc + q * NR;
                     let b_panel = &pack[q * kc * NR..(q + 1) * kc * NR];
                     for ir in (ic..ic + mc).step_by(MR) {
                         let mr = MR.min(ic + mc - ir);
-                        let a_rows = core::array::from_fn(|r| g.a_index(ir + r.min(mr - 1), pc));
+                        let (a_src, a_rows, step): (&[f32], _, _) = if pack_a_too {
+                            let base = (ir - ic) * kc; // micro-panel (ir − ic) / MR, MR·kc floats
+                            (&*apack, core::array::from_fn(|r| base + r), MR)
+                        } else {
+                            (a, core::array::from_fn(|r| g.a_index(ir + r.min(mr - 1), pc)), a_step)
+                        };
                         let tile = Tile {
                             a_rows,
-                            a_step,
+                            a_step: step,
                             b_panel,
                             c_at: ir * g.ldc + j0,
                             ldc: g.ldc,
@@ -466,7 +490,7 @@ pub(crate) fn drive<const MR: usize, const NR: usize, const KC: usize, const NC:
                             nr: NR.min(g.n - j0),
                             overwrite: !g.accumulate && pc == 0,
                         };
-                        micro(c, a, &tile);
+                        micro(c, a_src, &tile);
                     }
                 }
             }
@@ -483,6 +507,48 @@ pub(crate) const fn pack_len<const NR: usize, const KC: usize, const NC: usize>(
     let kc = if g.k < KC { g.k } else { KC };
     let nc = if g.n < NC { g.n } else { NC };
     kc * nc.div_ceil(NR) * NR
+}
+
+/// Whether a product is large enough for the wide blocking (B packed 512 columns at a time, A
+/// packed too): its packing buffers (~650 KB of stack) are then cheap beside the arithmetic.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) const fn is_large(g: &Gemm) -> bool {
+    g.m >= 256 && g.n >= 512 && g.k >= 256
+}
+
+/// Pack op(A)[ic..ic+mc, pc..pc+kc] into `MR`-row micro-panels, each `kc × MR` (element (r, p)
+/// at `p·MR + r`); rows past the last valid one repeat it, as [`Tile::a_rows`] does unpacked.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn pack_a<const MR: usize>(
+    apack: &mut [f32],
+    a: &[f32],
+    g: &Gemm,
+    (ic, mc): (usize, usize),
+    (pc, kc): (usize, usize),
+) {
+    for (t, panel) in apack.chunks_exact_mut(kc * MR).enumerate() {
+        let i0 = ic + t * MR;
+        let mr = MR.min(ic + mc - i0);
+        if g.trans_a {
+            // A stored k×m: the tile's rows at one k are adjacent.
+            for (p, dst) in panel.chunks_exact_mut(MR).enumerate() {
+                let src = &a[(pc + p) * g.lda + i0..][..mr];
+                for (r, d) in dst.iter_mut().enumerate() {
+                    *d = src[r.min(mr - 1)];
+                }
+            }
+        } else {
+            // A stored m×k: read MR rows side by side, write each k's MR values together.
+            let rows: [&[f32]; MR] = core::array::from_fn(|r| &a[(i0 + r.min(mr - 1)) * g.lda + pc..][..kc]);
+            for (p, dst) in panel.chunks_exact_mut(MR).enumerate() {
+                for (d, row) in dst.iter_mut().zip(&rows) {
+                    *d = row[p];
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -629,6 +695,7 @@ mod tests {
             (13, 33, 300),
             (64, 40, 64),
             (75, 70, 513),
+            (259, 530, 300), // the wide blocking (is_large), A packed in both layouts
         ];
         let mut seed = 11;
         for kernel in Kernel::ALL.into_iter().filter(|k| k.is_supported()) {

@@ -29,7 +29,7 @@ mod x86 {
     use core::sync::atomic::{AtomicU8, Ordering};
 
     use super::{AttendShape, Gemm};
-    use crate::ops::gemm::{Tile, drive, pack_len, store_tile};
+    use crate::ops::gemm::{Tile, drive, is_large, pack_len, store_tile};
 
     /// Run `f` with a zeroed stack buffer of at least `need` floats (at most 256 × 64, the largest
     /// block the kernels pack). Safe Rust must initialise it, and zeroing 64 KiB costs more than
@@ -167,7 +167,8 @@ mod x86 {
         // A closure inherits gemm_avx2_impl's target features, so the micro-kernel call is safe.
         let need = pack_len::<AVX2_NR, 256, 64>(&g);
         with_pack(need, |pack| {
-            drive::<AVX2_MR, AVX2_NR, 256, 64>(c, a, b, g, pack, |c, a, t| micro_avx2(c, a, t))
+            let bufs = (pack, &mut [][..]);
+            drive::<AVX2_MR, AVX2_NR, 256, 64, false>(c, a, b, g, bufs, |c, a, t| micro_avx2(c, a, t))
         });
     }
 
@@ -179,10 +180,15 @@ mod x86 {
 
     const AVX512_MR: usize = 8;
     const AVX512_NR: usize = 32;
+    /// Floats of the A-packing buffer of the wide blocking: MC rows (rounded up to whole tiles)
+    /// by 256.
+    const APACK: usize = crate::ops::gemm::MC.div_ceil(AVX512_MR) * AVX512_MR * 256;
 
-    /// 8×32 tile: 16 zmm accumulators, two B vectors and one broadcast A per step.
+    /// 8×32 tile: 16 zmm accumulators, two B vectors and one broadcast A per step. `WIDE` only
+    /// tells the two blockings' copies apart: LLVM inlines a function with a single caller, and
+    /// the kernel must be inlined into each driver's loop (a call per tile costs ~30% at n = 64).
     #[target_feature(enable = "avx512f")]
-    fn micro_avx512(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX512_MR>) {
+    fn micro_avx512<const WIDE: bool>(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX512_MR>) {
         let rows = a_row_ptrs(a, t);
         let bp = t.b_panel.as_ptr();
         let mut acc = [[_mm512_setzero_ps(); 2]; AVX512_MR];
@@ -228,9 +234,28 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     fn gemm_avx512_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        if is_large(&g) {
+            return gemm_avx512_large(c, a, b, g);
+        }
         let need = pack_len::<AVX512_NR, 256, 64>(&g);
         with_pack(need, |pack| {
-            drive::<AVX512_MR, AVX512_NR, 256, 64>(c, a, b, g, pack, |c, a, t| micro_avx512(c, a, t))
+            let bufs = (pack, &mut [][..]);
+            drive::<AVX512_MR, AVX512_NR, 256, 64, false>(c, a, b, g, bufs, |c, a, t| {
+                micro_avx512::<false>(c, a, t)
+            })
+        });
+    }
+
+    /// The wide blocking: B 256 × 512 and A MC × 256 at a time, so each block of A meets 16
+    /// panels of B. Its own function (never inlined): its 650 KB stack frame must not be set up
+    /// for the small products.
+    #[inline(never)]
+    #[target_feature(enable = "avx512f")]
+    fn gemm_avx512_large(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        let (mut pack, mut apack) = ([0.0f32; 256 * 512], [0.0f32; APACK]);
+        let bufs = (&mut pack[..], &mut apack[..]);
+        drive::<AVX512_MR, AVX512_NR, 256, 512, true>(c, a, b, g, bufs, |c, a, t| {
+            micro_avx512::<true>(c, a, t)
         });
     }
 
