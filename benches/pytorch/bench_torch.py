@@ -173,14 +173,20 @@ def p1(args):
     return timed_steps("P1", lambda: train_step(model, opt, x, y), args)
 
 
+def seqsum_steps(name, cfg, batch, seq, args):
+    """Training steps of a regression Transformer(**cfg) with Adam lr 1e-3 on one seqsum batch:
+    x ~ U(-1,1)^[batch, seq, 1], y = Σx/√seq (P2, P6)."""
+    torch.manual_seed(0)
+    model = Transformer(**cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(batch, seq, 1) * 2 - 1
+    y = x.sum(dim=1) / math.sqrt(seq)
+    return timed_steps(name, lambda: train_step(model, opt, x, y), args)
+
+
 def p2(args):
     """P2 tfm-reg-train: seq 32, input_dim 1, E 64, F 128, 2 layers, H 8, G 4 (GQA), batch 32."""
-    torch.manual_seed(0)
-    model = Transformer(**TFM)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(32, 32, 1) * 2 - 1
-    y = x.sum(dim=1) / math.sqrt(32)
-    return timed_steps("P2", lambda: train_step(model, opt, x, y), args)
+    return seqsum_steps("P2", TFM, 32, 32, args)
 
 
 def p3(args):
@@ -305,12 +311,7 @@ def p5(args):
 def p6(args):
     """P6 tfm-mid-train: seq 128, input_dim 1, E 256, F 1024, 4 layers, H 8, G 2 (GQA), max_seq_len
     128, batch 8; x ~ U(-1,1)^[8,128,1], y = Σx/√128 (P2's seqsum target at length 128), Adam lr 1e-3."""
-    torch.manual_seed(0)
-    model = Transformer(**TFM_MID)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(8, 128, 1) * 2 - 1
-    y = x.sum(dim=1) / math.sqrt(128)
-    return timed_steps("P6", lambda: train_step(model, opt, x, y), args)
+    return seqsum_steps("P6", TFM_MID, 8, 128, args)
 
 
 BASELINE_IDS = ("K1", "P1", "P2", "P3", "P4", "P5", "P6")

@@ -490,72 +490,50 @@ mod x86 {
         has_avx512f() && unsafe { attend_one_avx512_impl(out, q, kv, shape) }
     }
 
-    /// Independent multiply-add chains, `iters` steps each: enough of them (16 × 16 lanes) that the
-    /// FMA units' throughput, not their latency, bounds the loop. Each chain is its own local, so
-    /// the compiler keeps them in registers. Returns a checksum that keeps the loop alive.
-    #[target_feature(enable = "avx512f")]
-    fn fma_chains_avx512_impl(iters: usize, x: f32) -> f32 {
-        let (m, a) = (_mm512_set1_ps(x), _mm512_set1_ps(1e-7));
-        let one = _mm512_set1_ps(1.0);
-        let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
-            (one, one, one, one, one, one, one, one);
-        let (mut c8, mut c9, mut ca, mut cb, mut cc, mut cd, mut ce, mut cf) =
-            (one, one, one, one, one, one, one, one);
-        for _ in 0..iters {
-            c0 = _mm512_fmadd_ps(c0, m, a);
-            c1 = _mm512_fmadd_ps(c1, m, a);
-            c2 = _mm512_fmadd_ps(c2, m, a);
-            c3 = _mm512_fmadd_ps(c3, m, a);
-            c4 = _mm512_fmadd_ps(c4, m, a);
-            c5 = _mm512_fmadd_ps(c5, m, a);
-            c6 = _mm512_fmadd_ps(c6, m, a);
-            c7 = _mm512_fmadd_ps(c7, m, a);
-            c8 = _mm512_fmadd_ps(c8, m, a);
-            c9 = _mm512_fmadd_ps(c9, m, a);
-            ca = _mm512_fmadd_ps(ca, m, a);
-            cb = _mm512_fmadd_ps(cb, m, a);
-            cc = _mm512_fmadd_ps(cc, m, a);
-            cd = _mm512_fmadd_ps(cd, m, a);
-            ce = _mm512_fmadd_ps(ce, m, a);
-            cf = _mm512_fmadd_ps(cf, m, a);
-        }
-        [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ca, cb, cc, cd, ce, cf]
-            .iter()
-            .map(|&v| _mm512_reduce_add_ps(v))
-            .sum()
+    /// `$fn`: `$chains` independent multiply-add chains of one vector each, `iters` steps: enough
+    /// of them that the FMA units' throughput, not their latency, bounds the loop. The chains are
+    /// an array the loop fully unrolls, so the compiler keeps them in registers. Returns a
+    /// checksum that keeps the loop alive.
+    macro_rules! fma_chains_fn {
+        ($fn:ident, $feature:literal, $chains:literal, $set1:ident, $fmadd:ident, $store:ident, $lanes:literal) => {
+            #[target_feature(enable = $feature)]
+            fn $fn(iters: usize, x: f32) -> f32 {
+                let (m, a) = ($set1(x), $set1(1e-7));
+                let mut acc = [$set1(1.0); $chains];
+                for _ in 0..iters {
+                    for v in acc.iter_mut() {
+                        *v = $fmadd(*v, m, a);
+                    }
+                }
+                let mut lanes = [0.0f32; $lanes];
+                let mut sum = 0.0;
+                for v in acc {
+                    // SAFETY: lanes holds one vector's floats.
+                    unsafe { $store(lanes.as_mut_ptr(), v) };
+                    sum += lanes.iter().sum::<f32>();
+                }
+                sum
+            }
+        };
     }
-
-    /// As [`fma_chains_avx512_impl`], 8 lanes wide with AVX2 + FMA.
-    #[target_feature(enable = "avx2,fma")]
-    fn fma_chains_avx2_impl(iters: usize, x: f32) -> f32 {
-        let (m, a) = (_mm256_set1_ps(x), _mm256_set1_ps(1e-7));
-        let one = _mm256_set1_ps(1.0);
-        let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) =
-            (one, one, one, one, one, one, one, one);
-        let (mut c8, mut c9, mut ca, mut cb) = (one, one, one, one);
-        for _ in 0..iters {
-            c0 = _mm256_fmadd_ps(c0, m, a);
-            c1 = _mm256_fmadd_ps(c1, m, a);
-            c2 = _mm256_fmadd_ps(c2, m, a);
-            c3 = _mm256_fmadd_ps(c3, m, a);
-            c4 = _mm256_fmadd_ps(c4, m, a);
-            c5 = _mm256_fmadd_ps(c5, m, a);
-            c6 = _mm256_fmadd_ps(c6, m, a);
-            c7 = _mm256_fmadd_ps(c7, m, a);
-            c8 = _mm256_fmadd_ps(c8, m, a);
-            c9 = _mm256_fmadd_ps(c9, m, a);
-            ca = _mm256_fmadd_ps(ca, m, a);
-            cb = _mm256_fmadd_ps(cb, m, a);
-        }
-        let mut lanes = [0.0f32; 8];
-        let mut sum = 0.0;
-        for v in [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ca, cb] {
-            // SAFETY: lanes holds 8 floats.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-            sum += lanes.iter().sum::<f32>();
-        }
-        sum
-    }
+    fma_chains_fn!(
+        fma_chains_avx512_impl,
+        "avx512f",
+        16,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_storeu_ps,
+        16
+    );
+    fma_chains_fn!(
+        fma_chains_avx2_impl,
+        "avx2,fma",
+        12,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_storeu_ps,
+        8
+    );
 
     /// Floating-point operations done and a checksum, or `None` when the CPU lacks the kernel's
     /// instructions.
