@@ -74,7 +74,8 @@ fn transformer() -> TransformerConfig {
         num_layers: 2,
         num_heads: 4,
         num_groups: 2,
-        max_seq_len: 64,
+        // 16 sequences of 128: attention is large enough to split by sequence too.
+        max_seq_len: 128,
         ..TransformerConfig::default()
     }
 }

@@ -490,7 +490,7 @@ pub fn checkpoint_error(path: &dyn std::fmt::Display, bytes: &[u8], e: regkern_c
 }
 
 /// Restore the training checkpoint of run directory `dir` into `trainer`, after checking it is of the same
-/// model and that epochs remain (or that the run, trained to the end, has no summary yet); keep
+/// model and trained at most `epochs` (a run trained to the end is summarised again); keep
 /// `metrics.csv` up to the checkpoint. Returns what it kept: the best validation loss so far and
 /// the last row.
 fn resume(
@@ -511,13 +511,21 @@ fn resume(
     }
     let progress =
         trainer.load_checkpoint(&bytes).map_err(|e| checkpoint_error(&path.display(), &bytes, e))?;
-    let unfinished = progress.epochs as usize == epochs && !dir.join("summary.json").exists();
-    if progress.epochs as usize >= epochs && !unfinished {
+    if progress.epochs as usize > epochs {
         return Err(format!(
-            "--resume: {} already trained {} epochs; pass a larger --epochs to continue",
+            "--resume: {} already trained {} epochs, more than --epochs {epochs}",
             dir.display(),
             progress.epochs
         ));
+    }
+    if progress.epochs as usize == epochs && dir.join("summary.json").exists() {
+        // Finished (perhaps killed after its summary, before it exited): the summary is made
+        // again from the checkpoint, so a script that resumes until success ends.
+        errln!(
+            "note: {} already trained {} epochs: nothing left to train (pass a larger --epochs to continue)",
+            dir.display(),
+            progress.epochs
+        );
     }
     crate::logdir::truncate_metrics(dir, progress.epochs as usize)
 }

@@ -483,9 +483,21 @@ fn resuming_a_run_gives_the_uninterrupted_result() {
     // The same rows, up to grad_norm (the last column, identical too, but not what a resume
     // promises).
     assert_eq!(strip(csv(&a)), strip(csv(&b)));
-    // Nothing left to do, another model, or no checkpoint: clear errors.
-    let o = small_mlp(&b, &["--epochs", "6", "--resume", "--optimizer", "rmsprop"]);
-    assert!(stderr(&o).contains("already trained 6 epochs"), "{}", stderr(&o));
+    // Nothing left to do: the summary again, and a note; fewer epochs than trained, another
+    // model, or no checkpoint: clear errors.
+    let o = small_mlp(&b, &["--epochs", "6", "--resume", "--optimizer", "rmsprop", "--json"]);
+    assert!(
+        o.status.success() && stderr(&o).contains("already trained 6 epochs: nothing left"),
+        "{}",
+        stderr(&o)
+    );
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&again["final_val_loss"], &again["steps"]),
+        (&straight["final_val_loss"], &straight["steps"])
+    );
+    let o = small_mlp(&b, &["--epochs", "5", "--resume", "--optimizer", "rmsprop"]);
+    assert!(!o.status.success() && stderr(&o).contains("more than --epochs 5"), "{}", stderr(&o));
     let o = small_mlp(&b, &["--epochs", "9", "--resume", "--optimizer", "rmsprop", "--custom_act", "tanh"]);
     assert!(stderr(&o).contains("holds a different model"), "{}", stderr(&o));
     let o = small_mlp(&b, &["--epochs", "9", "--resume", "--optimizer", "adam"]);

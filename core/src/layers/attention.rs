@@ -131,26 +131,115 @@ pub fn forward(
     batch: usize,
     (tq, tk): (usize, usize),
 ) {
-    let [q, k, v] = qkv;
-    let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
     debug_assert!(!d.causal || tq == tk, "a causal mask needs as many keys as queries");
     let saving = !att.is_empty();
     debug_assert!(!saving || att.len() >= batch * d.n_heads * tk * tq);
-    let (tile, rest) = scratch[..d.scratch_len(tq, tk)].split_at_mut(tk * tq);
+    let scratch = &mut scratch[..d.scratch_len(tq, tk)];
+    #[cfg(not(target_os = "none"))]
+    if saving {
+        // Training: each sequence's output and probabilities are its own, so sequences can go to
+        // several threads, each with its own tile of scratch (from its stack).
+        let lens = [batch * tq * d.q_dim(), batch * d.n_heads * tk * tq];
+        let need = scratch.len() - tk * tq;
+        let flops = 4 * (batch * d.n_heads * tq * tk * d.head_dim) as u64;
+        let run = |[out, att]: [&mut [f32]; 2], scratch: &mut [f32], seqs: (usize, usize)| {
+            forward_seqs(out, att, scratch, qkv, d, seqs, (tq, tk));
+        };
+        if by_sequence((batch, flops, need), [&mut *out, &mut *att], lens, &mut *scratch, &run) {
+            return;
+        }
+    }
+    forward_seqs(out, att, scratch, qkv, d, (0, batch), (tq, tk));
+}
+
+/// [`forward`] of sequences `b0..b1`: `out` and `att` start at sequence b0 (q, k, v are whole).
+fn forward_seqs(
+    out: &mut [f32],
+    att: &mut [f32],
+    scratch: &mut [f32],
+    qkv: [&[f32]; 3],
+    d: Attn,
+    (b0, b1): (usize, usize),
+    (tq, tk): (usize, usize),
+) {
+    let [q, k, v] = qkv;
+    let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
+    let saving = !att.is_empty();
+    // Saving, the probabilities go to `att` and no tile is needed (a task's scratch has none).
+    let (tile, rest) = scratch.split_at_mut(if saving { 0 } else { tk * tq });
     let (ot, rows) = rest.split_at_mut(hd * tq);
-    for b in 0..batch {
+    for b in b0..b1 {
         for h in 0..d.n_heads {
             let g = d.group_of(h);
             let (qo, ko) = (b * tq * qd + h * hd, b * tk * kvd + g * hd);
-            let pt = if saving { &mut att[(b * d.n_heads + h) * tk * tq..][..tk * tq] } else { &mut *tile };
+            let pt =
+                if saving { &mut att[((b - b0) * d.n_heads + h) * tk * tq..][..tk * tq] } else { &mut *tile };
             // scoresᵀ (Tk keys, Tq queries) = K_g (Tk, D) · Q_hᵀ
             gemm(pt, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
             softmax_columns(pt, rows, (tk, tq), d.scale(), d.causal);
             // out_hᵀ (D, Tq) = V_gᵀ · Pᵀ
             transposed_product(ot, (&v[ko..], kvd), pt, hd, (tq, tk), d.kernels);
-            scatter_rows(&mut out[qo..], ot, qd, hd, tq, false);
+            scatter_rows(&mut out[(b - b0) * tq * qd + h * hd..], ot, qd, hd, tq, false);
         }
     }
+}
+
+/// Floats of stack scratch one attention task may take (96 KiB): P6's backward tile and rows.
+#[cfg(not(target_os = "none"))]
+const TASK_SCRATCH: usize = 24 * 1024;
+
+/// A task's body: its sequences' parts of the outputs, its scratch, its sequences `b0..b1`.
+#[cfg(not(target_os = "none"))]
+type SeqTask<'r, const N: usize> = dyn Fn([&mut [f32]; N], &mut [f32], (usize, usize)) + Sync + 'r;
+
+/// Run `run` over the batch split by sequence into tasks of the installed parallel-for, when
+/// there is one, the work (`flops`) is large enough and a task's `need` floats of scratch fit its
+/// stack. Each output `outs[i]` holds `lens[i]` floats for the whole batch, each sequence an
+/// equal contiguous part; a task gets its sequences' parts. The first task uses `scratch`, the
+/// others a zeroed stack buffer. Returns false, running nothing, when it does not split.
+///
+/// Bit-identical to one call over the batch: a sequence's heads still run in order on one
+/// thread, with the same products and the same softmax.
+#[cfg(not(target_os = "none"))]
+fn by_sequence<const N: usize>(
+    (batch, flops, need): (usize, u64, usize),
+    outs: [&mut [f32]; N],
+    lens: [usize; N],
+    scratch: &mut [f32],
+    run: &SeqTask<'_, N>,
+) -> bool {
+    use crate::parallel::{MAX_TASKS, current, share, tasks_for};
+    let Some(par) = current() else { return false };
+    let tasks = tasks_for(par, batch, flops);
+    if tasks < 2 || need > TASK_SCRATCH || outs.iter().zip(&lens).any(|(o, &l)| o.len() < l) {
+        return false;
+    }
+    let mut rests = outs;
+    let mut first = Some(scratch);
+    let mut jobs: heapless::Vec<_, MAX_TASKS> = heapless::Vec::new();
+    for t in 0..tasks {
+        let (b0, b1) = (share(batch, tasks, t), share(batch, tasks, t + 1));
+        let mut mine: [&mut [f32]; N] = core::array::from_fn(|_| &mut [][..]);
+        for i in 0..N {
+            let (m, later) = core::mem::take(&mut rests[i]).split_at_mut((b1 - b0) * (lens[i] / batch));
+            (mine[i], rests[i]) = (m, later);
+        }
+        let mut own = first.take();
+        let job = move || {
+            let parts: [&mut [f32]; N] = mine.each_mut().map(|m| &mut **m);
+            match own.as_deref_mut() {
+                Some(s) => run(parts, s, (b0, b1)),
+                None => run(parts, &mut [0.0f32; TASK_SCRATCH][..need], (b0, b1)),
+            }
+        };
+        if jobs.push(job).is_err() {
+            unreachable!("tasks ≤ MAX_TASKS");
+        }
+    }
+    let mut refs: heapless::Vec<&mut (dyn FnMut() + Send), MAX_TASKS> =
+        jobs.iter_mut().map(|j| j as &mut (dyn FnMut() + Send)).collect();
+    par.run(&mut refs);
+    true
 }
 
 /// Backward of [`forward`]. Accumulates (`+=`) into `dq`, `dk`, `dv`.
@@ -171,18 +260,52 @@ pub fn backward(
     batch: usize,
     (tq, tk): (usize, usize),
 ) {
+    let saved = !att.is_empty();
+    let len = if saved { d.scratch_len(tq, tk) } else { d.backward_scratch_len(tq, tk) };
+    let scratch = &mut scratch[..len];
+    let [dq, dk, dv] = dqkv;
+    #[cfg(not(target_os = "none"))]
+    if saved {
+        // Training: a sequence's gradients (its rows of dq, dk, dv) are its own, and its heads
+        // still run in order on one thread, so sequences can go to several threads.
+        let lens = [batch * tq * d.q_dim(), batch * tk * d.kv_dim(), batch * tk * d.kv_dim()];
+        let flops = 8 * (batch * d.n_heads * tq * tk * d.head_dim) as u64;
+        let run = |grads: [&mut [f32]; 3], scratch: &mut [f32], seqs: (usize, usize)| {
+            backward_seqs(grads, scratch, dout, att, qkv, d, seqs, (tq, tk));
+        };
+        if by_sequence((batch, flops, len), [&mut *dq, &mut *dk, &mut *dv], lens, &mut *scratch, &run) {
+            return;
+        }
+    }
+    backward_seqs([dq, dk, dv], scratch, dout, att, qkv, d, (0, batch), (tq, tk));
+}
+
+/// [`backward`] of sequences `b0..b1`: dq, dk and dv start at sequence b0 (everything else is
+/// whole).
+#[allow(clippy::too_many_arguments)] // as backward, plus the range
+fn backward_seqs(
+    dqkv: [&mut [f32]; 3],
+    scratch: &mut [f32],
+    dout: &[f32],
+    att: &[f32],
+    qkv: [&[f32]; 3],
+    d: Attn,
+    (b0, b1): (usize, usize),
+    (tq, tk): (usize, usize),
+) {
     let [dq, dk, dv] = dqkv;
     let [q, k, v] = qkv;
     let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
     let saved = !att.is_empty();
-    let len = if saved { d.scratch_len(tq, tk) } else { d.backward_scratch_len(tq, tk) };
-    let (dpt, rest) = scratch[..len].split_at_mut(tk * tq);
+    let (dpt, rest) = scratch.split_at_mut(tk * tq);
     let (tile, rest) = rest.split_at_mut(if saved { 0 } else { tk * tq });
     let (ct, rows) = rest.split_at_mut(hd * tq);
-    for b in 0..batch {
+    for b in b0..b1 {
         for h in 0..d.n_heads {
             let g = d.group_of(h);
             let (qo, ko) = (b * tq * qd + h * hd, b * tk * kvd + g * hd);
+            // Offsets into this range's dq, dk, dv.
+            let (lqo, lko) = ((b - b0) * tq * qd + h * hd, (b - b0) * tk * kvd + g * hd);
             let pt: &[f32] = if saved {
                 &att[(b * d.n_heads + h) * tk * tq..][..tk * tq]
             } else {
@@ -195,7 +318,7 @@ pub fn backward(
             gemm(dpt, &v[ko..], &dout[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
             // dV_g (Tk, D) += Pᵀ · dout_h; every head of the group adds its share.
             gemm(
-                &mut dv[ko..],
+                &mut dv[lko..],
                 pt,
                 &dout[qo..],
                 Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc().on(d.kernels),
@@ -204,8 +327,13 @@ pub fn backward(
             softmax_columns_backward(dpt, pt, &mut rows[..tq], (tk, tq), d.scale());
             // dQ_hᵀ (D, Tq) = K_gᵀ · dSᵀ, added into dQ's rows;  dK_g (Tk, D) += dSᵀ · Q_h
             transposed_product(ct, (&k[ko..], kvd), dpt, hd, (tq, tk), d.kernels);
-            scatter_rows(&mut dq[qo..], ct, qd, hd, tq, true);
-            gemm(&mut dk[ko..], dpt, &q[qo..], Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc().on(d.kernels));
+            scatter_rows(&mut dq[lqo..], ct, qd, hd, tq, true);
+            gemm(
+                &mut dk[lko..],
+                dpt,
+                &q[qo..],
+                Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc().on(d.kernels),
+            );
         }
     }
 }

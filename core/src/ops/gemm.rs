@@ -15,7 +15,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 #[cfg(not(target_os = "none"))]
-use crate::parallel::Parallel;
+use crate::parallel::{MAX_TASKS, Parallel};
 
 /// Shape, strides and flags of one gemm call. Build it with [`Gemm::nn`], [`Gemm::nt`] or
 /// [`Gemm::tn`] (contiguous operands), then [`Gemm::acc`] / [`Gemm::strides`] as needed.
@@ -269,15 +269,6 @@ fn kernel_for(g: &Gemm) -> Kernel {
 #[cfg(not(target_os = "none"))]
 const SPLIT_ROWS: usize = 24;
 
-/// Least work per task (FLOPs): ~80 µs on one core. Handing tasks to a sleeping pool costs
-/// 15–80 µs (rayon, measured on the 2-vCPU dev VM), so smaller products run faster on one thread.
-#[cfg(not(target_os = "none"))]
-const MIN_TASK_FLOPS: u64 = 1 << 24;
-
-/// Most tasks one product splits into.
-#[cfg(not(target_os = "none"))]
-const MAX_TASKS: usize = 8;
-
 /// `gemm_with(kernel, …)` with the rows of C split into tasks run by `par`, when the product is
 /// large enough to pay for it.
 ///
@@ -291,8 +282,7 @@ fn split_rows(par: &dyn Parallel, kernel: Kernel, c: &mut [f32], a: &[f32], b: &
     g.assert_fits(c.len(), a.len(), b.len());
     let flops = 2 * (g.m as u64) * (g.n as u64) * (g.k as u64);
     let units = g.m / SPLIT_ROWS;
-    let by_work = usize::try_from(flops / MIN_TASK_FLOPS).unwrap_or(usize::MAX);
-    let tasks = par.threads().min(units).min(by_work).min(MAX_TASKS);
+    let tasks = crate::parallel::tasks_for(par, units, flops);
     if tasks < 2 {
         return gemm_with(kernel, c, a, b, g);
     }
