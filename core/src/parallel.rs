@@ -74,6 +74,15 @@ pub(crate) fn share(units: usize, tasks: usize, t: usize) -> usize {
     t * (units / tasks) + t.min(units % tasks)
 }
 
+/// Make `tasks` (at most [`MAX_TASKS`]) jobs with `make(t)` and run them all on `par`.
+#[cfg(not(target_os = "none"))]
+pub(crate) fn run_tasks<F: FnMut() + Send>(par: &dyn Parallel, tasks: usize, make: impl FnMut(usize) -> F) {
+    let mut jobs: heapless::Vec<F, MAX_TASKS> = (0..tasks.min(MAX_TASKS)).map(make).collect();
+    let mut refs: heapless::Vec<&mut (dyn FnMut() + Send), MAX_TASKS> =
+        jobs.iter_mut().map(|j| j as &mut (dyn FnMut() + Send)).collect();
+    par.run(&mut refs);
+}
+
 /// Threads the installed parallel-for has (1 when none is installed).
 pub fn threads() -> usize {
     current().map_or(1, |p| p.threads())

@@ -9,12 +9,10 @@
 //! measured first); with `--threads N` the shares can pass 100%.
 
 use std::hint::black_box;
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use regkern_benches::{TrainSetup, first_batch, gemm_flops, random_floats, workloads};
 use regkern_core::layers::KvDtype;
 use regkern_core::ops::gemm::{Gemm, best_kernel, fma_probe};
@@ -95,16 +93,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
     let steps = args.warmup + args.steps;
     let total = selected.len() as u64 * steps + 2;
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10))
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {elapsed_precise}  {msg}")
-            .expect("the template is valid"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = crate::progress_bar(total, args.quiet, "{bar:30} {pos}/{len} steps  {elapsed_precise}  {msg}");
     bar.set_message("FMA and gemm peaks");
     let machine = Machine {
         cpu: cpu_model(),
@@ -118,9 +107,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         bar.set_message(id);
         let mut tick = |_: u64| bar.inc(1);
         let timing = match id {
-            "K1/64" => time_gemm(id, 64, args.warmup, args.steps, &mut tick),
-            "K1/256" => time_gemm(id, 256, args.warmup, args.steps, &mut tick),
-            "K1/1024" => time_gemm(id, 1024, args.warmup, args.steps, &mut tick),
+            "K1/64" => time_gemm(id, 64, false, args.warmup, args.steps, &mut tick),
+            "K1/256" => time_gemm(id, 256, false, args.warmup, args.steps, &mut tick),
+            "K1/1024" => time_gemm(id, 1024, false, args.warmup, args.steps, &mut tick),
             "P4" => time_decode(args.warmup, args.steps, &mut tick)?,
             _ => time_train(id, args.warmup, args.steps, &mut tick)?,
         };
@@ -187,26 +176,29 @@ fn fma_peak() -> Option<f64> {
 /// best of three medians of 100 products, after 50 warm-up ones (a shared machine's hiccup
 /// should not lower the peak every share is quoted against).
 fn gemm_peak() -> f64 {
-    let n = 256;
-    let (a, b) = (random_floats(n * n, 1), random_floats(n * n, 2));
-    let mut c = vec![0.0f32; n * n];
-    let g = Gemm::nn(n, n, n);
-    let mut run = || regkern_core::ops::gemm::gemm_serial(black_box(&mut c), black_box(&a), black_box(&b), g);
-    measure(50, 0, &mut run, &mut |_| {});
     (0..3)
-        .map(|_| {
-            let times = measure(0, 100, &mut run, &mut |_| {});
-            Timing { id: "K1/256", times, flops: Some(gemm_flops(n, n, n)) }.gflops().unwrap_or(0.0)
+        .map(|round| {
+            let warmup = if round == 0 { 50 } else { 0 };
+            time_gemm("K1/256", 256, true, warmup, 100, &mut |_| {}).gflops().unwrap_or(0.0)
         })
         .fold(0.0, f64::max)
 }
 
-/// K1: `C = A·B`, n×n, with the gemm regkern's layers use (and any installed threads).
-fn time_gemm(id: &'static str, n: usize, warmup: u64, steps: u64, tick: &mut dyn FnMut(u64)) -> Timing {
+/// K1: `C = A·B`, n×n, with the gemm regkern's layers use (and any installed threads, unless
+/// `serial`).
+fn time_gemm(
+    id: &'static str,
+    n: usize,
+    serial: bool,
+    warmup: u64,
+    steps: u64,
+    tick: &mut dyn FnMut(u64),
+) -> Timing {
     let (a, b) = (random_floats(n * n, 1), random_floats(n * n, 2));
     let mut c = vec![0.0f32; n * n];
     let g = Gemm::nn(n, n, n);
-    let mut run = || regkern_core::ops::gemm(black_box(&mut c), black_box(&a), black_box(&b), g);
+    let gemm = if serial { regkern_core::ops::gemm::gemm_serial } else { regkern_core::ops::gemm };
+    let mut run = || gemm(black_box(&mut c), black_box(&a), black_box(&b), g);
     let times = measure(warmup, steps, &mut run, tick);
     Timing { id, times, flops: Some(gemm_flops(n, n, n)) }
 }

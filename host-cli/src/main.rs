@@ -84,6 +84,21 @@ enum Command {
     Sweep(sweep::SweepArgs),
 }
 
+/// A progress bar of `total` on standard error, ticking on its own, in `template`; hidden with
+/// `quiet` or when standard error is not a terminal.
+fn progress_bar(total: u64, quiet: bool, template: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10))
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("the templates are valid"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
 /// Whether standard output was found closed: nothing more is printed to it.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 

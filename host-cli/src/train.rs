@@ -2,13 +2,12 @@
 //! `python main.py --type ...` runs it, with a run directory of logs, plots and checkpoints
 //! (see [`crate::logdir`]).
 
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use regkern_core::checkpoint::Header;
 use regkern_core::{
     DataLoader, Dataset, EpochInfo, Mode, Model, ModelConfig, Net, Observer, Optimizer, Schedule, StepInfo,
@@ -400,16 +399,11 @@ pub fn train_then<R>(
 
     let done = trainer.epochs_done();
     let total_steps = (args.epochs.saturating_sub(done) as u64).saturating_mul(steps_per_epoch as u64);
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::with_draw_target(Some(total_steps), ProgressDrawTarget::stderr_with_hz(10))
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {elapsed_precise} eta {eta}  {msg}")
-            .expect("the template is valid"),
+    let bar = crate::progress_bar(
+        total_steps,
+        args.quiet,
+        "{bar:30} {pos}/{len} steps  {elapsed_precise} eta {eta}  {msg}",
     );
-    bar.enable_steady_tick(Duration::from_millis(200));
     let log_every = args.log_every.unwrap_or(args.epochs.div_ceil(20)).max(1);
     let mut progress = Progress { bar, log_every, quiet: args.quiet, json: args.json, run, error: None };
     if !args.json && !args.quiet {

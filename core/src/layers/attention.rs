@@ -208,16 +208,14 @@ fn by_sequence<const N: usize>(
     scratch: &mut [f32],
     run: &SeqTask<'_, N>,
 ) -> bool {
-    use crate::parallel::{MAX_TASKS, current, share, tasks_for};
+    use crate::parallel::{current, run_tasks, share, tasks_for};
     let Some(par) = current() else { return false };
     let tasks = tasks_for(par, batch, flops);
     if tasks < 2 || need > TASK_SCRATCH || outs.iter().zip(&lens).any(|(o, &l)| o.len() < l) {
         return false;
     }
-    let mut rests = outs;
-    let mut first = Some(scratch);
-    let mut jobs: heapless::Vec<_, MAX_TASKS> = heapless::Vec::new();
-    for t in 0..tasks {
+    let (mut rests, mut first) = (outs, Some(scratch));
+    run_tasks(par, tasks, |t| {
         let (b0, b1) = (share(batch, tasks, t), share(batch, tasks, t + 1));
         let mut mine: [&mut [f32]; N] = core::array::from_fn(|_| &mut [][..]);
         for i in 0..N {
@@ -225,20 +223,14 @@ fn by_sequence<const N: usize>(
             (mine[i], rests[i]) = (m, later);
         }
         let mut own = first.take();
-        let job = move || {
+        move || {
             let parts: [&mut [f32]; N] = mine.each_mut().map(|m| &mut **m);
             match own.as_deref_mut() {
                 Some(s) => run(parts, s, (b0, b1)),
                 None => run(parts, &mut [0.0f32; TASK_SCRATCH][..need], (b0, b1)),
             }
-        };
-        if jobs.push(job).is_err() {
-            unreachable!("tasks ≤ MAX_TASKS");
         }
-    }
-    let mut refs: heapless::Vec<&mut (dyn FnMut() + Send), MAX_TASKS> =
-        jobs.iter_mut().map(|j| j as &mut (dyn FnMut() + Send)).collect();
-    par.run(&mut refs);
+    });
     true
 }
 

@@ -15,7 +15,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 #[cfg(not(target_os = "none"))]
-use crate::parallel::{MAX_TASKS, Parallel};
+use crate::parallel::Parallel;
 
 /// Shape, strides and flags of one gemm call. Build it with [`Gemm::nn`], [`Gemm::nt`] or
 /// [`Gemm::tn`] (contiguous operands), then [`Gemm::acc`] / [`Gemm::strides`] as needed.
@@ -286,31 +286,25 @@ fn split_rows(par: &dyn Parallel, kernel: Kernel, c: &mut [f32], a: &[f32], b: &
     if tasks < 2 {
         return gemm_with(kernel, c, a, b, g);
     }
-    let mut jobs: heapless::Vec<_, MAX_TASKS> = heapless::Vec::new();
     let (mut rest, mut row) = (c, 0);
-    for t in 0..tasks {
+    crate::parallel::run_tasks(par, tasks, |t| {
         // Units shared out evenly; the last task also takes the rows past the last whole unit.
         let rows = if t + 1 == tasks {
             g.m - row
         } else {
             (units / tasks + usize::from(t < units % tasks)) * SPLIT_ROWS
         };
-        let (mine, later) =
-            if t + 1 == tasks { (rest, &mut [][..]) } else { rest.split_at_mut(rows * g.ldc) };
+        let (mine, later) = if t + 1 == tasks {
+            (core::mem::take(&mut rest), &mut [][..])
+        } else {
+            core::mem::take(&mut rest).split_at_mut(rows * g.ldc)
+        };
         rest = later;
-        let a_at = if g.trans_a { row } else { row * g.lda };
+        let a_sub = &a[if g.trans_a { row } else { row * g.lda }..];
         let sub = Gemm { m: rows, ..g };
-        let a_sub = &a[a_at..];
-        let job = move || gemm_with(kernel, mine, a_sub, b, sub);
-        // At most MAX_TASKS jobs are pushed (tasks ≤ MAX_TASKS).
-        if jobs.push(job).is_err() {
-            unreachable!("tasks ≤ MAX_TASKS");
-        }
         row += rows;
-    }
-    let mut refs: heapless::Vec<&mut (dyn FnMut() + Send), MAX_TASKS> =
-        jobs.iter_mut().map(|j| j as &mut (dyn FnMut() + Send)).collect();
-    par.run(&mut refs);
+        move || gemm_with(kernel, mine, a_sub, b, sub)
+    });
 }
 
 /// `C (+)= op(A)·op(B)` with a given kernel (an unsupported one falls back to `Portable`).

@@ -4,14 +4,13 @@
 //! Also how a finished run's numbers are read back from its `summary.json`.
 
 use std::fs::{self, File};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::{Value, json};
 
 use super::SweepArgs;
@@ -160,17 +159,12 @@ struct Progress {
 
 impl Progress {
     fn new(args: &SweepArgs, total: usize, done: usize) -> Self {
-        let bar = if args.quiet || !std::io::stderr().is_terminal() {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr_with_hz(10))
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {elapsed_precise}  {msg}")
-                .expect("the template is valid"),
+        let bar = crate::progress_bar(
+            total as u64,
+            args.quiet,
+            "{bar:30} {pos}/{len} runs  {elapsed_precise}  {msg}",
         );
         bar.set_position(done as u64);
-        bar.enable_steady_tick(Duration::from_millis(200));
         Progress { bar, lines: (!args.quiet).then_some(args.json), total, done, best: None }
     }
 
