@@ -324,6 +324,7 @@ pub fn gemm_with(kernel: Kernel, c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
         // One row (decoding one token): packing B would cost as much as the product itself.
         return match kernel {
             Kernel::Avx512 if kernel.is_supported() => super::simd::gemv_avx512(c, a, b, g),
+            Kernel::Avx2 if kernel.is_supported() => super::simd::gemv_avx2(c, a, b, g),
             _ => gemv(c, a, b, g),
         };
     }

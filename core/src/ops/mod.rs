@@ -10,7 +10,7 @@ mod simd;
 pub use gemm::{Gemm, Kernel, Kernels, gemm, gemm_naive, gemm_with};
 
 /// One query attending over `len` positions with the CPU's widest vector unit, when it has one
-/// for this shape (AVX-512, head_dim ≤ 16): see `layers::attention::forward_one`. Returns false,
+/// for this shape (AVX-512 or AVX2, head_dim ≤ 16): see `layers::attention::forward_one`. Returns false,
 /// computing nothing, otherwise.
 pub(crate) fn attend_one_simd(
     out: &mut [f32],
@@ -26,7 +26,7 @@ pub(crate) fn attend_one_simd(
         len,
         scale: 1.0 / libm::sqrtf(d.head_dim as f32),
     };
-    simd::attend_one_avx512(out, q, kv, shape)
+    simd::attend_one(out, q, kv, shape)
 }
 
 /// Correctly rounded square root, vectorisable (unlike libm's, which is opaque inline assembly).

@@ -12,7 +12,7 @@
 
 use super::gemm::Gemm;
 
-/// Shape of a single-query attention (`attend_one_avx512`).
+/// Shape of a single-query attention (`attend_one`).
 #[derive(Clone, Copy, Debug)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86_64 kernel reads it
 pub(crate) struct AttendShape {
@@ -115,9 +115,13 @@ mod x86 {
     const AVX2_MR: usize = 6;
     const AVX2_NR: usize = 16;
 
-    /// 6×16 tile: 12 ymm accumulators, two B vectors and one broadcast A per step.
+    /// Floats of the A-packing buffer of the AVX2 wide blocking.
+    const AVX2_APACK: usize = crate::ops::gemm::MC.div_ceil(AVX2_MR) * AVX2_MR * 256;
+
+    /// 6×16 tile: 12 ymm accumulators, two B vectors and one broadcast A per step. `WIDE` tells
+    /// the two blockings' copies apart, as for [`micro_avx512`].
     #[target_feature(enable = "avx2,fma")]
-    fn micro_avx2(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX2_MR>) {
+    fn micro_avx2<const WIDE: bool>(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX2_MR>) {
         let rows = a_row_ptrs(a, t);
         let bp = t.b_panel.as_ptr();
         let mut acc = [[_mm256_setzero_ps(); 2]; AVX2_MR];
@@ -164,12 +168,27 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     fn gemm_avx2_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        if is_large(&g) {
+            return gemm_avx2_large(c, a, b, g);
+        }
         // A closure inherits gemm_avx2_impl's target features, so the micro-kernel call is safe.
         let need = pack_len::<AVX2_NR, 256, 64>(&g);
         with_pack(need, |pack| {
             let bufs = (pack, &mut [][..]);
-            drive::<AVX2_MR, AVX2_NR, 256, 64, false>(c, a, b, g, bufs, |c, a, t| micro_avx2(c, a, t))
+            drive::<AVX2_MR, AVX2_NR, 256, 64, false>(c, a, b, g, bufs, |c, a, t| {
+                micro_avx2::<false>(c, a, t)
+            })
         });
+    }
+
+    /// The wide blocking for AVX2 (see [`gemm_avx512_large`]): B 256 × 512 and A MC × 256 at a
+    /// time, in a never-inlined function with its own ~580 KB stack frame.
+    #[inline(never)]
+    #[target_feature(enable = "avx2,fma")]
+    fn gemm_avx2_large(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        let (mut pack, mut apack) = ([0.0f32; 256 * 512], [0.0f32; AVX2_APACK]);
+        let bufs = (&mut pack[..], &mut apack[..]);
+        drive::<AVX2_MR, AVX2_NR, 256, 512, true>(c, a, b, g, bufs, |c, a, t| micro_avx2::<true>(c, a, t));
     }
 
     pub(crate) fn gemm_avx2(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
@@ -350,6 +369,319 @@ mod x86 {
         unsafe { gemv_avx512_impl(c, a, b, g) }
     }
 
+    /// Sign-bit lane mask (for `maskload`/`maskstore`) enabling the first `live` (≤ 8) lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn lanes_avx2(live: usize) -> __m256i {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(live.min(8) as i32), lane)
+    }
+
+    /// The eight sums of eight vectors' lanes: lane q of the result is the sum of `v[q]`'s.
+    #[target_feature(enable = "avx2,fma")]
+    fn sums8_avx2(v: [__m256; 8]) -> __m256 {
+        let h01 = _mm256_hadd_ps(v[0], v[1]);
+        let h23 = _mm256_hadd_ps(v[2], v[3]);
+        let h45 = _mm256_hadd_ps(v[4], v[5]);
+        let h67 = _mm256_hadd_ps(v[6], v[7]);
+        let lo = _mm256_hadd_ps(h01, h23); // sums of lanes 0..4 | 4..8 of v[0..4]
+        let hi = _mm256_hadd_ps(h45, h67); // the same of v[4..8]
+        _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(lo, hi), _mm256_permute2f128_ps::<0x31>(lo, hi))
+    }
+
+    /// Sum of the eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum_avx2(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// Largest of the eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn hmax_avx2(v: __m256) -> f32 {
+        let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// `y (1×n) (+)= x · op(B)` with AVX2 and FMA, as [`gemv_avx512_impl`] does it on 8 lanes:
+    /// with B stored n×k, eight outputs at a time each sum their row of B against x in one
+    /// accumulator (eight independent FMA chains), reduced together at the end; with B stored
+    /// k×n, 32 outputs at a time accumulate `x[p]·B[p, ..]` in registers. A strided x
+    /// (`trans_a`) takes the portable loop.
+    #[target_feature(enable = "avx2,fma")]
+    fn gemv_avx2_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        if g.trans_a {
+            return crate::ops::gemm::gemv(c, a, b, g);
+        }
+        let (n, k) = (g.n, g.k);
+        let (x, y) = (&a[..k], &mut c[..n]);
+        let store = |y: &mut f32, v: f32| *y = if g.accumulate { *y + v } else { v };
+        if g.trans_b {
+            let full = k / 8 * 8;
+            let tail = lanes_avx2(k - full);
+            let xp = x.as_ptr();
+            let mut j = 0;
+            while j < n {
+                let rows = 8.min(n - j);
+                // Row q of this group of (up to) eight outputs; the last repeats past `rows`.
+                let r: [*const f32; 8] =
+                    core::array::from_fn(|q| b[(j + q.min(rows - 1)) * g.ldb..][..k].as_ptr());
+                let mut acc = [_mm256_setzero_ps(); 8];
+                let mut p = 0;
+                while p < full {
+                    // SAFETY: p + 8 ≤ full ≤ k: inside x and inside each row (k floats, sliced above).
+                    unsafe {
+                        let xv = _mm256_loadu_ps(xp.add(p));
+                        for q in 0..8 {
+                            acc[q] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r[q].add(p)), acc[q]);
+                        }
+                    }
+                    p += 8;
+                }
+                if full < k {
+                    // SAFETY: masked loads of the k − full floats left in x and in each row.
+                    unsafe {
+                        let xv = _mm256_maskload_ps(xp.add(full), tail);
+                        for q in 0..8 {
+                            let rv = _mm256_maskload_ps(r[q].add(full), tail);
+                            acc[q] = _mm256_fmadd_ps(xv, rv, acc[q]);
+                        }
+                    }
+                }
+                let sums = sums8_avx2(acc);
+                if rows == 8 {
+                    let yp = y[j..j + 8].as_mut_ptr();
+                    // SAFETY: yp points at 8 floats of y.
+                    unsafe {
+                        let prev = if g.accumulate { _mm256_loadu_ps(yp) } else { _mm256_setzero_ps() };
+                        _mm256_storeu_ps(yp, if g.accumulate { _mm256_add_ps(prev, sums) } else { sums });
+                    }
+                } else {
+                    let mut lanes = [0.0f32; 8];
+                    // SAFETY: lanes holds 8 floats.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sums) };
+                    y[j..j + rows].iter_mut().zip(&lanes).for_each(|(yv, &v)| store(yv, v));
+                }
+                j += rows;
+            }
+        } else {
+            for (jb, yb) in y.chunks_mut(32).enumerate() {
+                let (j0, w) = (jb * 32, yb.len());
+                let masks: [__m256i; 4] = core::array::from_fn(|q| lanes_avx2(w.saturating_sub(q * 8)));
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (p, &xp) in x.iter().enumerate() {
+                    let xv = _mm256_set1_ps(xp);
+                    let r = &b[p * g.ldb + j0..][..w];
+                    for (q, s) in acc.iter_mut().enumerate() {
+                        // SAFETY: the mask enables lanes q·8 + l < w only, inside r; a fully
+                        // masked load reads nothing.
+                        let bv = unsafe { _mm256_maskload_ps(r.as_ptr().wrapping_add(q * 8), masks[q]) };
+                        *s = _mm256_fmadd_ps(xv, bv, *s);
+                    }
+                }
+                let mut lanes = [0.0f32; 32];
+                for (q, s) in acc.iter().enumerate() {
+                    // SAFETY: lanes holds 4 × 8 floats.
+                    unsafe { _mm256_storeu_ps(lanes[q * 8..].as_mut_ptr(), *s) };
+                }
+                yb.iter_mut().zip(&lanes).for_each(|(yv, &v)| store(yv, v));
+            }
+        }
+    }
+
+    pub(crate) fn gemv_avx2(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        assert!(has_avx2_fma());
+        // SAFETY: the CPU supports AVX2 and FMA (asserted above).
+        unsafe { gemv_avx2_impl(c, a, b, g) }
+    }
+
+    /// [`crate::ops::math::exp`]'s range reduction and polynomial on 8 lanes, with fused
+    /// multiply-adds (so the last bits can differ from the scalar function's), for finite or −∞
+    /// inputs.
+    #[target_feature(enable = "avx2,fma")]
+    fn exp_avx2(x: __m256) -> __m256 {
+        use core::f32::consts::LOG2_E;
+        const MAGIC: f32 = 12_582_912.0;
+        let set = _mm256_set1_ps;
+        let xc = _mm256_min_ps(_mm256_max_ps(x, set(-87.336_54)), set(88.376_26));
+        let shifted = _mm256_fmadd_ps(xc, set(LOG2_E), set(MAGIC));
+        let n_bits =
+            _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(MAGIC.to_bits() as i32));
+        let n = _mm256_sub_ps(shifted, set(MAGIC));
+        let r = _mm256_fnmadd_ps(n, set(-2.121_944_4e-4), _mm256_fnmadd_ps(n, set(0.693_359_4), xc));
+        let mut p = set(1.987_569_1e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+            p = _mm256_fmadd_ps(p, r, set(c));
+        }
+        let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), set(1.0));
+        let scale =
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n_bits, _mm256_set1_epi32(127))));
+        _mm256_mul_ps(e, scale)
+    }
+
+    /// Positions per pass of [`attend_heads_avx2`]: its scores live on the stack, and its
+    /// softmax is rescaled (online) from one chunk to the next.
+    const ATTEND_CHUNK: usize = 64;
+
+    /// One query attending over `len` cached positions with AVX2 and FMA (see
+    /// [`crate::layers::attention::forward_one`], whose result this is up to rounding). The heads
+    /// of a kv group run together, up to 4 (head_dim ≤ 8, rows of one ymm) or 2 (≤ 16), so each
+    /// key and value row is loaded once for all of them.
+    ///
+    /// Returns false, computing nothing, for shapes it does not take (head_dim above 16).
+    #[target_feature(enable = "avx2,fma")]
+    fn attend_one_avx2_impl(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], shape: AttendShape) -> bool {
+        let AttendShape { heads, groups, head_dim: hd, len, .. } = shape;
+        if hd == 0 || hd > 16 || groups == 0 || heads % groups != 0 || len == 0 {
+            return false;
+        }
+        let kvd = groups * hd;
+        let [k, v] = kv;
+        let (k, v) = (&k[..len * kvd], &v[..len * kvd]); // every row below lies inside these
+        let (q, out) = (&q[..heads * hd], &mut out[..heads * hd]);
+        let per_group = heads / groups;
+        for g in 0..groups {
+            let (mut h0, end) = (g * per_group, (g + 1) * per_group);
+            while h0 < end {
+                let at = (g, h0);
+                h0 += match (hd <= 8, end - h0) {
+                    (true, 4..) => attend_heads_avx2::<4, 1>(out, q, [k, v], at, shape),
+                    (true, 2 | 3) => attend_heads_avx2::<2, 1>(out, q, [k, v], at, shape),
+                    (true, _) => attend_heads_avx2::<1, 1>(out, q, [k, v], at, shape),
+                    (false, 2..) => attend_heads_avx2::<2, 2>(out, q, [k, v], at, shape),
+                    (false, _) => attend_heads_avx2::<1, 2>(out, q, [k, v], at, shape),
+                };
+            }
+        }
+        true
+    }
+
+    /// Heads `h0..h0 + R` of kv group `g`, their rows `V` ymm wide (see [`attend_one_avx2_impl`],
+    /// which checked the shape and sliced k and v to `len` rows). Per chunk of positions: the
+    /// scores, eight keys at a time (eight key rows' products with a query reduced together);
+    /// the running maximum, rescaling what was summed so far when it grows; the exponentials;
+    /// and the weighted value rows, in two interleaved accumulators per head. Returns R.
+    #[target_feature(enable = "avx2,fma")]
+    fn attend_heads_avx2<const R: usize, const V: usize>(
+        out: &mut [f32],
+        q: &[f32],
+        [k, v]: [&[f32]; 2],
+        (g, h0): (usize, usize),
+        shape: AttendShape,
+    ) -> usize {
+        let AttendShape { groups, head_dim: hd, len, scale, .. } = shape;
+        let kvd = groups * hd;
+        let whole = hd == 8 * V;
+        let dmask: [__m256i; V] = core::array::from_fn(|u| lanes_avx2(hd.saturating_sub(u * 8)));
+        // Vector u of a row of hd floats: lanes past hd read 0.
+        let load = |row: &[f32], u: usize| -> __m256 {
+            // SAFETY: row holds hd floats; a whole row (hd = 8·V) has 8 at u·8, and otherwise the
+            // mask enables only lanes u·8 + l < hd.
+            unsafe {
+                if whole {
+                    _mm256_loadu_ps(row.as_ptr().add(u * 8))
+                } else {
+                    _mm256_maskload_ps(row.as_ptr().wrapping_add(u * 8), dmask[u])
+                }
+            }
+        };
+        let row_of = |x: &[f32], j: usize| -> [__m256; V] {
+            let row = &x[j * kvd + g * hd..][..hd];
+            core::array::from_fn(|u| load(row, u))
+        };
+        let scale_v = _mm256_set1_ps(scale);
+        let qv: [[__m256; V]; R] = core::array::from_fn(|hh| {
+            core::array::from_fn(|u| _mm256_mul_ps(load(&q[(h0 + hh) * hd..][..hd], u), scale_v))
+        });
+        let product = |hh: usize, kr: &[__m256; V]| -> __m256 {
+            let mut s = _mm256_mul_ps(qv[hh][0], kr[0]);
+            for u in 1..V {
+                s = _mm256_fmadd_ps(qv[hh][u], kr[u], s);
+            }
+            s
+        };
+        let mut top = [f32::NEG_INFINITY; R]; // running maximum per head
+        let mut total = [0.0f32; R]; // running sum of exp per head
+        let mut acc = [[[_mm256_setzero_ps(); V]; 2]; R]; // outputs, two interleaved sums per head
+        let mut sc = [[0.0f32; ATTEND_CHUNK]; R];
+        for c0 in (0..len).step_by(ATTEND_CHUNK) {
+            let n = ATTEND_CHUNK.min(len - c0);
+            let blocks = n / 8 * 8;
+            let mut top_v = [_mm256_set1_ps(f32::NEG_INFINITY); R];
+            for jb in (0..blocks).step_by(8) {
+                let kr: [[__m256; V]; 8] = core::array::from_fn(|l| row_of(k, c0 + jb + l));
+                for hh in 0..R {
+                    let sv = sums8_avx2(core::array::from_fn(|l| product(hh, &kr[l])));
+                    // SAFETY: jb + 8 ≤ blocks ≤ ATTEND_CHUNK: inside sc[hh].
+                    unsafe { _mm256_storeu_ps(sc[hh].as_mut_ptr().add(jb), sv) };
+                    top_v[hh] = _mm256_max_ps(top_v[hh], sv);
+                }
+            }
+            for j in blocks..n {
+                let kr = row_of(k, c0 + j);
+                for (hh, row) in sc.iter_mut().enumerate() {
+                    row[j] = hsum_avx2(product(hh, &kr));
+                }
+            }
+            for hh in 0..R {
+                let chunk_top = sc[hh][blocks..n].iter().fold(hmax_avx2(top_v[hh]), |m, &s| m.max(s));
+                let m_new = top[hh].max(chunk_top);
+                let c = crate::ops::math::exp(top[hh] - m_new); // ~0 at the first chunk, on zeros
+                top[hh] = m_new;
+                let cv = _mm256_set1_ps(c);
+                acc[hh].iter_mut().flatten().for_each(|a| *a = _mm256_mul_ps(*a, cv));
+                let m_v = _mm256_set1_ps(m_new);
+                let mut sum_v = _mm256_setzero_ps();
+                for jb in (0..blocks).step_by(8) {
+                    // SAFETY: jb + 8 ≤ blocks ≤ ATTEND_CHUNK: inside sc[hh].
+                    unsafe {
+                        let e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc[hh].as_ptr().add(jb)), m_v));
+                        _mm256_storeu_ps(sc[hh].as_mut_ptr().add(jb), e);
+                        sum_v = _mm256_add_ps(sum_v, e);
+                    }
+                }
+                let mut sum = hsum_avx2(sum_v);
+                for s in &mut sc[hh][blocks..n] {
+                    *s = crate::ops::math::exp(*s - m_new);
+                    sum += *s;
+                }
+                total[hh] = total[hh] * c + sum;
+            }
+            // Σ_j p_j · v_j; positions alternate between two accumulators per head.
+            let add_row = |acc: &mut [[[__m256; V]; 2]; R], j: usize, t: usize| {
+                let vr = row_of(v, c0 + j);
+                for hh in 0..R {
+                    let pv = _mm256_set1_ps(sc[hh][j]);
+                    for u in 0..V {
+                        acc[hh][t][u] = _mm256_fmadd_ps(pv, vr[u], acc[hh][t][u]);
+                    }
+                }
+            };
+            let pairs = n / 2 * 2;
+            for j in (0..pairs).step_by(2) {
+                add_row(&mut acc, j, 0);
+                add_row(&mut acc, j + 1, 1);
+            }
+            if pairs < n {
+                add_row(&mut acc, pairs, 0);
+            }
+        }
+        for hh in 0..R {
+            let inv = _mm256_set1_ps(1.0 / total[hh]);
+            let dst = &mut out[(h0 + hh) * hd..][..hd];
+            for u in 0..V {
+                let mut lanes = [0.0f32; 8];
+                let o = _mm256_mul_ps(_mm256_add_ps(acc[hh][0][u], acc[hh][1][u]), inv);
+                // SAFETY: lanes holds 8 floats.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), o) };
+                let live = hd.saturating_sub(u * 8).min(8);
+                dst[u * 8..][..live].copy_from_slice(&lanes[..live]);
+            }
+        }
+        R
+    }
+
     /// [`crate::ops::math::exp`] on 16 lanes: the same range reduction and polynomial, for finite
     /// or −∞ inputs (−∞ gives the clamp's ~1e-38, which callers mask).
     #[target_feature(enable = "avx512f")]
@@ -485,9 +817,18 @@ mod x86 {
         R
     }
 
-    pub(crate) fn attend_one_avx512(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], shape: AttendShape) -> bool {
-        // SAFETY: the CPU supports AVX-512F (checked first).
-        has_avx512f() && unsafe { attend_one_avx512_impl(out, q, kv, shape) }
+    /// One query's attention with the widest kernel this CPU has (AVX-512, else AVX2); false when
+    /// there is none for this CPU or shape.
+    pub(crate) fn attend_one(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], shape: AttendShape) -> bool {
+        if has_avx512f() {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            unsafe { attend_one_avx512_impl(out, q, kv, shape) }
+        } else if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { attend_one_avx2_impl(out, q, kv, shape) }
+        } else {
+            false
+        }
     }
 
     /// `$fn`: `$chains` independent multiply-add chains of one vector each, `iters` steps: enough
@@ -581,7 +922,8 @@ mod x86 {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{
-    attend_one_avx512, fma_chains, gemm_avx2, gemm_avx512, gemv_avx512, has_avx2_fma, has_avx512f, vectorized,
+    attend_one, fma_chains, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
+    vectorized,
 };
 
 /// IEEE square root that the compiler can vectorise (`sqrtps`/`vsqrtps`). libm's `sqrtf` is inline
@@ -625,7 +967,11 @@ mod other {
         crate::ops::gemm::gemv(c, a, b, g)
     }
 
-    pub(crate) fn attend_one_avx512(_: &mut [f32], _: &[f32], _: [&[f32]; 2], _: super::AttendShape) -> bool {
+    pub(crate) fn gemv_avx2(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        crate::ops::gemm::gemv(c, a, b, g)
+    }
+
+    pub(crate) fn attend_one(_: &mut [f32], _: &[f32], _: [&[f32]; 2], _: super::AttendShape) -> bool {
         false
     }
 
@@ -640,5 +986,6 @@ mod other {
 
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use other::{
-    attend_one_avx512, fma_chains, gemm_avx2, gemm_avx512, gemv_avx512, has_avx2_fma, has_avx512f, vectorized,
+    attend_one, fma_chains, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
+    vectorized,
 };
