@@ -10,9 +10,9 @@
 //!
 //! Why key-major: the scores come from one gemm `Pᵀ = K_g·Q_hᵀ` whose packed operand is only
 //! T × D; the softmax then runs down the columns, vectorised across queries without horizontal
-//! reductions; and `outᵀ = V_gᵀ·Pᵀ`, `dQᵀ = K_gᵀ·dSᵀ` read the stored tiles as they are, with full
-//! 32-wide register tiles for small D. Every product is one [`gemm()`] call reading q/k/v/out in
-//! place through strides and transpose flags.
+//! reductions; and `out_h = P·V_g`, `dQ_h = dS·K_g` read the stored tiles transposed (a `tn`
+//! product, whose narrow D-wide result goes straight into the head's columns). Every product is
+//! one [`gemm()`] call reading q/k/v/out in place through strides and transpose flags.
 
 use crate::ops::math::exp;
 use crate::ops::{Gemm, Kernels, dot, gemm, max, sum, vectorized};
@@ -53,13 +53,13 @@ impl Attn {
     }
 
     /// Floats of scratch [`forward`] and [`backward`] need for `tq` queries over `tk` keys: a
-    /// Tk × Tq tile (inference probabilities, or dPᵀ), a D × Tq transposed product, two rows;
+    /// Tk × Tq tile (inference probabilities, or dPᵀ) and two rows;
     /// with `recompute` (the probabilities were not saved) a second tile, where [`backward`]
     /// recomputes them. `None` when the size overflows `usize` (planners check this).
     pub const fn checked_scratch_len(&self, tq: usize, tk: usize, recompute: bool) -> Option<usize> {
         let tiles = if recompute { 2 } else { 1 };
-        let (Some(tile), Some(d2)) = (tk.checked_mul(tq), self.head_dim.checked_add(2)) else { return None };
-        let (Some(tiles), Some(rows)) = (tile.checked_mul(tiles), d2.checked_mul(tq)) else { return None };
+        let (Some(tile), Some(rows)) = (tk.checked_mul(tq), tq.checked_mul(2)) else { return None };
+        let Some(tiles) = tile.checked_mul(tiles) else { return None };
         tiles.checked_add(rows)
     }
 
@@ -73,46 +73,6 @@ impl Attn {
     pub const fn backward_scratch_len(&self, tq: usize, tk: usize) -> usize {
         self.checked_scratch_len(tq, tk, true).expect("planned attention scratch fits usize")
     }
-}
-
-/// `rows[i·ld + d] (+)= ct[d·T + i]`: a D × T result back into T rows of stride `ld`.
-fn scatter_rows(rows: &mut [f32], ct: &[f32], ld: usize, hd: usize, t: usize, accumulate: bool) {
-    vectorized(
-        #[inline(always)]
-        || {
-            for i in 0..t {
-                let row = &mut rows[i * ld..][..hd];
-                for (dd, r) in row.iter_mut().enumerate() {
-                    let v = ct[dd * t + i];
-                    *r = if accumulate { *r + v } else { v };
-                }
-            }
-        },
-    )
-}
-
-/// `C (D × Tq) = op(A)ᵀ · B`: A is one head's T rows of D columns (stride `lda`), B a Tk × Tq tile.
-fn transposed_product(
-    c: &mut [f32],
-    a: (&[f32], usize),
-    b: &[f32],
-    hd: usize,
-    (tq, tk): (usize, usize),
-    kernels: Kernels,
-) {
-    let g = Gemm {
-        m: hd,
-        n: tq,
-        k: tk,
-        lda: a.1,
-        ldb: tq,
-        ldc: tq,
-        trans_a: true,
-        trans_b: false,
-        accumulate: false,
-        kernels,
-    };
-    gemm(c, a.0, b, g);
 }
 
 /// Attention of `batch` sequences: `tq` queries per sequence over `tk` keys (self-attention:
@@ -166,8 +126,7 @@ fn forward_seqs(
     let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
     let saving = !att.is_empty();
     // Saving, the probabilities go to `att` and no tile is needed (a task's scratch has none).
-    let (tile, rest) = scratch.split_at_mut(if saving { 0 } else { tk * tq });
-    let (ot, rows) = rest.split_at_mut(hd * tq);
+    let (tile, rows) = scratch.split_at_mut(if saving { 0 } else { tk * tq });
     for b in b0..b1 {
         for h in 0..d.n_heads {
             let g = d.group_of(h);
@@ -177,9 +136,10 @@ fn forward_seqs(
             // scoresᵀ (Tk keys, Tq queries) = K_g (Tk, D) · Q_hᵀ
             gemm(pt, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
             softmax_columns(pt, rows, (tk, tq), d.scale(), d.causal);
-            // out_hᵀ (D, Tq) = V_gᵀ · Pᵀ
-            transposed_product(ot, (&v[ko..], kvd), pt, hd, (tq, tk), d.kernels);
-            scatter_rows(&mut out[(b - b0) * tq * qd + h * hd..], ot, qd, hd, tq, false);
+            // out_h (Tq, D) = P · V_g, P read from the key-major tile transposed, written into
+            // the head's columns of out.
+            let o = &mut out[(b - b0) * tq * qd + h * hd..];
+            gemm(o, pt, &v[ko..], Gemm::tn(tq, hd, tk).strides(tq, kvd, qd).on(d.kernels));
         }
     }
 }
@@ -290,8 +250,7 @@ fn backward_seqs(
     let (qd, kvd, hd) = (d.q_dim(), d.kv_dim(), d.head_dim);
     let saved = !att.is_empty();
     let (dpt, rest) = scratch.split_at_mut(tk * tq);
-    let (tile, rest) = rest.split_at_mut(if saved { 0 } else { tk * tq });
-    let (ct, rows) = rest.split_at_mut(hd * tq);
+    let (tile, rows) = rest.split_at_mut(if saved { 0 } else { tk * tq });
     for b in b0..b1 {
         for h in 0..d.n_heads {
             let g = d.group_of(h);
@@ -317,9 +276,14 @@ fn backward_seqs(
             );
             // dSᵀ = scale · Pᵀ ⊙ (dPᵀ − column sums of Pᵀ ⊙ dPᵀ), in place.
             softmax_columns_backward(dpt, pt, &mut rows[..tq], (tk, tq), d.scale());
-            // dQ_hᵀ (D, Tq) = K_gᵀ · dSᵀ, added into dQ's rows;  dK_g (Tk, D) += dSᵀ · Q_h
-            transposed_product(ct, (&k[ko..], kvd), dpt, hd, (tq, tk), d.kernels);
-            scatter_rows(&mut dq[lqo..], ct, qd, hd, tq, true);
+            // dQ_h (Tq, D) += dS · K_g (dS read from its key-major tile transposed);
+            // dK_g (Tk, D) += dSᵀ · Q_h
+            gemm(
+                &mut dq[lqo..],
+                dpt,
+                &k[ko..],
+                Gemm::tn(tq, hd, tk).strides(tq, kvd, qd).acc().on(d.kernels),
+            );
             gemm(
                 &mut dk[lko..],
                 dpt,
@@ -666,7 +630,9 @@ mod tests {
     #[test]
     fn one_query_vector_kernel_matches_the_portable_loop() {
         let mut seed = 5;
-        for (h, g, hd) in [(8, 4, 8), (8, 1, 8), (3, 1, 5), (12, 2, 4), (16, 1, 1), (2, 2, 16), (4, 1, 12), (2, 1, 17)] {
+        for (h, g, hd) in
+            [(8, 4, 8), (8, 1, 8), (3, 1, 5), (12, 2, 4), (16, 1, 1), (2, 2, 16), (4, 1, 12), (2, 1, 17)]
+        {
             for len in [1, 15, 16, 17, 40, 129] {
                 let auto =
                     Attn { n_heads: h, n_kv_heads: g, head_dim: hd, causal: true, kernels: Kernels::Auto };

@@ -121,7 +121,7 @@ mod x86 {
     /// 6×16 tile: 12 ymm accumulators, two B vectors and one broadcast A per step. `WIDE` tells
     /// the two blockings' copies apart, as for [`micro_avx512`].
     #[target_feature(enable = "avx2,fma")]
-    fn micro_avx2<const WIDE: bool>(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX2_MR>) {
+    fn micro_avx2<const COPY: u8>(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX2_MR>) {
         let rows = a_row_ptrs(a, t);
         let bp = t.b_panel.as_ptr();
         let mut acc = [[_mm256_setzero_ps(); 2]; AVX2_MR];
@@ -166,18 +166,74 @@ mod x86 {
         }
     }
 
+    const NARROW_MR: usize = 12;
+    const NARROW_NR: usize = 8;
+
+    /// 12×8 tile for products at most 8 columns wide (an attention head's `P·V`, `dS·K`, `Pᵀ·dO`
+    /// at head_dim 8), where a 16-wide tile would compute as many zeros as values: 12 ymm
+    /// accumulators, one B vector and one broadcast A per row and step. Each element of C is the
+    /// same chain of fused multiply-adds as in [`micro_avx2`], so the bits do not depend on
+    /// which of the two runs.
+    #[target_feature(enable = "avx2,fma")]
+    fn micro_avx2_narrow(c: &mut [f32], a: &[f32], t: &Tile<'_, NARROW_MR>) {
+        let rows = a_row_ptrs(a, t);
+        let bp = t.b_panel.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); NARROW_MR];
+        for p in 0..t.kc {
+            // SAFETY: the panel holds kc × 8 floats; row r of A holds element (r, p) at
+            // rows[r] + p·a_step, inside A by the driver's construction.
+            unsafe {
+                let b0 = _mm256_loadu_ps(bp.add(p * NARROW_NR));
+                for (acc_r, row) in acc.iter_mut().zip(&rows) {
+                    *acc_r = _mm256_fmadd_ps(_mm256_broadcast_ss(&*row.add(p * t.a_step)), b0, *acc_r);
+                }
+            }
+        }
+        if t.mr == NARROW_MR && t.nr == NARROW_NR {
+            let cp = c[t.c_at..].as_mut_ptr();
+            for (r, acc_r) in acc.iter().enumerate() {
+                // SAFETY: a full tile: rows c_at + r·ldc .. + 8 lie inside C (assert_fits).
+                unsafe {
+                    let row = cp.add(r * t.ldc);
+                    let v = if t.overwrite { *acc_r } else { _mm256_add_ps(_mm256_loadu_ps(row), *acc_r) };
+                    _mm256_storeu_ps(row, v);
+                }
+            }
+        } else {
+            let mut tile = [[0.0f32; NARROW_NR]; NARROW_MR];
+            for (dst, acc_r) in tile.iter_mut().zip(&acc) {
+                // SAFETY: dst is 8 floats.
+                unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), *acc_r) };
+            }
+            store_tile(c, &tile, t);
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     fn gemm_avx2_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        if g.n <= NARROW_NR {
+            let need = pack_len::<NARROW_NR, 256, 64>(&g);
+            return with_pack(need, |pack| {
+                let bufs = (pack, &mut [][..]);
+                drive::<NARROW_MR, NARROW_NR, 256, 64, false>(c, a, b, g, bufs, |c, a, t| {
+                    micro_avx2_narrow(c, a, t)
+                })
+            });
+        }
         if is_large(&g) {
             return gemm_avx2_large(c, a, b, g);
+        }
+        if packs_a_avx2(&g) {
+            return match g.n {
+                ..=128 => gemm_avx2_packed_a::<128, { 256 * 128 }, 3>(c, a, b, g),
+                _ => gemm_avx2_packed_a::<256, { 256 * 256 }, 4>(c, a, b, g),
+            };
         }
         // A closure inherits gemm_avx2_impl's target features, so the micro-kernel call is safe.
         let need = pack_len::<AVX2_NR, 256, 64>(&g);
         with_pack(need, |pack| {
             let bufs = (pack, &mut [][..]);
-            drive::<AVX2_MR, AVX2_NR, 256, 64, false>(c, a, b, g, bufs, |c, a, t| {
-                micro_avx2::<false>(c, a, t)
-            })
+            drive::<AVX2_MR, AVX2_NR, 256, 64, false>(c, a, b, g, bufs, |c, a, t| micro_avx2::<0>(c, a, t))
         });
     }
 
@@ -188,7 +244,33 @@ mod x86 {
     fn gemm_avx2_large(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
         let (mut pack, mut apack) = ([0.0f32; 256 * 512], [0.0f32; AVX2_APACK]);
         let bufs = (&mut pack[..], &mut apack[..]);
-        drive::<AVX2_MR, AVX2_NR, 256, 512, true>(c, a, b, g, bufs, |c, a, t| micro_avx2::<true>(c, a, t));
+        drive::<AVX2_MR, AVX2_NR, 256, 512, true>(c, a, b, g, bufs, |c, a, t| micro_avx2::<1>(c, a, t));
+    }
+
+    /// Whether an AVX2 product reads A transposed (a weight gradient, `doutᵀ·inp`) and is deep
+    /// and wide enough to pack it: unpacked, each k step of a tile reads a row of A `lda` floats
+    /// further on, a new page every few steps. (Measured on Zen 3: 1024 × 256 × 1024 at 66 →
+    /// 88 GFLOP/s packed; at n ≤ 64 packing A for so few panels of B loses, 80 → 72.)
+    #[inline(always)]
+    const fn packs_a_avx2(g: &Gemm) -> bool {
+        g.trans_a && g.m >= 48 && g.n > 64 && g.k >= 128
+    }
+
+    /// The blocking of [`packs_a_avx2`] products: B 256 × NC and A MC × 256 at a time, both
+    /// packed, in a never-inlined function whose stack buffers (B's sized by NC) are set up only
+    /// for such products. `COPY` tells the instances' micro-kernels apart (see [`micro_avx512`]).
+    #[inline(never)]
+    #[target_feature(enable = "avx2,fma")]
+    fn gemm_avx2_packed_a<const NC: usize, const PACK: usize, const COPY: u8>(
+        c: &mut [f32],
+        a: &[f32],
+        b: &[f32],
+        g: Gemm,
+    ) {
+        const { assert!(PACK == 256 * NC) };
+        let (mut pack, mut apack) = ([0.0f32; PACK], [0.0f32; AVX2_APACK]);
+        let bufs = (&mut pack[..], &mut apack[..]);
+        drive::<AVX2_MR, AVX2_NR, 256, NC, true>(c, a, b, g, bufs, |c, a, t| micro_avx2::<COPY>(c, a, t));
     }
 
     pub(crate) fn gemm_avx2(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
