@@ -8,7 +8,7 @@
 //! against the erf form. It is the exact GELU, not PyTorch's `approximate='tanh'` variant.
 
 use crate::ops::math::{normal_cdf, normal_pdf};
-use crate::ops::vectorized;
+use crate::ops::{GeluPass, Kernels, gelu_simd, vectorized};
 
 /// An activation function between layers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,6 +95,47 @@ pub fn forward_inplace(x: &mut [f32], act: Activation) {
             Activation::Gelu => x.iter_mut().for_each(|v| *v *= normal_cdf(*v)),
         },
     )
+}
+
+/// [`forward`] on `kernels`: with [`Kernels::Auto`] on a CPU with AVX2 and FMA, GELU runs a
+/// fused-multiply-add vector kernel (the same function up to rounding); otherwise, and with
+/// [`Kernels::Portable`], the loop of [`forward`] (the bits a microcontroller computes).
+pub(crate) fn forward_on(out: &mut [f32], inp: &[f32], act: Activation, kernels: Kernels) {
+    if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::Forward { out: &mut *out, inp })) {
+        forward(out, inp, act);
+    }
+}
+
+/// [`forward_inplace`] on `kernels` (see [`forward_on`]).
+pub(crate) fn forward_inplace_on(x: &mut [f32], act: Activation, kernels: Kernels) {
+    if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::InPlace { x: &mut *x })) {
+        forward_inplace(x, act);
+    }
+}
+
+/// [`backward_inplace`] on `kernels` (see [`forward_on`]).
+pub(crate) fn backward_inplace_on(
+    d: &mut [f32],
+    inp: &[f32],
+    out: &[f32],
+    act: Activation,
+    kernels: Kernels,
+) {
+    if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp })) {
+        backward_inplace(d, inp, out, act);
+    }
+}
+
+/// [`backward_inplace_recompute`] on `kernels` (see [`forward_on`]): GELU's derivative needs
+/// only the input, so it is the same pass as [`backward_inplace_on`]'s.
+pub(crate) fn backward_inplace_recompute_on(d: &mut [f32], inp: &[f32], act: Activation, kernels: Kernels) {
+    if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp })) {
+        backward_inplace_recompute(d, inp, act);
+    }
+}
+
+fn fused_gelu(act: Activation, kernels: Kernels) -> bool {
+    act == Activation::Gelu && kernels == Kernels::Auto
 }
 
 /// Backward of [`forward`]. Accumulates (`+=`) `dout · act'(inp)` into `dinp`.
@@ -184,6 +225,51 @@ mod tests {
             worst = worst.max((got - want).abs() / want.abs().max(1e-3));
         }
         assert!(worst < 2e-6, "GELU differs from the erf form by {worst:e} (relative)");
+    }
+
+    /// The vector GELU of `Kernels::Auto` (where this CPU has one) against the erf form and the
+    /// portable loops: values, derivatives, every tail length, NaN, the far tails.
+    #[test]
+    fn auto_gelu_matches_the_erf_form_and_the_portable_loops() {
+        let xs: Vec<f32> =
+            (-12_000..=8_000).map(|i| i as f32 * 1e-3).chain([f32::NAN, -30.0, 30.0]).collect();
+        for n in [xs.len(), 1, 7, 9, 17] {
+            let x = &xs[xs.len() - n..];
+            let (mut auto, mut port) = (vec![0.0f32; n], vec![0.0f32; n]);
+            forward_on(&mut auto, x, Activation::Gelu, Kernels::Auto);
+            forward(&mut port, x, Activation::Gelu);
+            let mut inplace = x.to_vec();
+            forward_inplace_on(&mut inplace, Activation::Gelu, Kernels::Auto);
+            assert_eq!(
+                inplace.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                auto.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            let (mut d_auto, mut d_port) = (vec![1.5f32; n], vec![1.5f32; n]);
+            backward_inplace_on(&mut d_auto, x, &port, Activation::Gelu, Kernels::Auto);
+            backward_inplace(&mut d_port, x, &port, Activation::Gelu);
+            let mut d_re = vec![1.5f32; n];
+            backward_inplace_recompute_on(&mut d_re, x, Activation::Gelu, Kernels::Auto);
+            assert_eq!(
+                d_re.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                d_auto.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            for (i, &v) in x.iter().enumerate() {
+                if v.is_nan() {
+                    assert!(auto[i].is_nan() && d_auto[i].is_nan(), "NaN must propagate");
+                    continue;
+                }
+                let want =
+                    0.5 * f64::from(v) * (1.0 + libm::erf(f64::from(v) * core::f64::consts::FRAC_1_SQRT_2));
+                let err = (f64::from(auto[i]) - want).abs() / want.abs().max(1e-3);
+                assert!(
+                    err < 2e-6 || (want.abs() < 1e-30 && auto[i].abs() < 1e-30),
+                    "GELU({v}) = {}, want {want}",
+                    auto[i]
+                );
+                let tol = 1e-6 * (1.0 + d_port[i].abs());
+                assert!((d_auto[i] - d_port[i]).abs() <= tol, "GELU'({v}): {} vs {}", d_auto[i], d_port[i]);
+            }
+        }
     }
 
     #[test]

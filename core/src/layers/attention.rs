@@ -135,7 +135,7 @@ fn forward_seqs(
                 if saving { &mut att[((b - b0) * d.n_heads + h) * tk * tq..][..tk * tq] } else { &mut *tile };
             // scoresᵀ (Tk keys, Tq queries) = K_g (Tk, D) · Q_hᵀ
             gemm(pt, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
-            softmax_columns(pt, rows, (tk, tq), d.scale(), d.causal);
+            softmax_columns(pt, rows, (tk, tq), d.scale(), d);
             // out_h (Tq, D) = P · V_g, P read from the key-major tile transposed, written into
             // the head's columns of out.
             let o = &mut out[(b - b0) * tq * qd + h * hd..];
@@ -262,7 +262,7 @@ fn backward_seqs(
             } else {
                 // The forward's probabilities, recomputed as it computed them.
                 gemm(tile, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
-                softmax_columns(tile, rows, (tk, tq), d.scale(), d.causal);
+                softmax_columns(tile, rows, (tk, tq), d.scale(), d);
                 tile
             };
             // dPᵀ (Tk, Tq) = V_g (Tk, D) · dout_hᵀ
@@ -334,7 +334,11 @@ pub fn forward_one(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], scores: &mut [f3
 /// Columns of `pt` (Tk keys × Tq queries) ← softmax over keys of `scale ·` column, numerically
 /// stable. With `causal` (Tk = Tq), query i sees keys 0..=i; the rest become exactly 0. `rows`
 /// is scratch of 2·Tq floats (per-query maximum and sum).
-fn softmax_columns(pt: &mut [f32], rows: &mut [f32], (tk, tq): (usize, usize), scale: f32, causal: bool) {
+///
+/// On [`Kernels::Auto`] with AVX2 and FMA the exponentials run in a fused-multiply-add vector
+/// kernel (the same function up to rounding); [`Kernels::Portable`] always runs the loops here.
+fn softmax_columns(pt: &mut [f32], rows: &mut [f32], (tk, tq): (usize, usize), scale: f32, d: Attn) {
+    let causal = d.causal;
     let (top, total) = rows[..2 * tq].split_at_mut(tq);
     let pt = &mut pt[..tk * tq];
     vectorized(
@@ -347,15 +351,19 @@ fn softmax_columns(pt: &mut [f32], rows: &mut [f32], (tk, tq): (usize, usize), s
                 let from = first(j);
                 top[from..].iter_mut().zip(&row[from..]).for_each(|(m, &s)| *m = if s > *m { s } else { *m });
             }
-            total.fill(0.0);
-            for (j, row) in pt.chunks_exact_mut(tq).enumerate() {
-                let from = first(j);
-                row[..from].fill(0.0);
-                let live = row[from..].iter_mut().zip(&top[from..]).zip(&mut total[from..]);
-                live.for_each(|((s, &m), z)| {
-                    *s = exp((*s - m) * scale);
-                    *z += *s;
-                });
+            let fused = d.kernels == Kernels::Auto
+                && crate::ops::softmax_exp_simd(pt, [&mut *top, &mut *total], (tk, tq), scale, causal);
+            if !fused {
+                total.fill(0.0);
+                for (j, row) in pt.chunks_exact_mut(tq).enumerate() {
+                    let from = first(j);
+                    row[..from].fill(0.0);
+                    let live = row[from..].iter_mut().zip(&top[from..]).zip(&mut total[from..]);
+                    live.for_each(|((s, &m), z)| {
+                        *s = exp((*s - m) * scale);
+                        *z += *s;
+                    });
+                }
             }
             total.iter_mut().for_each(|z| *z = 1.0 / *z);
             for row in pt.chunks_exact_mut(tq) {
@@ -516,6 +524,30 @@ mod tests {
         }
     }
 
+    /// The vector exponentials of `Kernels::Auto` (where this CPU has them) against the portable
+    /// loop, over tile widths that leave every tail length, with and without the causal mask.
+    #[test]
+    fn auto_softmax_matches_the_portable_loop() {
+        let mut seed = 3;
+        for causal in [false, true] {
+            for t in [1, 5, 8, 9, 17, 32, 33] {
+                let x: Vec<f32> = random(t * t, &mut seed).iter().map(|v| 8.0 * v).collect();
+                let auto = dims(1, 1, causal);
+                let portable = Attn { kernels: Kernels::Portable, ..auto };
+                let (mut a, mut p, mut rows) = (x.clone(), x.clone(), vec![0.0; 2 * t]);
+                softmax_columns(&mut a, &mut rows, (t, t), 0.6, auto);
+                softmax_columns(&mut p, &mut rows, (t, t), 0.6, portable);
+                for (i, (&u, &w)) in a.iter().zip(&p).enumerate() {
+                    assert!(
+                        (u - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                        "T={t} causal={causal} [{i}]: {u} vs {w}"
+                    );
+                    assert_eq!(u == 0.0, w == 0.0, "masked entries are exactly 0 in both");
+                }
+            }
+        }
+    }
+
     #[test]
     fn softmax_backward_matches_finite_differences() {
         for causal in [false, true] {
@@ -524,7 +556,7 @@ mod tests {
             let scale = 0.7;
             let run = |x: &[f32]| {
                 let (mut p, mut rows) = (x.to_vec(), vec![0.0; 2 * T]);
-                softmax_columns(&mut p, &mut rows, (T, T), scale, causal);
+                softmax_columns(&mut p, &mut rows, (T, T), scale, dims(1, 1, causal));
                 p
             };
             let p = run(&x);

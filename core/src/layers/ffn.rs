@@ -48,11 +48,11 @@ pub fn forward(
     linear::forward(pre, inp, w1, b1, d.fc1());
     match hid {
         Some(hid) => {
-            activation::forward(hid, pre, d.act);
+            activation::forward_on(hid, pre, d.act, d.kernels);
             linear::forward(out, hid, w2, b2, d.fc2());
         }
         None => {
-            activation::forward_inplace(pre, d.act);
+            activation::forward_inplace_on(pre, d.act, d.kernels);
             linear::forward(out, pre, w2, b2, d.fc2());
         }
     }
@@ -75,7 +75,7 @@ pub fn backward(
     let [dw1, db1, dw2, db2] = dw;
     dhid.fill(0.0);
     linear::backward(Some(dhid), dw2, db2, dout, hid, w[2], d.fc2());
-    activation::backward_inplace(dhid, pre, hid, d.act);
+    activation::backward_inplace_on(dhid, pre, hid, d.act, d.kernels);
     linear::backward(Some(dinp), dw1, db1, dhid, inp, w[0], d.fc1());
 }
 
@@ -85,7 +85,7 @@ pub fn backward(
 pub fn forward_over_input(io: &mut [f32], pre: &mut [f32], hid: &mut [f32], w: Weights<'_>, d: Ffn) {
     let [w1, b1, w2, b2] = w;
     linear::forward(pre, io, w1, b1, d.fc1());
-    activation::forward(hid, pre, d.act);
+    activation::forward_on(hid, pre, d.act, d.kernels);
     linear::forward(io, hid, w2, b2, d.fc2());
 }
 
@@ -104,11 +104,11 @@ pub fn backward_recompute(
     d: Ffn,
 ) {
     let [dw1, db1, dw2, db2] = dw;
-    activation::forward(work, pre, d.act);
+    activation::forward_on(work, pre, d.act, d.kernels);
     linear::backward(None, dw2, db2, dout, work, w[2], d.fc2());
     work.fill(0.0);
     linear::backward_input(work, dout, w[2], d.fc2());
-    activation::backward_inplace_recompute(work, pre, d.act);
+    activation::backward_inplace_recompute_on(work, pre, d.act, d.kernels);
     linear::backward(None, dw1, db1, work, inp, w[0], d.fc1());
     inp.fill(0.0);
     linear::backward_input(inp, work, w[0], d.fc1());

@@ -46,7 +46,9 @@ pub struct Gemm {
 /// Which gemm kernels a model's layers use. A model carries its choice in the dims it hands its
 /// layers (never a global a layer reads), so two models in one process may choose differently.
 ///
-/// Only gemm differs between the paths: elementwise kernels and reductions give the same bits at
+/// What differs between the paths: gemm, and on `Auto` the passes that have a fused-multiply-add
+/// vector kernel (GELU and its derivative, attention's softmax exponentials, one query's
+/// attention over a KV cache). Every other elementwise kernel and reduction gives the same bits at
 /// every vector width. With `Portable`, a host computes exactly what a microcontroller running the
 /// same code computes, bit for bit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

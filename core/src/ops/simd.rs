@@ -23,12 +23,21 @@ pub(crate) struct AttendShape {
     pub scale: f32,
 }
 
+/// One elementwise GELU pass over equal-length slices, for [`gelu`]: `out = gelu(inp)`,
+/// `x = gelu(x)`, or `d *= gelu'(inp)`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86_64 kernel reads it
+pub(crate) enum GeluPass<'s> {
+    Forward { out: &'s mut [f32], inp: &'s [f32] },
+    InPlace { x: &'s mut [f32] },
+    ScaleGrad { d: &'s mut [f32], inp: &'s [f32] },
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
     use core::sync::atomic::{AtomicU8, Ordering};
 
-    use super::{AttendShape, Gemm};
+    use super::{AttendShape, GeluPass, Gemm};
     use crate::ops::gemm::{Tile, drive, is_large, pack_len, store_tile};
 
     /// Run `f` with a zeroed stack buffer of at least `need` floats (at most 256 × 64, the largest
@@ -602,6 +611,170 @@ mod x86 {
         _mm256_mul_ps(e, scale)
     }
 
+    /// Φ(x), [`crate::ops::math::normal_cdf`]'s formula on 8 lanes with fused multiply-adds.
+    #[target_feature(enable = "avx2,fma")]
+    fn normal_cdf_avx2(x: __m256) -> __m256 {
+        let set = _mm256_set1_ps;
+        let z = _mm256_mul_ps(_mm256_andnot_ps(set(-0.0), x), set(core::f32::consts::FRAC_1_SQRT_2));
+        let t = _mm256_div_ps(set(1.0), _mm256_fmadd_ps(set(0.5), z, set(1.0)));
+        let mut poly = set(0.170_872_77);
+        for c in [
+            -0.822_152_2,
+            1.488_515_9,
+            -1.135_204,
+            0.278_868_07,
+            -0.186_288_06,
+            0.096_784_18,
+            0.374_091_96,
+            1.000_023_7,
+            -1.265_512_2,
+        ] {
+            poly = _mm256_fmadd_ps(poly, t, set(c));
+        }
+        let half_erfc = _mm256_mul_ps(set(0.5), _mm256_mul_ps(t, exp_avx2(_mm256_fnmadd_ps(z, z, poly))));
+        // x < 0: ½·erfc(|x|/√2); else 1 − ½·erfc(x/√2). NaN stays NaN (through t).
+        let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+        _mm256_blendv_ps(_mm256_sub_ps(set(1.0), half_erfc), half_erfc, negative)
+    }
+
+    /// GELU'(x) = Φ(x) + x·φ(x) on 8 lanes with fused multiply-adds.
+    #[target_feature(enable = "avx2,fma")]
+    fn gelu_grad_avx2(x: __m256) -> __m256 {
+        let pdf = _mm256_mul_ps(
+            _mm256_set1_ps(0.398_942_3),
+            exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-0.5), _mm256_mul_ps(x, x))),
+        );
+        _mm256_fmadd_ps(x, pdf, normal_cdf_avx2(x))
+    }
+
+    /// `out ← f(out, a)` over two slices of the same length, 8 lanes at a time; the last
+    /// partial vector goes through zero-padded copies, and only its live lanes are written.
+    #[inline(always)]
+    fn lanes2(out: &mut [f32], a: &[f32], f: impl Fn(__m256, __m256) -> __m256) {
+        let n = out.len();
+        let whole = n / 8 * 8;
+        for (o, x) in out[..whole].chunks_exact_mut(8).zip(a[..whole].chunks_exact(8)) {
+            // SAFETY: each chunk holds 8 floats.
+            unsafe {
+                _mm256_storeu_ps(o.as_mut_ptr(), f(_mm256_loadu_ps(o.as_ptr()), _mm256_loadu_ps(x.as_ptr())))
+            };
+        }
+        if whole < n {
+            let (mut o, mut x) = ([0.0f32; 8], [0.0f32; 8]);
+            o[..n - whole].copy_from_slice(&out[whole..]);
+            x[..n - whole].copy_from_slice(&a[whole..n]);
+            // SAFETY: each array holds 8 floats.
+            unsafe {
+                _mm256_storeu_ps(o.as_mut_ptr(), f(_mm256_loadu_ps(o.as_ptr()), _mm256_loadu_ps(x.as_ptr())))
+            };
+            out[whole..].copy_from_slice(&o[..n - whole]);
+        }
+    }
+
+    /// `x ← f(x)` 8 lanes at a time, the last partial vector through a zero-padded copy.
+    #[inline(always)]
+    fn lanes1(x: &mut [f32], f: impl Fn(__m256) -> __m256) {
+        let n = x.len();
+        let whole = n / 8 * 8;
+        for v in x[..whole].chunks_exact_mut(8) {
+            // SAFETY: each chunk holds 8 floats.
+            unsafe { _mm256_storeu_ps(v.as_mut_ptr(), f(_mm256_loadu_ps(v.as_ptr()))) };
+        }
+        if whole < n {
+            let mut v = [0.0f32; 8];
+            v[..n - whole].copy_from_slice(&x[whole..]);
+            // SAFETY: v holds 8 floats.
+            unsafe { _mm256_storeu_ps(v.as_mut_ptr(), f(_mm256_loadu_ps(v.as_ptr()))) };
+            x[whole..].copy_from_slice(&v[..n - whole]);
+        }
+    }
+
+    /// The exponential pass of a column softmax, with AVX2 and FMA (see [`softmax_exp`]).
+    #[target_feature(enable = "avx2,fma")]
+    fn softmax_exp_avx2(
+        pt: &mut [f32],
+        [top, total]: [&mut [f32]; 2],
+        (tk, tq): (usize, usize),
+        scale: f32,
+        causal: bool,
+    ) {
+        let scale_v = _mm256_set1_ps(scale);
+        total.fill(0.0);
+        for (j, row) in pt[..tk * tq].chunks_exact_mut(tq).enumerate() {
+            let from = if causal { j.min(tq) } else { 0 };
+            row[..from].fill(0.0);
+            let (row, m, z) = (&mut row[from..], &top[from..tq], &mut total[from..tq]);
+            let whole = row.len() / 8 * 8;
+            for ((s, m), z) in
+                row[..whole].chunks_exact_mut(8).zip(m.chunks_exact(8)).zip(z.chunks_exact_mut(8))
+            {
+                // SAFETY: each chunk holds 8 floats.
+                unsafe {
+                    let x = _mm256_mul_ps(
+                        _mm256_sub_ps(_mm256_loadu_ps(s.as_ptr()), _mm256_loadu_ps(m.as_ptr())),
+                        scale_v,
+                    );
+                    let e = exp_avx2(x);
+                    _mm256_storeu_ps(s.as_mut_ptr(), e);
+                    _mm256_storeu_ps(z.as_mut_ptr(), _mm256_add_ps(_mm256_loadu_ps(z.as_ptr()), e));
+                }
+            }
+            let n = row.len() - whole;
+            if n > 0 {
+                let (mut sv, mut mv) = ([0.0f32; 8], [0.0f32; 8]);
+                sv[..n].copy_from_slice(&row[whole..]);
+                mv[..n].copy_from_slice(&m[whole..]);
+                // SAFETY: each array holds 8 floats.
+                unsafe {
+                    let x = _mm256_mul_ps(
+                        _mm256_sub_ps(_mm256_loadu_ps(sv.as_ptr()), _mm256_loadu_ps(mv.as_ptr())),
+                        scale_v,
+                    );
+                    _mm256_storeu_ps(sv.as_mut_ptr(), exp_avx2(x));
+                }
+                row[whole..].copy_from_slice(&sv[..n]);
+                z[whole..].iter_mut().zip(&sv).for_each(|(z, &e)| *z += e);
+            }
+        }
+    }
+
+    /// The exponential pass of a column softmax over a Tk × Tq tile with AVX2 and FMA: each
+    /// visible entry becomes `exp((s − top[i])·scale)` and is added to `total[i]` (zeroed
+    /// first); masked entries (causal: key j for queries before j) become 0. False, doing
+    /// nothing, on a CPU without AVX2 and FMA.
+    pub(crate) fn softmax_exp(
+        pt: &mut [f32],
+        rows: [&mut [f32]; 2],
+        shape: (usize, usize),
+        scale: f32,
+        causal: bool,
+    ) -> bool {
+        // SAFETY: the CPU supports AVX2 and FMA (checked first).
+        has_avx2_fma() && {
+            unsafe { softmax_exp_avx2(pt, rows, shape, scale, causal) };
+            true
+        }
+    }
+
+    /// GELU passes with AVX2 and FMA (see [`GeluPass`]).
+    #[target_feature(enable = "avx2,fma")]
+    fn gelu_avx2_impl(pass: GeluPass<'_>) {
+        match pass {
+            GeluPass::Forward { out, inp } => lanes2(out, inp, |_, x| _mm256_mul_ps(x, normal_cdf_avx2(x))),
+            GeluPass::InPlace { x } => lanes1(x, |v| _mm256_mul_ps(v, normal_cdf_avx2(v))),
+            GeluPass::ScaleGrad { d, inp } => lanes2(d, inp, |g, x| _mm256_mul_ps(g, gelu_grad_avx2(x))),
+        }
+    }
+
+    /// Run a GELU pass with AVX2 and FMA; false (nothing done) when the CPU lacks them.
+    pub(crate) fn gelu(pass: GeluPass<'_>) -> bool {
+        // SAFETY: the CPU supports AVX2 and FMA (checked first).
+        has_avx2_fma() && {
+            unsafe { gelu_avx2_impl(pass) };
+            true
+        }
+    }
+
     /// Positions per pass of [`attend_heads_avx2`]: its scores live on the stack, and its
     /// softmax is rescaled (online) from one chunk to the next.
     const ATTEND_CHUNK: usize = 64;
@@ -1004,8 +1177,8 @@ mod x86 {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{
-    attend_one, fma_chains, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
-    vectorized,
+    attend_one, fma_chains, gelu, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
+    softmax_exp, vectorized,
 };
 
 /// IEEE square root that the compiler can vectorise (`sqrtps`/`vsqrtps`). libm's `sqrtf` is inline
@@ -1061,6 +1234,14 @@ mod other {
         f()
     }
 
+    pub(crate) fn gelu(_: super::GeluPass<'_>) -> bool {
+        false
+    }
+
+    pub(crate) fn softmax_exp(_: &mut [f32], _: [&mut [f32]; 2], _: (usize, usize), _: f32, _: bool) -> bool {
+        false
+    }
+
     pub(crate) fn fma_chains(_: crate::ops::Kernel, _: usize, _: f32) -> Option<(u64, f32)> {
         None
     }
@@ -1068,6 +1249,6 @@ mod other {
 
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use other::{
-    attend_one, fma_chains, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
-    vectorized,
+    attend_one, fma_chains, gelu, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
+    softmax_exp, vectorized,
 };
