@@ -554,8 +554,32 @@ fn pack_b<const NR: usize>(
         let j0 = jc + q * NR;
         let nr = NR.min(jc + nc - j0);
         if g.trans_b {
-            // B stored n×k: column j of op(B) is a contiguous run of row j of B.
-            for j in 0..NR {
+            // B stored n×k: column j of op(B) is a contiguous run of row j of B. Whole groups of
+            // eight columns go through 8 × 8 blocks (read as eight row runs, written transposed:
+            // fixed-size moves the compiler turns into shuffles); the rest one column at a time.
+            let whole = nr / 8 * 8;
+            for jb in (0..whole).step_by(8) {
+                let rows: [&[f32]; 8] = core::array::from_fn(|r| &b[(j0 + jb + r) * g.ldb + pc..][..kc]);
+                let deep = kc / 8 * 8;
+                for pb in (0..deep).step_by(8) {
+                    let mut blk = [[0.0f32; 8]; 8];
+                    for (dst, row) in blk.iter_mut().zip(&rows) {
+                        dst.copy_from_slice(&row[pb..pb + 8]);
+                    }
+                    for (q, dst) in panel[pb * NR..(pb + 8) * NR].chunks_exact_mut(NR).enumerate() {
+                        let dst = &mut dst[jb..jb + 8];
+                        for r in 0..8 {
+                            dst[r] = blk[r][q];
+                        }
+                    }
+                }
+                for p in deep..kc {
+                    for r in 0..8 {
+                        panel[p * NR + jb + r] = rows[r][p];
+                    }
+                }
+            }
+            for j in whole..NR {
                 if j < nr {
                     let row = &b[(j0 + j) * g.ldb + pc..][..kc];
                     for (p, &v) in row.iter().enumerate() {
