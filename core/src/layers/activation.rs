@@ -99,18 +99,23 @@ pub fn forward_inplace(x: &mut [f32], act: Activation) {
 
 /// [`forward`] on `kernels`: with [`Kernels::Auto`] on a CPU with AVX2 and FMA, GELU runs a
 /// fused-multiply-add vector kernel (the same function up to rounding); otherwise, and with
-/// [`Kernels::Portable`], the loop of [`forward`] (the bits a microcontroller computes).
+/// [`Kernels::Portable`], the loop of [`forward`] (the bits a microcontroller computes). A large
+/// pass splits into contiguous chunks on the installed parallel-for (see [`split`]).
 pub(crate) fn forward_on(out: &mut [f32], inp: &[f32], act: Activation, kernels: Kernels) {
-    if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::Forward { out: &mut *out, inp })) {
-        forward(out, inp, act);
-    }
+    split(out, [inp, &[]], &|out, [inp, _]| {
+        if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::Forward { out: &mut *out, inp })) {
+            forward(out, inp, act);
+        }
+    });
 }
 
 /// [`forward_inplace`] on `kernels` (see [`forward_on`]).
 pub(crate) fn forward_inplace_on(x: &mut [f32], act: Activation, kernels: Kernels) {
-    if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::InPlace { x: &mut *x })) {
-        forward_inplace(x, act);
-    }
+    split(x, [&[], &[]], &|x, _| {
+        if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::InPlace { x: &mut *x })) {
+            forward_inplace(x, act);
+        }
+    });
 }
 
 /// [`backward_inplace`] on `kernels` (see [`forward_on`]).
@@ -121,17 +126,64 @@ pub(crate) fn backward_inplace_on(
     act: Activation,
     kernels: Kernels,
 ) {
-    if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp })) {
-        backward_inplace(d, inp, out, act);
-    }
+    split(d, [inp, out], &|d, [inp, out]| {
+        if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp })) {
+            backward_inplace(d, inp, out, act);
+        }
+    });
 }
 
 /// [`backward_inplace_recompute`] on `kernels` (see [`forward_on`]): GELU's derivative needs
 /// only the input, so it is the same pass as [`backward_inplace_on`]'s.
 pub(crate) fn backward_inplace_recompute_on(d: &mut [f32], inp: &[f32], act: Activation, kernels: Kernels) {
-    if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp })) {
-        backward_inplace_recompute(d, inp, act);
+    split(d, [inp, &[]], &|d, [inp, _]| {
+        if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp })) {
+            backward_inplace_recompute(d, inp, act);
+        }
+    });
+}
+
+/// Work of one element of an activation pass in gemm FLOPs (what the parallel-for's task size is
+/// measured in): a GELU element costs about as long as 256 of a gemm's.
+#[cfg(not(target_os = "none"))]
+const ELEMENT_COST: u64 = 256;
+
+/// Elements per unit of a split pass.
+#[cfg(not(target_os = "none"))]
+const SPLIT_UNIT: usize = 64;
+
+/// An elementwise pass over a chunk of the output and the same chunk of (up to) two inputs.
+type Pass<'p> = dyn Fn(&mut [f32], [&[f32]; 2]) + Sync + 'p;
+
+/// Run `pass` over `x` and the inputs of the same length (an empty one stays empty), split into
+/// contiguous chunks on the installed parallel-for when the pass is large enough, else in one
+/// call. Each element is computed by the same code from the same values in any chunk, so the
+/// bits do not depend on the thread count.
+fn split(x: &mut [f32], ins: [&[f32]; 2], pass: &Pass<'_>) {
+    #[cfg(not(target_os = "none"))]
+    if let Some(par) = crate::parallel::current() {
+        use crate::parallel::{run_tasks, share, tasks_for};
+        let n = x.len();
+        let units = n / SPLIT_UNIT;
+        let tasks = tasks_for(par, units, (n as u64).saturating_mul(ELEMENT_COST));
+        if tasks >= 2 {
+            let (mut rest, mut rest_ins) = (x, ins);
+            run_tasks(par, tasks, |t| {
+                let len = if t + 1 == tasks {
+                    rest.len()
+                } else {
+                    (share(units, tasks, t + 1) - share(units, tasks, t)) * SPLIT_UNIT
+                };
+                let (mine, later) = core::mem::take(&mut rest).split_at_mut(len);
+                rest = later;
+                let my_ins = rest_ins.map(|i| if i.is_empty() { i } else { &i[..len] });
+                rest_ins = rest_ins.map(|i| if i.is_empty() { i } else { &i[len..] });
+                move || pass(mine, my_ins)
+            });
+            return;
+        }
     }
+    pass(x, ins);
 }
 
 fn fused_gelu(act: Activation, kernels: Kernels) -> bool {
