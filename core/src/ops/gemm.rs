@@ -706,6 +706,7 @@ mod tests {
             (13, 33, 300),
             (64, 40, 64),
             (75, 70, 513),
+            (37, 8, 300),    // exactly 8 wide: B read in place (AVX2), two blocks of k
             (259, 530, 300), // the wide blocking (is_large), A packed in both layouts
         ];
         let mut seed = 11;

@@ -218,8 +218,55 @@ mod x86 {
         }
     }
 
+    /// Products exactly 8 columns wide with B stored k × n (an attention head's `P·V`, `dS·K`,
+    /// `Pᵀ·dO`, `dSᵀ·Q` at head_dim 8): each row of B is one vector, read in place, so nothing
+    /// is packed. The tiles, blocks of k and each element's chain of fused multiply-adds are
+    /// those of [`micro_avx2_narrow`] under the driver, so the bits are the same.
+    #[target_feature(enable = "avx2,fma")]
+    fn gemm_avx2_narrow_direct(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        const KC: usize = 256;
+        debug_assert!(g.n == NARROW_NR && !g.trans_b);
+        let a_step = if g.trans_a { g.lda } else { 1 };
+        for pc in (0..g.k).step_by(KC) {
+            let kc = KC.min(g.k - pc);
+            let overwrite = !g.accumulate && pc == 0;
+            let b_rows = &b[pc * g.ldb..];
+            for i0 in (0..g.m).step_by(NARROW_MR) {
+                let mr = NARROW_MR.min(g.m - i0);
+                // Rows past mr repeat the last valid one (computed, never stored).
+                let a_at: [usize; NARROW_MR] = core::array::from_fn(|r| {
+                    let i = i0 + r.min(mr - 1);
+                    if g.trans_a { pc * g.lda + i } else { i * g.lda + pc }
+                });
+                let rows: [*const f32; NARROW_MR] = core::array::from_fn(|r| a[a_at[r]..].as_ptr());
+                let mut acc = [_mm256_setzero_ps(); NARROW_MR];
+                for p in 0..kc {
+                    // SAFETY: row pc + p of B holds 8 floats at p·ldb (assert_fits: (k−1)·ldb + 8
+                    // ≤ b.len()); element (r, p) of A is at rows[r] + p·a_step, inside A.
+                    unsafe {
+                        let b0 = _mm256_loadu_ps(b_rows.as_ptr().add(p * g.ldb));
+                        for (acc_r, row) in acc.iter_mut().zip(&rows) {
+                            *acc_r = _mm256_fmadd_ps(_mm256_broadcast_ss(&*row.add(p * a_step)), b0, *acc_r);
+                        }
+                    }
+                }
+                for (r, acc_r) in acc.iter().enumerate().take(mr) {
+                    let row = c[(i0 + r) * g.ldc..][..NARROW_NR].as_mut_ptr();
+                    // SAFETY: row points at 8 floats of C.
+                    unsafe {
+                        let v = if overwrite { *acc_r } else { _mm256_add_ps(_mm256_loadu_ps(row), *acc_r) };
+                        _mm256_storeu_ps(row, v);
+                    }
+                }
+            }
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     fn gemm_avx2_impl(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        if g.n == NARROW_NR && !g.trans_b {
+            return gemm_avx2_narrow_direct(c, a, b, g);
+        }
         if g.n <= NARROW_NR {
             let need = pack_len::<NARROW_NR, 256, 64>(&g);
             return with_pack(need, |pack| {
@@ -616,7 +663,11 @@ mod x86 {
     fn normal_cdf_avx2(x: __m256) -> __m256 {
         let set = _mm256_set1_ps;
         let z = _mm256_mul_ps(_mm256_andnot_ps(set(-0.0), x), set(core::f32::consts::FRAC_1_SQRT_2));
-        let t = _mm256_div_ps(set(1.0), _mm256_fmadd_ps(set(0.5), z, set(1.0)));
+        // t = 1/(1 + z/2) from the reciprocal estimate and one Newton step (~2⁻²² relative; a
+        // division would wait on the divider).
+        let den = _mm256_fmadd_ps(set(0.5), z, set(1.0));
+        let r0 = _mm256_rcp_ps(den);
+        let t = _mm256_fmadd_ps(_mm256_fnmadd_ps(den, r0, set(1.0)), r0, r0);
         let mut poly = set(0.170_872_77);
         for c in [
             -0.822_152_2,
