@@ -636,9 +636,19 @@ const PORTABLE_KC: usize = 64;
 /// KiB and its SRAM answers every load in one cycle. The SIMD kernels pack; each element's
 /// arithmetic (the products summed in k order within a block, blocks added in order) is the same
 /// whichever loop runs first.
+///
+/// Products at most 4 columns wide (an attention head's `P·V` at head_dim 4) take 8 × 4 tiles
+/// instead, so that no half of each tile computes columns past n.
 pub(crate) fn gemm_portable(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
-    const MR: usize = PORTABLE_MR;
-    const NR: usize = PORTABLE_NR;
+    if g.n <= PORTABLE_MR {
+        gemm_portable_tiles::<PORTABLE_NR, PORTABLE_MR>(c, a, b, g)
+    } else {
+        gemm_portable_tiles::<PORTABLE_MR, PORTABLE_NR>(c, a, b, g)
+    }
+}
+
+/// [`gemm_portable`] with `MR × NR` register tiles.
+fn gemm_portable_tiles<const MR: usize, const NR: usize>(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
     for j0 in (0..g.n).step_by(NR) {
         let nr = NR.min(g.n - j0);
         for pc in (0..g.k).step_by(PORTABLE_KC) {
