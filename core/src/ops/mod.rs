@@ -29,27 +29,12 @@ pub(crate) fn attend_one_simd(
     simd::attend_one(out, q, kv, shape)
 }
 
-pub(crate) use simd::GeluPass;
-
-/// A GELU pass with the CPU's FMA vector unit (AVX2 and FMA): the same formulas as
-/// [`math::normal_cdf`] and [`math::normal_pdf`] with fused multiply-adds, so the last bits can
-/// differ from the portable loops. Returns false, doing nothing, on a CPU without them.
-pub(crate) fn gelu_simd(pass: GeluPass<'_>) -> bool {
-    simd::gelu(pass)
-}
-
-/// The exponential pass of a column softmax with the CPU's FMA vector unit (see
-/// `layers::attention`): [`math::exp`]'s formula with fused multiply-adds. Returns false, doing
-/// nothing, on a CPU without AVX2 and FMA.
-pub(crate) fn softmax_exp_simd(
-    pt: &mut [f32],
-    rows: [&mut [f32]; 2],
-    shape: (usize, usize),
-    scale: f32,
-    causal: bool,
-) -> bool {
-    simd::softmax_exp(pt, rows, shape, scale, causal)
-}
+/// Fused-multiply-add vector kernels of [`Kernels::Auto`] for elementwise passes (AVX2 and FMA;
+/// each returns false, doing nothing, on a CPU without them): GELU and its derivative
+/// ([`math::normal_cdf`]'s and [`math::normal_pdf`]'s formulas), and the exponential pass of
+/// attention's column softmax ([`math::exp`]'s). The last bits can differ from the portable
+/// loops'.
+pub(crate) use simd::{GeluPass, gelu as gelu_simd, softmax_exp as softmax_exp_simd};
 
 /// Correctly rounded square root, vectorisable (unlike libm's, which is opaque inline assembly).
 #[inline(always)]
