@@ -298,7 +298,7 @@ fn backward_seqs(
 /// construction): `out` (H·D) from `q` (H·D) and `k`, `v` (len × G·D, the cache's rows).
 /// Overwrites `out`; `scores` is scratch of at least `len` floats.
 ///
-/// With `Kernels::Auto` on a CPU with AVX-512 the heads of a group run together in one vector
+/// With `Kernels::Auto` on a CPU with AVX-512 or AVX2 the heads of a group run together in one vector
 /// kernel with an online softmax (the same result up to rounding); `Portable` always runs the
 /// loop below, the bits a microcontroller computes.
 pub fn forward_one(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], scores: &mut [f32], d: Attn, len: usize) {
