@@ -236,7 +236,7 @@ impl EncoderDecoder {
             xs[..od].fill(0.0);
             xs[od..].copy_from_slice(&ys[..(tgt - 1) * od]);
         }
-        self.dec.forward(bufs, self.dec_in, (batch, tgt), Some(self.memory(src)));
+        self.dec.forward(bufs, self.dec_in, (batch, tgt), Some(&self.memory(src)));
     }
 
     /// Backward of [`EncoderDecoder::forward`]: the decoder, which fills d(memory), then the
@@ -249,8 +249,8 @@ impl EncoderDecoder {
         (src, tgt): (usize, usize),
     ) {
         bufs.act_grads[self.dmemory.prefix(batch * src * self.cfg.embed_dim)].fill(0.0);
-        self.dec.backward(bufs, self.dec_in, (batch, tgt), Some(self.memory(src)));
-        self.enc.backward(bufs, inp, (batch, src), Some(self.memory(src)));
+        self.dec.backward(bufs, self.dec_in, (batch, tgt), Some(&self.memory(src)));
+        self.enc.backward(bufs, inp, (batch, src), Some(&self.memory(src)));
     }
 
     /// Greedy decoding of `tgt` values per sequence for the sources in `acts[inp]`, leaving the
@@ -299,7 +299,7 @@ impl EncoderDecoder {
                         xs[..od].fill(0.0);
                         xs[od..].copy_from_slice(&y[b * (t - 1) * od..][..(t - 1) * od]);
                     }
-                    self.dec.forward(bufs, self.dec_in, (batch, t), Some(mem));
+                    self.dec.forward(bufs, self.dec_in, (batch, t), Some(&mem));
                 }
             }
         }

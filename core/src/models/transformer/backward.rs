@@ -17,7 +17,7 @@ impl Transformer {
         bufs: &mut Buffers<'_>,
         inp: Slot,
         (batch, seq): (usize, usize),
-        memory: Option<MemorySlots>,
+        memory: Option<&MemorySlots>,
     ) {
         debug_assert!(self.training);
         let c = &self.cfg;
@@ -262,7 +262,7 @@ impl Transformer {
         ag: &mut [f32],
         scratch: &mut [f32],
         (batch, seq): (usize, usize),
-        memory: Option<MemorySlots>,
+        memory: Option<&MemorySlots>,
     ) {
         let c = &self.cfg;
         let (e, d, g) = (c.embed_dim, self.attn(), &self.grads());
@@ -324,7 +324,7 @@ impl Transformer {
         layernorm::backward(dres, dln_w, dln_b, dh, x, stats[0], stats[1], p(bp.norm2[0]));
 
         // Decoder blocks: cross-attention, then its norm; dres becomes d(stream after self-attention).
-        if let (Some(xp), Some(xa), Some(mem)) = (bp.cross, a.cross, memory) {
+        if let (Some(xp), Some(xa), Some(&mem)) = (bp.cross, a.cross, memory) {
             self.cross_backward(&xp, a, &xa, (w, acts, grads), ag, scratch, (batch, seq), mem);
         }
 

@@ -18,7 +18,7 @@ impl Transformer {
         bufs: &mut Buffers<'_>,
         inp: Slot,
         (batch, seq): (usize, usize),
-        memory: Option<MemorySlots>,
+        memory: Option<&MemorySlots>,
     ) {
         let c = &self.cfg;
         let (e, n) = (c.embed_dim, batch * seq);
@@ -94,7 +94,7 @@ impl Transformer {
         (acts, ag, g): (&mut [f32], &mut [f32], &Grads),
         scratch: &mut [f32],
         (batch, seq): (usize, usize),
-        memory: Option<MemorySlots>,
+        memory: Option<&MemorySlots>,
     ) {
         let c = &self.cfg;
         let (e, d) = (c.embed_dim, self.attn());
@@ -155,7 +155,7 @@ impl Transformer {
         add_into(acts, sum.prefix(ne), other.prefix(ne));
 
         // Decoder blocks: x += o_proj(cross_attn(norm2(x), memory)).
-        if let (Some(xp), Some(xa), Some(mem)) = (bp.cross, a.cross, memory) {
+        if let (Some(xp), Some(xa), Some(&mem)) = (bp.cross, a.cross, memory) {
             self.cross_forward(&xp, a, &xa, w, acts, scratch, (batch, seq), mem);
         }
 
