@@ -277,7 +277,8 @@ mod x86 {
             });
         }
         if is_large(&g) {
-            return gemm_avx2_large(c, a, b, g);
+            // The wide blocking (see `gemm_avx512_large`): B 256 × 512 at a time, A packed.
+            return gemm_avx2_packed_a::<512, { 256 * 512 }, 1>(c, a, b, g);
         }
         if packs_a_avx2(&g) {
             return match g.n {
@@ -293,16 +294,6 @@ mod x86 {
         });
     }
 
-    /// The wide blocking for AVX2 (see [`gemm_avx512_large`]): B 256 × 512 and A MC × 256 at a
-    /// time, in a never-inlined function with its own ~580 KB stack frame.
-    #[inline(never)]
-    #[target_feature(enable = "avx2,fma")]
-    fn gemm_avx2_large(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
-        let (mut pack, mut apack) = ([0.0f32; 256 * 512], [0.0f32; AVX2_APACK]);
-        let bufs = (&mut pack[..], &mut apack[..]);
-        drive::<AVX2_MR, AVX2_NR, 256, 512, true>(c, a, b, g, bufs, |c, a, t| micro_avx2::<1>(c, a, t));
-    }
-
     /// Whether an AVX2 product reads A transposed (a weight gradient, `doutᵀ·inp`) and is deep
     /// and wide enough to pack it: unpacked, each k step of a tile reads a row of A `lda` floats
     /// further on, a new page every few steps. (Measured on Zen 3: 1024 × 256 × 1024 at 66 →
@@ -312,8 +303,8 @@ mod x86 {
         g.trans_a && g.m >= 48 && g.n > 64 && g.k >= 128
     }
 
-    /// The blocking of [`packs_a_avx2`] products: B 256 × NC and A MC × 256 at a time, both
-    /// packed, in a never-inlined function whose stack buffers (B's sized by NC) are set up only
+    /// The blocking of large and [`packs_a_avx2`] products: B 256 × NC and A MC × 256 at a
+    /// time, both packed, in a never-inlined function whose stack buffers (B's sized by NC) are set up only
     /// for such products. `COPY` tells the instances' micro-kernels apart (see [`micro_avx512`]).
     #[inline(never)]
     #[target_feature(enable = "avx2,fma")]
