@@ -134,12 +134,12 @@ fn forward_seqs(
             let pt =
                 if saving { &mut att[((b - b0) * d.n_heads + h) * tk * tq..][..tk * tq] } else { &mut *tile };
             // scoresᵀ (Tk keys, Tq queries) = K_g (Tk, D) · Q_hᵀ
-            gemm(pt, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
+            product(pt, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
             softmax_columns(pt, rows, (tk, tq), d.scale(), d);
             // out_h (Tq, D) = P · V_g, P read from the key-major tile transposed, written into
             // the head's columns of out.
             let o = &mut out[(b - b0) * tq * qd + h * hd..];
-            gemm(o, pt, &v[ko..], Gemm::tn(tq, hd, tk).strides(tq, kvd, qd).on(d.kernels));
+            product(o, pt, &v[ko..], Gemm::tn(tq, hd, tk).strides(tq, kvd, qd).on(d.kernels));
         }
     }
 }
@@ -261,14 +261,14 @@ fn backward_seqs(
                 &att[(b * d.n_heads + h) * tk * tq..][..tk * tq]
             } else {
                 // The forward's probabilities, recomputed as it computed them.
-                gemm(tile, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
+                product(tile, &k[ko..], &q[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
                 softmax_columns(tile, rows, (tk, tq), d.scale(), d);
                 tile
             };
             // dPᵀ (Tk, Tq) = V_g (Tk, D) · dout_hᵀ
-            gemm(dpt, &v[ko..], &dout[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
+            product(dpt, &v[ko..], &dout[qo..], Gemm::nt(tk, tq, hd).strides(kvd, qd, tq).on(d.kernels));
             // dV_g (Tk, D) += Pᵀ · dout_h; every head of the group adds its share.
-            gemm(
+            product(
                 &mut dv[lko..],
                 pt,
                 &dout[qo..],
@@ -278,19 +278,27 @@ fn backward_seqs(
             softmax_columns_backward(dpt, pt, &mut rows[..tq], (tk, tq), d.scale());
             // dQ_h (Tq, D) += dS · K_g (dS read from its key-major tile transposed);
             // dK_g (Tk, D) += dSᵀ · Q_h
-            gemm(
+            product(
                 &mut dq[lqo..],
                 dpt,
                 &k[ko..],
                 Gemm::tn(tq, hd, tk).strides(tq, kvd, qd).acc().on(d.kernels),
             );
-            gemm(
+            product(
                 &mut dk[lko..],
                 dpt,
                 &q[qo..],
                 Gemm::nn(tk, hd, tq).strides(tq, qd, kvd).acc().on(d.kernels),
             );
         }
+    }
+}
+
+/// One of a head's products: by the small-head vector kernels when they take it (head_dim ≤ 8,
+/// `Kernels::Auto`, AVX2), else by [`gemm()`]; the same bits either way.
+fn product(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+    if !crate::ops::head_gemm_simd(c, a, b, g) {
+        gemm(c, a, b, g);
     }
 }
 
@@ -335,10 +343,14 @@ pub fn forward_one(out: &mut [f32], q: &[f32], kv: [&[f32]; 2], scores: &mut [f3
 /// stable. With `causal` (Tk = Tq), query i sees keys 0..=i; the rest become exactly 0. `rows`
 /// is scratch of 2·Tq floats (per-query maximum and sum).
 ///
-/// On [`Kernels::Auto`] with AVX2 and FMA the exponentials run in a fused-multiply-add vector
-/// kernel (the same function up to rounding); [`Kernels::Portable`] always runs the loops here.
+/// On [`Kernels::Auto`] with AVX2 and FMA a vector kernel does the same passes in the same
+/// order, with fused-multiply-add exponentials (the same function up to rounding);
+/// [`Kernels::Portable`] always runs the loops here.
 fn softmax_columns(pt: &mut [f32], rows: &mut [f32], (tk, tq): (usize, usize), scale: f32, d: Attn) {
     let causal = d.causal;
+    if d.kernels == Kernels::Auto && crate::ops::softmax_columns_simd(pt, (tk, tq), scale, causal) {
+        return;
+    }
     let (top, total) = rows[..2 * tq].split_at_mut(tq);
     let pt = &mut pt[..tk * tq];
     vectorized(
@@ -351,19 +363,15 @@ fn softmax_columns(pt: &mut [f32], rows: &mut [f32], (tk, tq): (usize, usize), s
                 let from = first(j);
                 top[from..].iter_mut().zip(&row[from..]).for_each(|(m, &s)| *m = if s > *m { s } else { *m });
             }
-            let fused = d.kernels == Kernels::Auto
-                && crate::ops::softmax_exp_simd(pt, [&mut *top, &mut *total], (tk, tq), scale, causal);
-            if !fused {
-                total.fill(0.0);
-                for (j, row) in pt.chunks_exact_mut(tq).enumerate() {
-                    let from = first(j);
-                    row[..from].fill(0.0);
-                    let live = row[from..].iter_mut().zip(&top[from..]).zip(&mut total[from..]);
-                    live.for_each(|((s, &m), z)| {
-                        *s = exp((*s - m) * scale);
-                        *z += *s;
-                    });
-                }
+            total.fill(0.0);
+            for (j, row) in pt.chunks_exact_mut(tq).enumerate() {
+                let from = first(j);
+                row[..from].fill(0.0);
+                let live = row[from..].iter_mut().zip(&top[from..]).zip(&mut total[from..]);
+                live.for_each(|((s, &m), z)| {
+                    *s = exp((*s - m) * scale);
+                    *z += *s;
+                });
             }
             total.iter_mut().for_each(|z| *z = 1.0 / *z);
             for row in pt.chunks_exact_mut(tq) {
@@ -529,21 +537,22 @@ mod tests {
     #[test]
     fn auto_softmax_matches_the_portable_loop() {
         let mut seed = 3;
-        for causal in [false, true] {
-            for t in [1, 5, 8, 9, 17, 32, 33] {
-                let x: Vec<f32> = random(t * t, &mut seed).iter().map(|v| 8.0 * v).collect();
-                let auto = dims(1, 1, causal);
-                let portable = Attn { kernels: Kernels::Portable, ..auto };
-                let (mut a, mut p, mut rows) = (x.clone(), x.clone(), vec![0.0; 2 * t]);
-                softmax_columns(&mut a, &mut rows, (t, t), 0.6, auto);
-                softmax_columns(&mut p, &mut rows, (t, t), 0.6, portable);
-                for (i, (&u, &w)) in a.iter().zip(&p).enumerate() {
-                    assert!(
-                        (u - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                        "T={t} causal={causal} [{i}]: {u} vs {w}"
-                    );
-                    assert_eq!(u == 0.0, w == 0.0, "masked entries are exactly 0 in both");
-                }
+        // Square tiles, causal or not, and cross-attention's rectangular ones.
+        let squares = [1, 5, 8, 9, 17, 32, 33].map(|t| (t, t));
+        let shapes = squares.iter().flat_map(|&s| [(s, false), (s, true)]);
+        for ((tk, tq), causal) in shapes.chain([((5, 17), false), ((33, 9), false), ((1, 12), false)]) {
+            let x: Vec<f32> = random(tk * tq, &mut seed).iter().map(|v| 8.0 * v).collect();
+            let auto = dims(1, 1, causal);
+            let portable = Attn { kernels: Kernels::Portable, ..auto };
+            let (mut a, mut p, mut rows) = (x.clone(), x.clone(), vec![0.0; 2 * tq]);
+            softmax_columns(&mut a, &mut rows, (tk, tq), 0.6, auto);
+            softmax_columns(&mut p, &mut rows, (tk, tq), 0.6, portable);
+            for (i, (&u, &w)) in a.iter().zip(&p).enumerate() {
+                assert!(
+                    (u - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                    "{tk}×{tq} causal={causal} [{i}]: {u} vs {w}"
+                );
+                assert_eq!(u == 0.0, w == 0.0, "masked entries are exactly 0 in both");
             }
         }
     }

@@ -169,7 +169,7 @@ impl Gemm {
 
     /// Panics unless the slices hold every element the call touches and strides are consistent.
     /// Shapes come from a plan, so this is an internal invariant; the SIMD kernels rely on it.
-    fn assert_fits(&self, c: usize, a: usize, b: usize) {
+    pub(crate) fn assert_fits(&self, c: usize, a: usize, b: usize) {
         let (na, nb, nc) = self.extents();
         let a_cols = if self.trans_a { self.m } else { self.k };
         let b_cols = if self.trans_b { self.k } else { self.n };
@@ -756,6 +756,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The small-head kernels attention calls directly compute gemm's bits, for every head_dim
+    /// up to 8, tails of rows and columns, k past one block, accumulating or not, padded strides.
+    #[test]
+    #[cfg_attr(miri, ignore)] // no vector kernels under Miri
+    fn head_kernels_give_the_gemm_bits() {
+        if !Kernel::Avx2.is_supported() {
+            return;
+        }
+        let mut seed = 5;
+        let mut check = |g: Gemm, expect_taken: bool| {
+            let (na, nb, nc) = g.extents();
+            let (mut a, mut b, mut c0) = (std::vec![0.0; na], std::vec![0.0; nb], std::vec![0.0; nc]);
+            lcg_fill(&mut a, &mut seed);
+            lcg_fill(&mut b, &mut seed);
+            lcg_fill(&mut c0, &mut seed);
+            let (mut want, mut got) = (c0.clone(), c0.clone());
+            gemm(&mut want, &a, &b, g);
+            assert_eq!(crate::ops::head_gemm_simd(&mut got, &a, &b, g), expect_taken, "{g:?}");
+            if expect_taken {
+                let same = want.iter().zip(&got).all(|(w, v)| w.to_bits() == v.to_bits());
+                assert!(same, "{g:?}: {got:?} != {want:?}");
+            }
+        };
+        for hd in 1..=8 {
+            for (tk, tq) in [(2, 2), (5, 7), (32, 32), (13, 17), (9, 8)] {
+                // Scoresᵀ: K (tk × hd, inside rows of width 3·hd) · Q (tq × hd, rows of 2·hd + 1)ᵀ.
+                check(Gemm::nt(tk, tq, hd).strides(3 * hd, 2 * hd + 1, tq + 2), true);
+            }
+            for (m, k) in [(2, 1), (7, 5), (8, 32), (33, 300), (9, 257)] {
+                for accumulate in [false, true] {
+                    let (nn, tn) = (Gemm::nn(m, hd, k).strides(k + 1, 3 * hd, 2 * hd), Gemm::tn(m, hd, k));
+                    for g in [nn, tn.strides(m + 2, hd + 1, hd)] {
+                        check(if accumulate { g.acc() } else { g }, true);
+                    }
+                }
+            }
+        }
+        // Not theirs: one row, wider than 8, deep scores, accumulating scores, portable kernels.
+        check(Gemm::nn(1, 8, 4), false);
+        check(Gemm::nn(4, 9, 4), false);
+        check(Gemm::nt(4, 4, 9), false);
+        check(Gemm::nt(4, 4, 8).acc(), false);
+        check(Gemm::nn(4, 8, 4).on(Kernels::Portable), false);
     }
 
     #[test]

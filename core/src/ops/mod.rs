@@ -31,10 +31,17 @@ pub(crate) fn attend_one_simd(
 
 /// Fused-multiply-add vector kernels of [`Kernels::Auto`] for elementwise passes (AVX2 and FMA;
 /// each returns false, doing nothing, on a CPU without them): GELU and its derivative
-/// ([`math::normal_cdf`]'s and [`math::normal_pdf`]'s formulas), and the exponential pass of
-/// attention's column softmax ([`math::exp`]'s). The last bits can differ from the portable
-/// loops'.
-pub(crate) use simd::{GeluPass, gelu as gelu_simd, softmax_exp as softmax_exp_simd};
+/// ([`math::normal_cdf`]'s and [`math::normal_pdf`]'s formulas), and attention's column softmax
+/// (its exponentials [`math::exp`]'s). The last bits can differ from the portable loops'.
+pub(crate) use simd::{GeluPass, gelu as gelu_simd, softmax_columns as softmax_columns_simd};
+
+/// One attention head's product at head_dim ≤ 8 (`K·Qᵀ`-like with B transposed and k ≤ 8, or
+/// `P·V`-like with n ≤ 8 and B in place) run by AVX2 kernels directly, skipping a gemm call's
+/// dispatch and packing, which cost more than such a product's arithmetic. The bits equal
+/// [`gemm()`]'s; returns false, doing nothing, for other products or CPUs.
+pub(crate) fn head_gemm_simd(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) -> bool {
+    g.kernels == Kernels::Auto && simd::head_gemm(c, a, b, g)
+}
 
 /// Correctly rounded square root, vectorisable (unlike libm's, which is opaque inline assembly).
 #[inline(always)]

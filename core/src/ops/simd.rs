@@ -505,6 +505,190 @@ mod x86 {
         _mm256_cmpgt_epi32(_mm256_set1_epi32(live.min(8) as i32), lane)
     }
 
+    /// The 8 × 8 transpose of eight rows: lane l of result d is lane d of `r[l]`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn transpose8_avx2(r: [__m256; 8]) -> [__m256; 8] {
+        let t: [__m256; 8] = core::array::from_fn(|u| {
+            let (x, y) = (r[u / 2 * 2], r[u / 2 * 2 + 1]);
+            if u % 2 == 0 { _mm256_unpacklo_ps(x, y) } else { _mm256_unpackhi_ps(x, y) }
+        });
+        // s[4h + c]: columns c and c + 4 of rows 4h..4h + 4 (low and high halves).
+        let s: [__m256; 8] = core::array::from_fn(|u| {
+            let (h, c) = (u / 4, u % 4);
+            let (x, y) = (t[4 * h + c / 2], t[4 * h + 2 + c / 2]);
+            if c % 2 == 0 { _mm256_shuffle_ps::<0x44>(x, y) } else { _mm256_shuffle_ps::<0xEE>(x, y) }
+        });
+        core::array::from_fn(|d| {
+            let (lo, hi) = (s[d % 4], s[4 + d % 4]);
+            if d < 4 {
+                _mm256_permute2f128_ps::<0x20>(lo, hi)
+            } else {
+                _mm256_permute2f128_ps::<0x31>(lo, hi)
+            }
+        })
+    }
+
+    /// One attention head's product at head_dim ≤ 8 (see [`head_gemm`]), straight from its
+    /// operands: `Sᵀ = X·Yᵀ` (B transposed, k = head_dim ≤ 8) or `C (+)= op(A)·B` (B in place,
+    /// n = head_dim ≤ 8). The caller checked the shape and [`Gemm::assert_fits`].
+    #[target_feature(enable = "avx2,fma")]
+    fn head_gemm_avx2(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        if g.trans_b {
+            match g.k {
+                1 => head_scores_avx2::<1>(c, a, b, g),
+                2 => head_scores_avx2::<2>(c, a, b, g),
+                3 => head_scores_avx2::<3>(c, a, b, g),
+                4 => head_scores_avx2::<4>(c, a, b, g),
+                5 => head_scores_avx2::<5>(c, a, b, g),
+                6 => head_scores_avx2::<6>(c, a, b, g),
+                7 => head_scores_avx2::<7>(c, a, b, g),
+                _ => head_scores_avx2::<8>(c, a, b, g),
+            }
+        } else {
+            head_rows_avx2(c, a, b, g)
+        }
+    }
+
+    /// `C = A·Bᵀ` over `HD` ≤ 8 (a head's scoresᵀ `K·Qᵀ` or `V·dOᵀ`): eight rows of B at a time
+    /// are transposed in registers, then each row of C takes one chain of HD fused
+    /// multiply-adds per eight columns. Every element is the chain the gemm kernels compute
+    /// (from zero, k in order), so the bits are theirs.
+    #[target_feature(enable = "avx2,fma")]
+    fn head_scores_avx2<const HD: usize>(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        // No closures in here: one inherits this function's target features, so it cannot be
+        // inlined into `array::from_fn` or `map`, which then call it per element.
+        let dmask = lanes_avx2(HD);
+        let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        for j0 in (0..g.n).step_by(8) {
+            let nc = 8.min(g.n - j0);
+            let mut rows = [_mm256_setzero_ps(); 8];
+            for (r, row) in rows.iter_mut().enumerate().take(nc) {
+                // SAFETY: row j0 + r < n of B holds HD floats at (j0 + r)·ldb (assert_fits), and
+                // the mask enables only lanes below HD.
+                *row = unsafe {
+                    let src = bp.add((j0 + r) * g.ldb);
+                    if HD == 8 { _mm256_loadu_ps(src) } else { _mm256_maskload_ps(src, dmask) }
+                };
+            }
+            let bt = transpose8_avx2(rows); // bt[p]: element p of columns j0.. of op(B)
+            let cmask = lanes_avx2(nc);
+            // SCORE_ROWS rows of C at a time: independent chains hide the FMA latency.
+            for i0 in (0..g.m).step_by(SCORE_ROWS) {
+                let mr = SCORE_ROWS.min(g.m - i0);
+                // Rows past mr repeat the last valid one (computed, never stored).
+                let mut ar = [ap; SCORE_ROWS];
+                for (r, row) in ar.iter_mut().enumerate() {
+                    *row = row.wrapping_add((i0 + r.min(mr - 1)) * g.lda);
+                }
+                let mut acc = [_mm256_setzero_ps(); SCORE_ROWS];
+                for (p, &col) in bt.iter().enumerate().take(HD) {
+                    for (acc_r, row) in acc.iter_mut().zip(&ar) {
+                        // SAFETY: each row of A (< m) holds HD floats (assert_fits).
+                        let x = unsafe { *row.add(p) };
+                        *acc_r = _mm256_fmadd_ps(_mm256_set1_ps(x), col, *acc_r);
+                    }
+                }
+                for (r, acc_r) in acc.iter().enumerate().take(mr) {
+                    // SAFETY: row i0 + r < m of C holds columns j0..j0 + nc (assert_fits), and the
+                    // mask enables only lanes below nc.
+                    // (A masked store, not a copy of the tail: a call to memcpy here would make
+                    // every vector register, bt among them, spill around it.)
+                    unsafe {
+                        let dst = cp.add((i0 + r) * g.ldc + j0);
+                        if nc == 8 {
+                            _mm256_storeu_ps(dst, *acc_r)
+                        } else {
+                            _mm256_maskstore_ps(dst, cmask, *acc_r)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows of C per pass of [`head_scores_avx2`].
+    const SCORE_ROWS: usize = 8;
+
+    /// `C (+)= op(A)·B` with n ≤ 8 and B read in place (a head's `P·V`, `dS·K`, `Pᵀ·dO`,
+    /// `dSᵀ·Q`): eight rows of C at a time, one vector each, with one load of B's row and eight
+    /// broadcasts of A per step. Blocks of k and each element's chain are those of the gemm's
+    /// narrow kernels, so the bits are theirs.
+    #[target_feature(enable = "avx2,fma")]
+    fn head_rows_avx2(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) {
+        const KC: usize = 256;
+        const MR: usize = 8;
+        let whole = g.n == 8;
+        let bmask = lanes_avx2(g.n);
+        // Element (i, p) of op(A) is at i·row_step + p·p_step.
+        let (row_step, p_step) = if g.trans_a { (1, g.lda) } else { (g.lda, 1) };
+        for pc in (0..g.k).step_by(KC) {
+            let kc = KC.min(g.k - pc);
+            let overwrite = !g.accumulate && pc == 0;
+            let bp = b[pc * g.ldb..].as_ptr();
+            for i0 in (0..g.m).step_by(MR) {
+                let mr = MR.min(g.m - i0);
+                // Rows past mr repeat the last valid one (computed, never stored). A plain loop:
+                // a closure here would not inline (see head_scores_avx2).
+                let mut rows = [a.as_ptr(); MR];
+                for (r, row) in rows.iter_mut().enumerate() {
+                    *row = a[(i0 + r.min(mr - 1)) * row_step + pc * p_step..].as_ptr();
+                }
+                let mut acc = [_mm256_setzero_ps(); MR];
+                for p in 0..kc {
+                    // SAFETY: row pc + p of B holds n floats at p·ldb, and the mask enables only
+                    // lanes below n (assert_fits: (k − 1)·ldb + n ≤ b.len()); element (r, p) of
+                    // A is at rows[r] + p·p_step, inside A.
+                    unsafe {
+                        let row = bp.add(p * g.ldb);
+                        let bv = if whole { _mm256_loadu_ps(row) } else { _mm256_maskload_ps(row, bmask) };
+                        for (acc_r, row) in acc.iter_mut().zip(&rows) {
+                            *acc_r = _mm256_fmadd_ps(_mm256_broadcast_ss(&*row.add(p * p_step)), bv, *acc_r);
+                        }
+                    }
+                }
+                for (r, acc_r) in acc.iter().enumerate().take(mr) {
+                    let dst = c[(i0 + r) * g.ldc..][..g.n].as_mut_ptr();
+                    // SAFETY: dst points at n floats; the mask enables only lanes below n.
+                    unsafe {
+                        if whole {
+                            let v =
+                                if overwrite { *acc_r } else { _mm256_add_ps(_mm256_loadu_ps(dst), *acc_r) };
+                            _mm256_storeu_ps(dst, v);
+                        } else {
+                            let v = if overwrite {
+                                *acc_r
+                            } else {
+                                _mm256_add_ps(_mm256_maskload_ps(dst, bmask), *acc_r)
+                            };
+                            _mm256_maskstore_ps(dst, bmask, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attention head's product with AVX2 and FMA, without a gemm call's dispatch, packing
+    /// or tile set-up: `C = A·Bᵀ` with k ≤ 8 (overwriting), or `C (+)= op(A)·B` with n ≤ 8 —
+    /// at least two rows either way (one row takes the gemv path, whose sums run in another
+    /// order). The same bits as [`crate::ops::gemm()`]. Returns false, doing nothing, for any
+    /// other product or on a CPU without AVX2 and FMA.
+    pub(crate) fn head_gemm(c: &mut [f32], a: &[f32], b: &[f32], g: Gemm) -> bool {
+        let fits = match g.trans_b {
+            true => !g.trans_a && !g.accumulate && (1..=8).contains(&g.k) && g.n >= 1,
+            false => (1..=8).contains(&g.n) && g.k >= 1,
+        };
+        if !(fits && g.m >= 2 && has_avx2_fma()) {
+            return false;
+        }
+        g.assert_fits(c.len(), a.len(), b.len());
+        // SAFETY: the CPU supports AVX2 and FMA (checked above); the operands hold every
+        // element the product touches (assert_fits).
+        unsafe { head_gemm_avx2(c, a, b, g) };
+        true
+    }
+
     /// The eight sums of eight vectors' lanes: lane q of the result is the sum of `v[q]`'s.
     #[target_feature(enable = "avx2,fma")]
     fn sums8_avx2(v: [__m256; 8]) -> __m256 {
@@ -731,69 +915,83 @@ mod x86 {
         }
     }
 
-    /// The exponential pass of a column softmax, with AVX2 and FMA (see [`softmax_exp`]).
+    /// Lanes `l` of a chunk of queries `i0 + l` that key `j` is visible to: all of them, or
+    /// (causal) those with `i0 + l ≥ j`. Positions fit i32 ([`softmax_columns`] checks).
     #[target_feature(enable = "avx2,fma")]
-    fn softmax_exp_avx2(
-        pt: &mut [f32],
-        [top, total]: [&mut [f32]; 2],
-        (tk, tq): (usize, usize),
-        scale: f32,
-        causal: bool,
-    ) {
+    #[inline]
+    fn visible_avx2(i0: usize, j: usize, causal: bool) -> __m256 {
+        if !causal {
+            return _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        }
+        let queries =
+            _mm256_add_epi32(_mm256_set1_epi32(i0 as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(queries, _mm256_set1_epi32(j as i32 - 1)))
+    }
+
+    /// A column softmax with AVX2 and FMA (see [`softmax_columns`]), eight columns at a time:
+    /// their maxima and sums stay in registers, over three passes down the tile.
+    #[target_feature(enable = "avx2,fma")]
+    fn softmax_columns_avx2(pt: &mut [f32], (tk, tq): (usize, usize), scale: f32, causal: bool) {
+        let p = pt[..tk * tq].as_mut_ptr();
         let scale_v = _mm256_set1_ps(scale);
-        total.fill(0.0);
-        for (j, row) in pt[..tk * tq].chunks_exact_mut(tq).enumerate() {
-            let from = if causal { j.min(tq) } else { 0 };
-            row[..from].fill(0.0);
-            let (row, m, z) = (&mut row[from..], &top[from..tq], &mut total[from..tq]);
-            let whole = row.len() / 8 * 8;
-            for ((s, m), z) in
-                row[..whole].chunks_exact_mut(8).zip(m.chunks_exact(8)).zip(z.chunks_exact_mut(8))
-            {
-                // SAFETY: each chunk holds 8 floats.
-                unsafe {
-                    let x = _mm256_mul_ps(
-                        _mm256_sub_ps(_mm256_loadu_ps(s.as_ptr()), _mm256_loadu_ps(m.as_ptr())),
-                        scale_v,
-                    );
-                    let e = exp_avx2(x);
-                    _mm256_storeu_ps(s.as_mut_ptr(), e);
-                    _mm256_storeu_ps(z.as_mut_ptr(), _mm256_add_ps(_mm256_loadu_ps(z.as_ptr()), e));
-                }
+        for i0 in (0..tq).step_by(8) {
+            let nq = 8.min(tq - i0);
+            let live = lanes_avx2(nq);
+            // SAFETY (every access below): entry (j, i0 + l) with j < tk and l < nq lies inside
+            // the tile's tk·tq floats, and the partial chunk's mask enables only lanes below nq.
+            let load = |j: usize| unsafe {
+                let at = p.add(j * tq + i0);
+                if nq == 8 { _mm256_loadu_ps(at) } else { _mm256_maskload_ps(at, live) }
+            };
+            let store = |j: usize, v: __m256| unsafe {
+                let at = p.add(j * tq + i0);
+                if nq == 8 { _mm256_storeu_ps(at, v) } else { _mm256_maskstore_ps(at, live, v) }
+            };
+            // Keys past the chunk's last query are masked for all of its lanes (causal).
+            let seen = if causal { tk.min(i0 + nq) } else { tk };
+            // The maximum over visible keys, taking a key only when greater (NaN never is), as
+            // the portable loop does: `max_ps(s, top)` is `s > top ? s : top`, and a masked key
+            // enters as −∞.
+            let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+            let mut top = neg_inf;
+            for j in 0..seen {
+                let s = if causal {
+                    _mm256_blendv_ps(neg_inf, load(j), visible_avx2(i0, j, true))
+                } else {
+                    load(j)
+                };
+                top = _mm256_max_ps(s, top);
             }
-            let n = row.len() - whole;
-            if n > 0 {
-                let (mut sv, mut mv) = ([0.0f32; 8], [0.0f32; 8]);
-                sv[..n].copy_from_slice(&row[whole..]);
-                mv[..n].copy_from_slice(&m[whole..]);
-                // SAFETY: each array holds 8 floats.
-                unsafe {
-                    let x = _mm256_mul_ps(
-                        _mm256_sub_ps(_mm256_loadu_ps(sv.as_ptr()), _mm256_loadu_ps(mv.as_ptr())),
-                        scale_v,
-                    );
-                    _mm256_storeu_ps(sv.as_mut_ptr(), exp_avx2(x));
-                }
-                row[whole..].copy_from_slice(&sv[..n]);
-                z[whole..].iter_mut().zip(&sv).for_each(|(z, &e)| *z += e);
+            // Exponentials, masked ones 0; each column's sum in key order (a masked 0 adds
+            // nothing), as the portable loop sums.
+            let mut total = _mm256_setzero_ps();
+            for j in 0..tk {
+                let e = if j < seen {
+                    let e = exp_avx2(_mm256_mul_ps(_mm256_sub_ps(load(j), top), scale_v));
+                    _mm256_and_ps(e, visible_avx2(i0, j, causal))
+                } else {
+                    _mm256_setzero_ps()
+                };
+                total = _mm256_add_ps(total, e);
+                store(j, e);
+            }
+            let inv = _mm256_div_ps(_mm256_set1_ps(1.0), total);
+            for j in 0..tk {
+                store(j, _mm256_mul_ps(load(j), inv));
             }
         }
     }
 
-    /// The exponential pass of a column softmax over a Tk × Tq tile with AVX2 and FMA: each
-    /// visible entry becomes `exp((s − top[i])·scale)` and is added to `total[i]` (zeroed
-    /// first); masked entries (causal: key j for queries before j) become 0. False, doing
-    /// nothing, on a CPU without AVX2 and FMA.
-    pub(crate) fn softmax_exp(
-        pt: &mut [f32],
-        rows: [&mut [f32]; 2],
-        shape: (usize, usize),
-        scale: f32,
-        causal: bool,
-    ) -> bool {
+    /// Columns of a Tk × Tq tile ← softmax over keys of `scale ·` column, with AVX2 and FMA:
+    /// the function of `attention::softmax_columns`'s loops, in the same order (so up to the
+    /// exponential's last bits). False, doing nothing, on a CPU without AVX2 and FMA or for a
+    /// tile whose positions do not fit i32.
+    pub(crate) fn softmax_columns(pt: &mut [f32], shape: (usize, usize), scale: f32, causal: bool) -> bool {
+        let (tk, tq) = shape;
+        let fits = tk < i32::MAX as usize && tq < i32::MAX as usize - 8;
         // SAFETY: the CPU supports AVX2 and FMA (checked first).
-        has_avx2_fma() && {
-            unsafe { softmax_exp_avx2(pt, rows, shape, scale, causal) };
+        fits && has_avx2_fma() && {
+            unsafe { softmax_columns_avx2(pt, shape, scale, causal) };
             true
         }
     }
@@ -1220,7 +1418,7 @@ mod x86 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{
     attend_one, fma_chains, gelu, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
-    softmax_exp, vectorized,
+    head_gemm, softmax_columns, vectorized,
 };
 
 /// IEEE square root that the compiler can vectorise (`sqrtps`/`vsqrtps`). libm's `sqrtf` is inline
@@ -1268,6 +1466,10 @@ mod other {
         crate::ops::gemm::gemv(c, a, b, g)
     }
 
+    pub(crate) fn head_gemm(_: &mut [f32], _: &[f32], _: &[f32], _: Gemm) -> bool {
+        false
+    }
+
     pub(crate) fn attend_one(_: &mut [f32], _: &[f32], _: [&[f32]; 2], _: super::AttendShape) -> bool {
         false
     }
@@ -1280,7 +1482,7 @@ mod other {
         false
     }
 
-    pub(crate) fn softmax_exp(_: &mut [f32], _: [&mut [f32]; 2], _: (usize, usize), _: f32, _: bool) -> bool {
+    pub(crate) fn softmax_columns(_: &mut [f32], _: (usize, usize), _: f32, _: bool) -> bool {
         false
     }
 
@@ -1292,5 +1494,5 @@ mod other {
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use other::{
     attend_one, fma_chains, gelu, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
-    softmax_exp, vectorized,
+    head_gemm, softmax_columns, vectorized,
 };
