@@ -843,20 +843,25 @@ mod x86 {
         let den = _mm256_fmadd_ps(set(0.5), z, set(1.0));
         let r0 = _mm256_rcp_ps(den);
         let t = _mm256_fmadd_ps(_mm256_fnmadd_ps(den, r0, set(1.0)), r0, r0);
-        let mut poly = set(0.170_872_77);
-        for c in [
-            -0.822_152_2,
-            1.488_515_9,
-            -1.135_204,
-            0.278_868_07,
-            -0.186_288_06,
-            0.096_784_18,
-            0.374_091_96,
-            1.000_023_7,
+        // The polynomial in Estrin's form (pairs, then powers t², t⁴, t⁸): four dependent
+        // steps instead of Horner's nine, so more vectors are in flight at once.
+        let c = [
             -1.265_512_2,
-        ] {
-            poly = _mm256_fmadd_ps(poly, t, set(c));
-        }
+            1.000_023_7,
+            0.374_091_96,
+            0.096_784_18,
+            -0.186_288_06,
+            0.278_868_07,
+            -1.135_204,
+            1.488_515_9,
+            -0.822_152_2,
+            0.170_872_77,
+        ];
+        let pair = |i: usize| _mm256_fmadd_ps(set(c[i + 1]), t, set(c[i]));
+        let (t2, q) = (_mm256_mul_ps(t, t), [pair(0), pair(2), pair(4), pair(6), pair(8)]);
+        let t4 = _mm256_mul_ps(t2, t2);
+        let (r0, r1) = (_mm256_fmadd_ps(q[1], t2, q[0]), _mm256_fmadd_ps(q[3], t2, q[2]));
+        let poly = _mm256_fmadd_ps(q[4], _mm256_mul_ps(t4, t4), _mm256_fmadd_ps(r1, t4, r0));
         let half_erfc = _mm256_mul_ps(set(0.5), _mm256_mul_ps(t, exp_avx2(_mm256_fnmadd_ps(z, z, poly))));
         // x < 0: ½·erfc(|x|/√2); else 1 − ½·erfc(x/√2). NaN stays NaN (through t).
         let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
