@@ -561,7 +561,11 @@ fn pack_b<const NR: usize>(
             for jb in (0..whole).step_by(8) {
                 let rows: [&[f32]; 8] = core::array::from_fn(|r| &b[(j0 + jb + r) * g.ldb + pc..][..kc]);
                 let deep = kc / 8 * 8;
-                for pb in (0..deep).step_by(8) {
+                // With AVX2 the 8 × 8 blocks are transposed in registers (the loop below compiles
+                // to scalar moves).
+                let start = (j0 + jb) * g.ldb + pc;
+                let done = super::simd::transpose_rows8(panel, (NR, jb), b, (start, g.ldb), deep);
+                for pb in (0..if done { 0 } else { deep }).step_by(8) {
                     let mut blk = [[0.0f32; 8]; 8];
                     for (dst, row) in blk.iter_mut().zip(&rows) {
                         dst.copy_from_slice(&row[pb..pb + 8]);

@@ -529,6 +529,53 @@ mod x86 {
         })
     }
 
+    /// Eight rows of B (`b[start + r·ldb..]`, r < 8) transposed into a packed panel: element p
+    /// (< `deep`, a multiple of 8) of row r goes to `panel[p·nr + col + r]` (see `pack_b`).
+    #[target_feature(enable = "avx2,fma")]
+    fn transpose_rows8_avx2(
+        panel: &mut [f32],
+        (nr, col): (usize, usize),
+        b: &[f32],
+        (start, ldb): (usize, usize),
+        deep: usize,
+    ) {
+        let (bp, pp) = (b.as_ptr(), panel.as_mut_ptr());
+        for pb in (0..deep).step_by(8) {
+            let mut rows = [_mm256_setzero_ps(); 8];
+            for (r, row) in rows.iter_mut().enumerate() {
+                // SAFETY: row r holds `deep` floats from start + r·ldb (checked by the caller).
+                *row = unsafe { _mm256_loadu_ps(bp.add(start + r * ldb + pb)) };
+            }
+            for (q, &v) in transpose8_avx2(rows).iter().enumerate() {
+                // SAFETY: panel holds (deep − 1)·nr + col + 8 floats (checked by the caller).
+                unsafe { _mm256_storeu_ps(pp.add((pb + q) * nr + col), v) };
+            }
+        }
+    }
+
+    /// `pack_b`'s transposition of eight rows of B with AVX2 (see [`transpose_rows8_avx2`]);
+    /// false, doing nothing, on a CPU without it. Panics if a slice is too short.
+    pub(crate) fn transpose_rows8(
+        panel: &mut [f32],
+        (nr, col): (usize, usize),
+        b: &[f32],
+        (start, ldb): (usize, usize),
+        deep: usize,
+    ) -> bool {
+        if deep == 0 || !has_avx2_fma() {
+            return deep == 0;
+        }
+        assert!(deep.is_multiple_of(8) && col + 8 <= nr, "transpose_rows8: {deep} deep into column {col} of {nr}");
+        assert!(
+            start + 7 * ldb + deep <= b.len() && (deep - 1) * nr + col + 8 <= panel.len(),
+            "transpose_rows8: short slice"
+        );
+        // SAFETY: the CPU supports AVX2 and FMA (checked above); the slices hold every element
+        // read or written (asserted above).
+        unsafe { transpose_rows8_avx2(panel, (nr, col), b, (start, ldb), deep) };
+        true
+    }
+
     /// One attention head's product at head_dim ≤ 8 (see [`head_gemm`]), straight from its
     /// operands: `Sᵀ = X·Yᵀ` (B transposed, k = head_dim ≤ 8) or `C (+)= op(A)·B` (B in place,
     /// n = head_dim ≤ 8). The caller checked the shape and [`Gemm::assert_fits`].
@@ -1423,7 +1470,7 @@ mod x86 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{
     attend_one, fma_chains, gelu, gemm_avx2, gemm_avx512, gemv_avx2, gemv_avx512, has_avx2_fma, has_avx512f,
-    head_gemm, softmax_columns, vectorized,
+    head_gemm, softmax_columns, transpose_rows8, vectorized,
 };
 
 /// IEEE square root that the compiler can vectorise (`sqrtps`/`vsqrtps`). libm's `sqrtf` is inline
