@@ -47,7 +47,7 @@ pub struct Gemm {
 /// layers (never a global a layer reads), so two models in one process may choose differently.
 ///
 /// What differs between the paths: gemm, and on `Auto` the passes that have a fused-multiply-add
-/// vector kernel (GELU and its derivative, attention's softmax exponentials, one query's
+/// vector kernel (GELU and its derivative, attention's column softmax, one query's
 /// attention over a KV cache). Every other elementwise kernel and reduction gives the same bits at
 /// every vector width. With `Portable`, a host computes exactly what a microcontroller running the
 /// same code computes, bit for bit.

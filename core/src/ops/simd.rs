@@ -565,7 +565,10 @@ mod x86 {
         if deep == 0 || !has_avx2_fma() {
             return deep == 0;
         }
-        assert!(deep.is_multiple_of(8) && col + 8 <= nr, "transpose_rows8: {deep} deep into column {col} of {nr}");
+        assert!(
+            deep.is_multiple_of(8) && col + 8 <= nr,
+            "transpose_rows8: {deep} deep into column {col} of {nr}"
+        );
         assert!(
             start + 7 * ldb + deep <= b.len() && (deep - 1) * nr + col + 8 <= panel.len(),
             "transpose_rows8: short slice"
