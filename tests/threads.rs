@@ -45,7 +45,11 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
 
 /// Parameters and losses after three Adam steps of `cfg` on one random batch of `batch` samples.
 fn train(cfg: &ModelConfig, batch: usize) -> Vec<u32> {
-    let optimizer = Optimizer::adam(1e-3);
+    train_with(cfg, batch, Optimizer::adam(1e-3))
+}
+
+/// As [`train`], with `optimizer`.
+fn train_with(cfg: &ModelConfig, batch: usize, optimizer: Optimizer) -> Vec<u32> {
     let model = Model::plan(cfg, Mode::Training { max_batch: batch, optimizer }).unwrap();
     let (x, y) = (random(batch * model.in_len(), 1), random(batch * model.out_len(), 2));
     let mut arena = vec![0.0; model.report().total_floats()];
@@ -84,6 +88,17 @@ fn transformer() -> TransformerConfig {
 fn workloads() -> Vec<(&'static str, Vec<u32>)> {
     let mut out = Vec::new();
     out.push(("mlp", train(&mlp(64, &[256, 256], 8, Activation::Gelu), 256)));
+    // ~300k parameters: their updates (and the gradient zeroing) split too, for every optimizer
+    // and each layout of its state.
+    let wide = mlp(64, &[512, 512], 8, Activation::Relu);
+    out.push(("wide mlp, adam", train(&wide, 64)));
+    let sgd = Optimizer::sgd(1e-2).with_momentum(0.9).unwrap();
+    out.push(("wide mlp, sgd", train_with(&wide, 64, sgd)));
+    let Some(Optimizer::RmsProp(rmsprop)) = Optimizer::rmsprop(1e-3).with_momentum(0.5) else {
+        unreachable!()
+    };
+    let rmsprop = Optimizer::RmsProp(regkern_core::optim::RmsProp { centered: true, ..rmsprop });
+    out.push(("wide mlp, rmsprop", train_with(&wide, 64, rmsprop)));
     out.push(("transformer", train(&ModelConfig::Transformer(transformer()), 16)));
     let moe = MoeConfig { num_experts: 4, top_k: 2, capacity: Capacity::Factor(1.0), alpha: 0.01 };
     out.push((

@@ -194,24 +194,74 @@ impl Optimizer {
 
     /// Apply update number `t` (1-based) with learning rate `lr` to `params`.
     /// `state` holds `state_copies()` consecutive copies of the parameter layout, zero at t = 1.
+    ///
+    /// With a parallel-for installed ([`crate::parallel`]) a large update splits into contiguous
+    /// ranges of parameters, each updated from its own gradients and state: the same arithmetic
+    /// per element, so the same bits at any thread count.
     pub fn step(&self, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, t: u64) {
         let n = params.len();
         debug_assert_eq!(grads.len(), n);
         debug_assert!(state.len() >= n * self.state_copies());
-        let state = &mut state[..n * self.state_copies()];
+        // The state's copies, each n floats; those this optimizer does not keep stay empty.
+        let mut copies: [&mut [f32]; 3] = [&mut [], &mut [], &mut []];
+        let mut rest = &mut state[..n * self.state_copies()];
+        for copy in copies.iter_mut().take(self.state_copies()) {
+            (*copy, rest) = core::mem::take(&mut rest).split_at_mut(n);
+        }
+        #[cfg(not(target_os = "none"))]
+        if let Some(par) = crate::parallel::current() {
+            use crate::parallel::{run_tasks, share, tasks_for};
+            let units = n / STEP_UNIT;
+            let tasks = tasks_for(par, units, (n as u64).saturating_mul(STEP_COST));
+            if tasks >= 2 {
+                let (mut params, mut grads) = (params, grads);
+                run_tasks(par, tasks, |k| {
+                    let len = if k + 1 == tasks {
+                        params.len()
+                    } else {
+                        (share(units, tasks, k + 1) - share(units, tasks, k)) * STEP_UNIT
+                    };
+                    let (p, later) = core::mem::take(&mut params).split_at_mut(len);
+                    params = later;
+                    let (g, later) = grads.split_at(len);
+                    grads = later;
+                    let mut s: [&mut [f32]; 3] = [&mut [], &mut [], &mut []];
+                    for (mine, copy) in s.iter_mut().zip(copies.iter_mut()) {
+                        if !copy.is_empty() {
+                            (*mine, *copy) = core::mem::take(copy).split_at_mut(len);
+                        }
+                    }
+                    move || self.step_range(p, g, s.each_mut().map(|c| &mut **c), lr, t)
+                });
+                return;
+            }
+        }
+        self.step_range(params, grads, copies, lr, t);
+    }
+
+    /// [`step`](Self::step) of a range of parameters, its gradients and its part of each state
+    /// copy.
+    fn step_range(&self, params: &mut [f32], grads: &[f32], copies: [&mut [f32]; 3], lr: f32, t: u64) {
+        let [s0, s1, s2] = copies;
         vectorized(
             #[inline(always)]
             || match *self {
-                Optimizer::Sgd(o) => sgd_step(&o, params, grads, state, lr, t),
-                Optimizer::Adam(o) => {
-                    let (m, v) = state.split_at_mut(n);
-                    adam_step(&o, params, grads, m, v, lr, t);
-                }
-                Optimizer::RmsProp(o) => rmsprop_step(&o, params, grads, state, lr),
+                Optimizer::Sgd(o) => sgd_step(&o, params, grads, s0, lr, t),
+                Optimizer::Adam(o) => adam_step(&o, params, grads, s0, s1, lr, t),
+                Optimizer::RmsProp(o) => rmsprop_step(&o, params, grads, [s0, s1, s2], lr),
             },
         )
     }
 }
+
+/// Parameters per unit of a split update.
+#[cfg(not(target_os = "none"))]
+const STEP_UNIT: usize = 1024;
+
+/// Work of one parameter's update in gemm FLOPs (the parallel-for's measure of a task): a square
+/// root and a division, about as long as 128 of a gemm's.
+#[cfg(not(target_os = "none"))]
+const STEP_COST: u64 = 128;
 
 /// `torch.lerp(start, end, w)` as PyTorch computes it on CPU.
 #[inline(always)]
@@ -258,16 +308,17 @@ fn adam_step(o: &Adam, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut
 }
 
 #[inline(always)]
-fn rmsprop_step(o: &RmsProp, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32) {
+fn rmsprop_step(o: &RmsProp, params: &mut [f32], grads: &[f32], copies: [&mut [f32]; 3], lr: f32) {
     let n = params.len();
-    let (sq, rest) = state.split_at_mut(n);
-    let (mut buf, rest) = if o.momentum != 0.0 {
-        let (b, r) = rest.split_at_mut(n);
-        (Some(b), r)
-    } else {
-        (None, rest)
+    // The copies in `state_name`'s order: square_avg, then momentum_buffer, then grad_avg.
+    let [sq, c1, c2] = copies;
+    let sq = &mut sq[..n];
+    let (mut buf, mut grad_avg) = match (o.momentum != 0.0, o.centered) {
+        (true, true) => (Some(&mut c1[..n]), Some(&mut c2[..n])),
+        (true, false) => (Some(&mut c1[..n]), None),
+        (false, true) => (None, Some(&mut c1[..n])),
+        (false, false) => (None, None),
     };
-    let mut grad_avg = if o.centered { Some(&mut rest[..n]) } else { None };
     let w = 1.0 - o.alpha;
     for i in 0..n {
         let p = params[i];

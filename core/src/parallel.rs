@@ -83,6 +83,34 @@ pub(crate) fn run_tasks<F: FnMut() + Send>(par: &dyn Parallel, tasks: usize, mak
     par.run(&mut refs);
 }
 
+/// `x.fill(0.0)`, split into contiguous ranges over the installed parallel-for when large
+/// (a big model's gradients, zeroed every step).
+pub(crate) fn zero(x: &mut [f32]) {
+    #[cfg(not(target_os = "none"))]
+    if let Some(par) = current() {
+        /// Floats per unit of a split, and the work of zeroing one in gemm FLOPs.
+        const UNIT: usize = 16 * 1024;
+        const COST: u64 = 16;
+        let units = x.len() / UNIT;
+        let tasks = tasks_for(par, units, (x.len() as u64).saturating_mul(COST));
+        if tasks >= 2 {
+            let mut rest = x;
+            run_tasks(par, tasks, |t| {
+                let len = if t + 1 == tasks {
+                    rest.len()
+                } else {
+                    (share(units, tasks, t + 1) - share(units, tasks, t)) * UNIT
+                };
+                let (mine, later) = core::mem::take(&mut rest).split_at_mut(len);
+                rest = later;
+                move || mine.fill(0.0)
+            });
+            return;
+        }
+    }
+    x.fill(0.0);
+}
+
 /// Threads the installed parallel-for has (1 when none is installed).
 pub fn threads() -> usize {
     current().map_or(1, |p| p.threads())

@@ -786,7 +786,7 @@ impl<'a> Net<'a> {
         let len = n * self.out_len();
         let lens = (self.seq, self.target_len());
         let (m, b) = (&self.model, &mut self.bufs);
-        b.grads.fill(0.0);
+        crate::parallel::zero(b.grads);
         let dout = &mut b.act_grads[m.doutput().prefix(len)];
         dout.fill(0.0);
         mse::backward(dout, &b.acts[m.output().prefix(len)], &b.acts[m.target.prefix(len)], 1.0);
