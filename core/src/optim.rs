@@ -210,19 +210,14 @@ impl Optimizer {
         }
         #[cfg(not(target_os = "none"))]
         if let Some(par) = crate::parallel::current() {
-            use crate::parallel::{run_tasks, share, tasks_for};
+            use crate::parallel::{run_tasks, take_chunk, tasks_for};
             let units = n / STEP_UNIT;
             let tasks = tasks_for(par, units, (n as u64).saturating_mul(STEP_COST));
             if tasks >= 2 {
                 let (mut params, mut grads) = (params, grads);
                 run_tasks(par, tasks, |k| {
-                    let len = if k + 1 == tasks {
-                        params.len()
-                    } else {
-                        (share(units, tasks, k + 1) - share(units, tasks, k)) * STEP_UNIT
-                    };
-                    let (p, later) = core::mem::take(&mut params).split_at_mut(len);
-                    params = later;
+                    let p = take_chunk(&mut params, (units, tasks, k), STEP_UNIT);
+                    let len = p.len();
                     let (g, later) = grads.split_at(len);
                     grads = later;
                     let mut s: [&mut [f32]; 3] = [&mut [], &mut [], &mut []];

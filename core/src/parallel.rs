@@ -74,6 +74,25 @@ pub(crate) fn share(units: usize, tasks: usize, t: usize) -> usize {
     t * (units / tasks) + t.min(units % tasks)
 }
 
+/// Task `t`'s chunk of a slice split into contiguous runs of `unit`-element units (`units` of
+/// them, shared out as [`share`] does, the last task also taking the elements past the last
+/// whole unit): taken off the front of `rest`, which the tasks consume in order.
+#[cfg(not(target_os = "none"))]
+pub(crate) fn take_chunk<'s>(
+    rest: &mut &'s mut [f32],
+    (units, tasks, t): (usize, usize, usize),
+    unit: usize,
+) -> &'s mut [f32] {
+    let len = if t + 1 == tasks {
+        rest.len()
+    } else {
+        (share(units, tasks, t + 1) - share(units, tasks, t)) * unit
+    };
+    let (mine, later) = core::mem::take(rest).split_at_mut(len);
+    *rest = later;
+    mine
+}
+
 /// Make `tasks` (at most [`MAX_TASKS`]) jobs with `make(t)` and run them all on `par`.
 #[cfg(not(target_os = "none"))]
 pub(crate) fn run_tasks<F: FnMut() + Send>(par: &dyn Parallel, tasks: usize, make: impl FnMut(usize) -> F) {
@@ -96,13 +115,7 @@ pub(crate) fn zero(x: &mut [f32]) {
         if tasks >= 2 {
             let mut rest = x;
             run_tasks(par, tasks, |t| {
-                let len = if t + 1 == tasks {
-                    rest.len()
-                } else {
-                    (share(units, tasks, t + 1) - share(units, tasks, t)) * UNIT
-                };
-                let (mine, later) = core::mem::take(&mut rest).split_at_mut(len);
-                rest = later;
+                let mine = take_chunk(&mut rest, (units, tasks, t), UNIT);
                 move || mine.fill(0.0)
             });
             return;

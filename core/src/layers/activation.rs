@@ -162,20 +162,15 @@ type Pass<'p> = dyn Fn(&mut [f32], [&[f32]; 2]) + Sync + 'p;
 fn split(x: &mut [f32], ins: [&[f32]; 2], pass: &Pass<'_>) {
     #[cfg(not(target_os = "none"))]
     if let Some(par) = crate::parallel::current() {
-        use crate::parallel::{run_tasks, share, tasks_for};
+        use crate::parallel::{run_tasks, take_chunk, tasks_for};
         let n = x.len();
         let units = n / SPLIT_UNIT;
         let tasks = tasks_for(par, units, (n as u64).saturating_mul(ELEMENT_COST));
         if tasks >= 2 {
             let (mut rest, mut rest_ins) = (x, ins);
             run_tasks(par, tasks, |t| {
-                let len = if t + 1 == tasks {
-                    rest.len()
-                } else {
-                    (share(units, tasks, t + 1) - share(units, tasks, t)) * SPLIT_UNIT
-                };
-                let (mine, later) = core::mem::take(&mut rest).split_at_mut(len);
-                rest = later;
+                let mine = take_chunk(&mut rest, (units, tasks, t), SPLIT_UNIT);
+                let len = mine.len();
                 let my_ins = rest_ins.map(|i| if i.is_empty() { i } else { &i[..len] });
                 rest_ins = rest_ins.map(|i| if i.is_empty() { i } else { &i[len..] });
                 move || pass(mine, my_ins)
