@@ -297,10 +297,13 @@ mod x86 {
     /// Whether an AVX2 product reads A transposed (a weight gradient, `doutᵀ·inp`) and is deep
     /// and wide enough to pack it: unpacked, each k step of a tile reads a row of A `lda` floats
     /// further on, a new page every few steps. (Measured on Zen 3: 1024 × 256 × 1024 at 66 →
-    /// 88 GFLOP/s packed; at n ≤ 64 packing A for so few panels of B loses, 80 → 72.)
+    /// 88 GFLOP/s packed; at n ≤ 64 packing A for so few panels of B loses, 80 → 72; and so it
+    /// does below 96 rows, where A is narrow enough to stream well unpacked: 64 × 128 × 1024 at
+    /// 79–81 unpacked against 64–76 packed, 64 × 256 × 1024 at 77–81 against 66–77, best of
+    /// eight in three interleaved rounds.)
     #[inline(always)]
     const fn packs_a_avx2(g: &Gemm) -> bool {
-        g.trans_a && g.m >= 48 && g.n > 64 && g.k >= 128
+        g.trans_a && g.m >= 96 && g.n > 64 && g.k >= 128
     }
 
     /// The blocking of large and [`packs_a_avx2`] products: B 256 × NC and A MC × 256 at a
