@@ -118,7 +118,9 @@ pub(crate) fn forward_inplace_on(x: &mut [f32], act: Activation, kernels: Kernel
     });
 }
 
-/// [`backward_inplace`] on `kernels` (see [`forward_on`]).
+/// [`backward_inplace`] on `kernels` (see [`forward_on`]). `out` must be what [`forward_on`]
+/// wrote from `inp` on the same `kernels`: the vector GELU takes Φ(inp) as `out / inp` from it
+/// rather than evaluating Φ again.
 pub(crate) fn backward_inplace_on(
     d: &mut [f32],
     inp: &[f32],
@@ -127,17 +129,18 @@ pub(crate) fn backward_inplace_on(
     kernels: Kernels,
 ) {
     split(d, [inp, out], &|d, [inp, out]| {
-        if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp })) {
+        if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp, out })) {
             backward_inplace(d, inp, out, act);
         }
     });
 }
 
-/// [`backward_inplace_recompute`] on `kernels` (see [`forward_on`]): GELU's derivative needs
-/// only the input, so it is the same pass as [`backward_inplace_on`]'s.
+/// [`backward_inplace_recompute`] on `kernels` (see [`forward_on`]): the vector GELU
+/// recomputes the forward output and then runs [`backward_inplace_on`]'s arithmetic, so the
+/// bits are the same.
 pub(crate) fn backward_inplace_recompute_on(d: &mut [f32], inp: &[f32], act: Activation, kernels: Kernels) {
     split(d, [inp, &[]], &|d, [inp, _]| {
-        if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGrad { d: &mut *d, inp })) {
+        if !(fused_gelu(act, kernels) && gelu_simd(GeluPass::ScaleGradRecompute { d: &mut *d, inp })) {
             backward_inplace_recompute(d, inp, act);
         }
     });
@@ -275,12 +278,15 @@ mod tests {
     }
 
     /// The vector GELU of `Kernels::Auto` (where this CPU has one) against the erf form and the
-    /// portable loops: values, derivatives, every tail length, NaN, the far tails.
+    /// portable loops: values, derivatives (from the saved output or recomputed), every tail length,
+    /// NaN, the far tails, inputs near zero (where Φ = GELU/x cannot be used).
     #[test]
     #[cfg_attr(miri, ignore)] // Miri runs no vector kernel, and 20,000 erf references take it minutes
     fn auto_gelu_matches_the_erf_form_and_the_portable_loops() {
-        let xs: Vec<f32> =
-            (-12_000..=8_000).map(|i| i as f32 * 1e-3).chain([f32::NAN, -30.0, 30.0]).collect();
+        let xs: Vec<f32> = (-12_000..=8_000)
+            .map(|i| i as f32 * 1e-3)
+            .chain([f32::NAN, -30.0, 30.0, 1e-25, -1e-25, 1e-12, -1e-12, 1e-40])
+            .collect();
         for n in [xs.len(), 1, 7, 9, 17] {
             let x = &xs[xs.len() - n..];
             let (mut auto, mut port) = (vec![0.0f32; n], vec![0.0f32; n]);
@@ -293,7 +299,7 @@ mod tests {
                 auto.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             );
             let (mut d_auto, mut d_port) = (vec![1.5f32; n], vec![1.5f32; n]);
-            backward_inplace_on(&mut d_auto, x, &port, Activation::Gelu, Kernels::Auto);
+            backward_inplace_on(&mut d_auto, x, &auto, Activation::Gelu, Kernels::Auto);
             backward_inplace(&mut d_port, x, &port, Activation::Gelu);
             let mut d_re = vec![1.5f32; n];
             backward_inplace_recompute_on(&mut d_re, x, Activation::Gelu, Kernels::Auto);

@@ -24,12 +24,14 @@ pub(crate) struct AttendShape {
 }
 
 /// One elementwise GELU pass over equal-length slices, for [`gelu`]: `out = gelu(inp)`,
-/// `x = gelu(x)`, or `d *= gelu'(inp)`.
+/// `x = gelu(x)`, `d *= gelu'(inp)` given the forward pass's `out` (from which Φ(inp) is
+/// `out / inp`), or the same with `out` recomputed (the same bits).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86_64 kernel reads it
 pub(crate) enum GeluPass<'s> {
     Forward { out: &'s mut [f32], inp: &'s [f32] },
     InPlace { x: &'s mut [f32] },
-    ScaleGrad { d: &'s mut [f32], inp: &'s [f32] },
+    ScaleGrad { d: &'s mut [f32], inp: &'s [f32], out: &'s [f32] },
+    ScaleGradRecompute { d: &'s mut [f32], inp: &'s [f32] },
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -921,38 +923,52 @@ mod x86 {
         _mm256_blendv_ps(_mm256_sub_ps(set(1.0), half_erfc), half_erfc, negative)
     }
 
-    /// GELU'(x) = Φ(x) + x·φ(x) on 8 lanes with fused multiply-adds.
+    /// GELU'(x) = Φ(x) + x·φ(x) on 8 lanes with fused multiply-adds, given GELU(x) = x·Φ(x) as
+    /// the forward kernel computed it: Φ(x) is GELU(x)/x (to a few ulp; ½ where |x| < 2⁻⁶⁰, whose
+    /// Φ rounds to ½), so only φ's exponential is evaluated, not Φ's polynomial and second one.
     #[target_feature(enable = "avx2,fma")]
-    fn gelu_grad_avx2(x: __m256) -> __m256 {
-        let pdf = _mm256_mul_ps(
-            _mm256_set1_ps(0.398_942_3),
-            exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-0.5), _mm256_mul_ps(x, x))),
-        );
-        _mm256_fmadd_ps(x, pdf, normal_cdf_avx2(x))
+    fn gelu_grad_avx2(x: __m256, gelu: __m256) -> __m256 {
+        let set = _mm256_set1_ps;
+        let pdf = _mm256_mul_ps(set(0.398_942_3), exp_avx2(_mm256_mul_ps(set(-0.5), _mm256_mul_ps(x, x))));
+        let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_andnot_ps(set(-0.0), x), set(8.673_617e-19));
+        let cdf = _mm256_blendv_ps(_mm256_div_ps(gelu, x), set(0.5), tiny);
+        _mm256_fmadd_ps(x, pdf, cdf)
     }
 
-    /// `out ← f(out, a)` over two slices of the same length, 8 lanes at a time; the last
+    /// `d ← d · f(d, a, b)` over three slices of the same length, 8 lanes at a time; the last
     /// partial vector goes through zero-padded copies, and only its live lanes are written.
     #[inline(always)]
-    fn lanes2(out: &mut [f32], a: &[f32], f: impl Fn(__m256, __m256) -> __m256) {
-        let n = out.len();
+    fn lanes3(d: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(__m256, __m256, __m256) -> __m256) {
+        let n = d.len();
         let whole = n / 8 * 8;
-        for (o, x) in out[..whole].chunks_exact_mut(8).zip(a[..whole].chunks_exact(8)) {
+        let (a, b) = (&a[..n], &b[..n]);
+        for ((o, x), y) in d[..whole].chunks_exact_mut(8).zip(a.chunks_exact(8)).zip(b.chunks_exact(8)) {
             // SAFETY: each chunk holds 8 floats.
             unsafe {
-                _mm256_storeu_ps(o.as_mut_ptr(), f(_mm256_loadu_ps(o.as_ptr()), _mm256_loadu_ps(x.as_ptr())))
+                let v =
+                    f(_mm256_loadu_ps(o.as_ptr()), _mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr()));
+                _mm256_storeu_ps(o.as_mut_ptr(), v)
             };
         }
         if whole < n {
-            let (mut o, mut x) = ([0.0f32; 8], [0.0f32; 8]);
-            o[..n - whole].copy_from_slice(&out[whole..]);
-            x[..n - whole].copy_from_slice(&a[whole..n]);
+            let (mut o, mut x, mut y) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
+            o[..n - whole].copy_from_slice(&d[whole..]);
+            x[..n - whole].copy_from_slice(&a[whole..]);
+            y[..n - whole].copy_from_slice(&b[whole..]);
             // SAFETY: each array holds 8 floats.
             unsafe {
-                _mm256_storeu_ps(o.as_mut_ptr(), f(_mm256_loadu_ps(o.as_ptr()), _mm256_loadu_ps(x.as_ptr())))
+                let v =
+                    f(_mm256_loadu_ps(o.as_ptr()), _mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr()));
+                _mm256_storeu_ps(o.as_mut_ptr(), v)
             };
-            out[whole..].copy_from_slice(&o[..n - whole]);
+            d[whole..].copy_from_slice(&o[..n - whole]);
         }
+    }
+
+    /// `out ← f(out, a)` over two slices of the same length ([`lanes3`] with `a` twice).
+    #[inline(always)]
+    fn lanes2(out: &mut [f32], a: &[f32], f: impl Fn(__m256, __m256) -> __m256) {
+        lanes3(out, a, a, |o, x, _| f(o, x));
     }
 
     /// `x ← f(x)` 8 lanes at a time, the last partial vector through a zero-padded copy.
@@ -1060,7 +1076,12 @@ mod x86 {
         match pass {
             GeluPass::Forward { out, inp } => lanes2(out, inp, |_, x| _mm256_mul_ps(x, normal_cdf_avx2(x))),
             GeluPass::InPlace { x } => lanes1(x, |v| _mm256_mul_ps(v, normal_cdf_avx2(v))),
-            GeluPass::ScaleGrad { d, inp } => lanes2(d, inp, |g, x| _mm256_mul_ps(g, gelu_grad_avx2(x))),
+            GeluPass::ScaleGrad { d, inp, out } => {
+                lanes3(d, inp, out, |g, x, y| _mm256_mul_ps(g, gelu_grad_avx2(x, y)))
+            }
+            GeluPass::ScaleGradRecompute { d, inp } => lanes2(d, inp, |g, x| {
+                _mm256_mul_ps(g, gelu_grad_avx2(x, _mm256_mul_ps(x, normal_cdf_avx2(x))))
+            }),
         }
     }
 
