@@ -23,7 +23,8 @@ allowed (for a quick check) but draw a warning on stderr.
 
 `baseline` runs the selected workloads (default all, in the order given) through the same functions
 and prints one JSON object, {"source": "pytorch", "torch", "threads", "cpu", "date", "workloads":
-{"K1/64", "K1/256", "K1/1024", "P1".."P6": {"median_ms", "min_ms", "max_ms"[, "gflops" for K1]}}},
+{"K1/64", "K1/256", "K1/1024", "P1".."P6": {"median_ms", "min_ms", "max_ms"[, "gflops" for K1]
+[, "kept_fraction" for P3: the share of routed assignments its experts kept]}}},
 all times in ms; --out FILE writes it to FILE as well, for `regkern bench --baseline FILE`. P4's
 entry is one cached decode step at context 128. --steps / --warmup apply to the training workloads
 P1, P2, P3, P5 and P6 (P6: at most 50 steps and 5 warm-up steps); K1 and P4 run with their own
@@ -370,6 +371,8 @@ def baseline(args):
             r = {"P1": p1, "P2": p2, "P3": p3, "P5": p5, "P6": p6}[w](
                 argparse.Namespace(steps=steps, warmup=warmup, checked=True))
             workloads[w] = {k: r[k] for k in keys}
+            if "drop_rate" in r:  # P3: how much of the routed work its experts did
+                workloads[w]["kept_fraction"] = 1 - r["drop_rate"]
             done = f"{workloads[w]['median_ms']} ms per step ({steps} steps after {warmup} warm-up)"
         print(f"{done} [{time.perf_counter() - t0:.1f} s]", file=sys.stderr, flush=True)
     return {"source": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),

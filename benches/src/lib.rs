@@ -168,9 +168,26 @@ pub mod workloads {
     /// GFLOP/step.
     pub const P2_MATMUL_FLOPS: u64 = 403_000_000;
 
-    /// Matmul FLOPs of one P3 training step (`baseline.md`: 0.393 GFLOP; the experts run only
-    /// their routed tokens, up to capacity).
-    pub const P3_MATMUL_FLOPS: u64 = 393_000_000;
+    /// Matmul FLOPs of one P3 training step outside the experts: P2's projections and attention
+    /// (P2 without its dense FFNs), the router's logits (2·E·experts per token) forward and
+    /// backward, and the input and output layers. Counted at every gemm call of a step (a
+    /// temporary counter): 208,023,552; the test below derives it from the shapes.
+    pub const P3_SHARED_MATMUL_FLOPS: u64 = 208_023_552;
+
+    /// Matmul FLOPs of one kept (token, expert) assignment of P3: its row through the expert's
+    /// two products forward and four backward, 6·2·E·F.
+    pub const P3_FLOPS_PER_KEPT: u64 = 6 * 2 * 64 * 128;
+
+    /// (Token, expert) assignments of a P3 step: 2 layers × 32 · 32 tokens × top-2.
+    pub const P3_ASSIGNMENTS: u64 = 2 * 32 * 32 * 2;
+
+    /// Matmul FLOPs of a P3 step whose two MoE layers kept `kept` assignments between them (at
+    /// most 2 · 1024 tokens · top-2). The experts run only their kept rows, so the work follows
+    /// the routing: ~0.43 GFLOP at initialisation (~56% kept), 0.61 once nothing is dropped.
+    /// (`baseline.md`'s 0.393 GFLOP corresponds to ~46% kept.)
+    pub fn p3_matmul_flops(kept: f64) -> f64 {
+        P3_SHARED_MATMUL_FLOPS as f64 + P3_FLOPS_PER_KEPT as f64 * kept
+    }
 
     /// Matmul FLOPs of one P5 training step (`baseline.md`: 1.008 GFLOP).
     pub const P5_MATMUL_FLOPS: u64 = 1_008_000_000;
@@ -219,6 +236,26 @@ mod tests {
         let total = 3 * layers * t * per_token;
         let rel = (total as f64 - workloads::P6_MATMUL_FLOPS as f64).abs() / total as f64;
         assert!(rel < 0.005, "{total}");
+    }
+
+    /// P3's shared part against its formula: per layer and token the Q, K, V and output
+    /// projections, attention's two products over 32 positions and the router, times 3 for
+    /// forward and backward, over 2 layers of 32 × 32 tokens; plus the input layer (1 → E, three
+    /// products per token) and the output layer over 32 pooled rows (E → 1, three products).
+    #[test]
+    fn p3_shared_flops_match_the_formula() {
+        let (t, e, h, g, experts, layers, seqs) = (32 * 32u64, 64u64, 8u64, 4u64, 8u64, 2u64, 32u64);
+        let kv = g * e / h;
+        let per_token = 2 * e * (2 * e + 2 * kv) + 4 * 32 * e + 2 * e * experts;
+        let total = 3 * layers * t * per_token + 3 * 2 * t * e + 3 * 2 * seqs * e;
+        assert_eq!(total, workloads::P3_SHARED_MATMUL_FLOPS);
+        // P2 is the same step with dense FFNs (4·E·F per token and pass) and no router.
+        let p2 = total - 3 * layers * t * 2 * e * experts + 3 * layers * t * 4 * e * 128;
+        assert!((p2 as f64 / workloads::P2_MATMUL_FLOPS as f64 - 1.0).abs() < 0.0005, "{p2}");
+        // Everything kept: each of the 2048 assignments of a layer is a dense FFN row.
+        assert_eq!(workloads::P3_ASSIGNMENTS, layers * t * 2);
+        let all_kept = workloads::p3_matmul_flops(workloads::P3_ASSIGNMENTS as f64);
+        assert_eq!(all_kept as u64, total + 2 * 3 * layers * t * 4 * e * 128);
     }
 
     #[test]

@@ -57,8 +57,12 @@ const P4_CONTEXT: usize = 128;
 struct Timing {
     id: &'static str,
     times: Vec<f64>,
-    /// Matmul FLOPs per step (K1: the product's; P4: none quoted).
+    /// Matmul FLOPs per step (K1: the product's; P3: the mean over the timed steps, which
+    /// follows the routing; P4: none quoted).
     flops: Option<u64>,
+    /// P3: the fraction of its (token, expert) assignments the experts kept, over the timed
+    /// steps, and each timed step's matmul FLOPs.
+    kept: Option<(f64, Vec<f64>)>,
 }
 
 impl Timing {
@@ -74,7 +78,13 @@ impl Timing {
     fn max(&self) -> f64 {
         self.times.iter().copied().fold(0.0, f64::max)
     }
+    /// Matmul GFLOP/s: the FLOPs per step over the median time; where the FLOPs vary from step
+    /// to step (P3), the median of each step's FLOPs over its time.
     fn gflops(&self) -> Option<f64> {
+        if let Some((_, step_flops)) = &self.kept {
+            let rates = step_flops.iter().zip(&self.times).map(|(f, t)| f / t / 1e9).collect();
+            return Some(Timing { id: self.id, times: rates, flops: None, kept: None }.median());
+        }
         self.flops.map(|f| f as f64 / self.median() / 1e9)
     }
 }
@@ -200,7 +210,7 @@ fn time_gemm(
     let gemm = if serial { regkern_core::ops::gemm::gemm_serial } else { regkern_core::ops::gemm };
     let mut run = || gemm(black_box(&mut c), black_box(&a), black_box(&b), g);
     let times = measure(warmup, steps, &mut run, tick);
-    Timing { id, times, flops: Some(gemm_flops(n, n, n)) }
+    Timing { id, times, flops: Some(gemm_flops(n, n, n)), kept: None }
 }
 
 /// Time `warmup + steps` calls of `step`, keeping the last `steps`.
@@ -218,33 +228,40 @@ fn measure(warmup: u64, steps: u64, step: &mut dyn FnMut(), tick: &mut dyn FnMut
     times
 }
 
+/// Matmul FLOPs of a training workload's step.
+#[derive(Clone, Copy)]
+enum StepFlops {
+    /// The same every step.
+    Fixed(u64),
+    /// P3's: the experts run only the assignments they keep, so the FLOPs are counted from each
+    /// step's routing ([`workloads::p3_matmul_flops`]).
+    Routed,
+}
+
 /// A training workload: its config, batch, data and matmul FLOPs per step.
-fn train_workload(id: &str) -> Result<(ModelConfig, usize, Box<dyn Dataset>, u64), String> {
+fn train_workload(id: &str) -> Result<(ModelConfig, usize, Box<dyn Dataset>, StepFlops), String> {
     let seqsum = |batch| Box::new(Synthetic::new(Task::Seqsum, 0, 0, batch)) as Box<dyn Dataset>;
     Ok(match id {
         "P1" => (
             workloads::p1_mlp(),
             workloads::P1_BATCH,
             Box::new(Synthetic::new(Task::Nlinear, 0, 0, workloads::P1_BATCH)),
-            workloads::p1_matmul_flops(),
+            StepFlops::Fixed(workloads::p1_matmul_flops()),
         ),
         "P2" => (
             workloads::p2_transformer(),
             workloads::P2_BATCH,
             seqsum(workloads::P2_BATCH),
-            workloads::P2_MATMUL_FLOPS,
+            StepFlops::Fixed(workloads::P2_MATMUL_FLOPS),
         ),
-        "P3" => (
-            workloads::p3_transformer(),
-            workloads::P2_BATCH,
-            seqsum(workloads::P2_BATCH),
-            workloads::P3_MATMUL_FLOPS,
-        ),
+        "P3" => {
+            (workloads::p3_transformer(), workloads::P2_BATCH, seqsum(workloads::P2_BATCH), StepFlops::Routed)
+        }
         "P5" => (
             workloads::p5_encdec(),
             workloads::P2_BATCH,
             Box::new(Synthetic::new(Task::Reverse, 0, 0, workloads::P2_BATCH)),
-            workloads::P5_MATMUL_FLOPS,
+            StepFlops::Fixed(workloads::P5_MATMUL_FLOPS),
         ),
         "P6" => (
             workloads::p6_transformer(),
@@ -254,7 +271,7 @@ fn train_workload(id: &str) -> Result<(ModelConfig, usize, Box<dyn Dataset>, u64
                     .with_seq_len(workloads::P6_SEQ)
                     .map_err(|e| format!("P6: {e}"))?,
             ),
-            workloads::P6_MATMUL_FLOPS,
+            StepFlops::Fixed(workloads::P6_MATMUL_FLOPS),
         ),
         _ => return Err(format!("{id}: not a training workload")),
     })
@@ -272,7 +289,7 @@ fn time_train(
     let (x, y) = first_batch(data.as_ref(), batch);
     let mut setup = TrainSetup::new(&cfg, batch, workloads::optimizer()).map_err(|e| format!("{id}: {e}"))?;
     let mut times = Vec::with_capacity(steps as usize);
-    let mut done = 0;
+    let (mut done, mut kept, mut assigned, mut step_flops) = (0, 0u64, 0u64, Vec::new());
     while done < warmup + steps {
         let mut trainer = setup.trainer(0).map_err(|e| format!("{id}: {e}"))?;
         for _ in 0..STEPS_PER_RUN.min(warmup + steps - done) {
@@ -282,12 +299,26 @@ fn time_train(
             black_box(info.loss);
             if done >= warmup {
                 times.push(t);
+                if let Some(m) = info.moe {
+                    let k = m.assignments - m.dropped;
+                    (kept, assigned) = (kept + k as u64, assigned + m.assignments as u64);
+                    step_flops.push(workloads::p3_matmul_flops(k as f64));
+                }
             }
             done += 1;
             tick(1);
         }
     }
-    Ok(Timing { id, times, flops: Some(flops) })
+    let steps_done = times.len().max(1) as f64;
+    let (flops, kept) = match flops {
+        StepFlops::Fixed(f) => (f, None),
+        StepFlops::Routed if assigned == 0 => return Err(format!("{id}: the steps reported no routing")),
+        StepFlops::Routed => (
+            workloads::p3_matmul_flops(kept as f64 / steps_done).round() as u64,
+            Some((kept as f64 / assigned as f64, step_flops)),
+        ),
+    };
+    Ok(Timing { id, times, flops: Some(flops), kept })
 }
 
 /// P4: one KV-cached decoding step whose new position attends over [`P4_CONTEXT`] keys.
@@ -315,7 +346,7 @@ fn time_decode(warmup: u64, steps: u64, tick: &mut dyn FnMut(u64)) -> Result<Tim
     let times = measure(warmup, steps, &mut step, tick);
     match failed {
         Some(e) => Err(format!("P4: {e}")),
-        None => Ok(Timing { id: "P4", times, flops: None }),
+        None => Ok(Timing { id: "P4", times, flops: None, kept: None }),
     }
 }
 
@@ -326,6 +357,11 @@ struct Baseline {
 }
 
 impl Baseline {
+    /// P3: the share of routed assignments the baseline's experts kept, when it says.
+    fn kept_fraction(&self, id: &str) -> Option<f64> {
+        self.medians.get(id)?.get("kept_fraction")?.as_f64().filter(|v| (0.0..=1.0).contains(v))
+    }
+
     fn median_ms(&self, id: &str) -> Option<f64> {
         self.medians.get(id)?.get("median_ms")?.as_f64().filter(|v| v.is_finite() && *v > 0.0)
     }
@@ -392,6 +428,27 @@ fn print_table(m: &Machine, args: &BenchArgs, results: &[Timing], base: Option<&
         }
         outln!("{line}");
     }
+    for t in results {
+        if let (Some((k, _)), Some(f)) = (&t.kept, t.flops) {
+            outln!(
+                "\n{}: the experts kept {:.1}% of the routed assignments over the timed steps, so a step's \
+                 matmul work was {:.3} GFLOP on average (it follows the routing: {:.3} with nothing kept, \
+                 {:.3} with everything).",
+                t.id,
+                100.0 * k,
+                f as f64 / 1e9,
+                workloads::p3_matmul_flops(0.0) / 1e9,
+                workloads::p3_matmul_flops(workloads::P3_ASSIGNMENTS as f64) / 1e9
+            );
+            if let Some(bk) = base.and_then(|b| b.kept_fraction(t.id)) {
+                outln!(
+                    "The baseline's experts kept {:.1}% ({:.3} GFLOP/step): its routing evolves differently.",
+                    100.0 * bk,
+                    workloads::p3_matmul_flops(workloads::P3_ASSIGNMENTS as f64 * bk) / 1e9
+                );
+            }
+        }
+    }
 }
 
 /// Seconds as µs or ms with three significant digits.
@@ -414,6 +471,9 @@ fn to_json(m: &Machine, args: &BenchArgs, results: &[Timing], base: Option<&Base
                 "pct_gemm_peak": gf.map(|g| 100.0 * g / m.gemm_peak),
                 "pct_fma_peak": gf.zip(m.fma_peak).map(|(g, p)| 100.0 * g / p),
             });
+            if let Some((k, _)) = t.kept {
+                o["kept_fraction"] = json!(k);
+            }
             if let Some(ms) = base.and_then(|b| b.median_ms(t.id)) {
                 o["baseline_median_ms"] = json!(ms);
                 o["speedup"] = json!(ms / (t.median() * 1e3));

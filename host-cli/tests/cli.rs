@@ -743,12 +743,13 @@ fn bench_reports_workloads_peaks_and_baseline_ratios() {
     std::fs::create_dir_all(&dir).unwrap();
     let baseline = dir.join("bench-baseline.json");
     let base = serde_json::json!({"source": "pytorch", "torch": "2.15", "threads": 1, "cpu": "test CPU",
-        "workloads": {"P1": {"median_ms": 0.5}, "K1/64": {"median_ms": 0.004, "gflops": 130.0}}});
+        "workloads": {"P1": {"median_ms": 0.5}, "K1/64": {"median_ms": 0.004, "gflops": 130.0},
+                      "P3": {"median_ms": 30.0, "kept_fraction": 0.75}}});
     std::fs::write(&baseline, base.to_string()).unwrap();
     let o = regkern(&[
         "bench",
         "--workload",
-        "P1,K1/64,P4",
+        "P1,K1/64,P4,P3",
         "--steps",
         "5",
         "--warmup",
@@ -763,7 +764,7 @@ fn bench_reports_workloads_peaks_and_baseline_ratios() {
     assert!(v["gemm_peak_gflops"].as_f64().is_some_and(|g| g > 0.0));
     assert_eq!(v["threads"], 1);
     let w = v["workloads"].as_object().unwrap();
-    assert_eq!(w.keys().collect::<Vec<_>>(), ["K1/64", "P1", "P4"]);
+    assert_eq!(w.keys().collect::<Vec<_>>(), ["K1/64", "P1", "P3", "P4"]);
     for (id, r) in w {
         let (lo, med, hi) =
             (r["min_ms"].as_f64().unwrap(), r["median_ms"].as_f64().unwrap(), r["max_ms"].as_f64().unwrap());
@@ -774,6 +775,25 @@ fn bench_reports_workloads_peaks_and_baseline_ratios() {
     assert!(w["P1"]["pct_gemm_peak"].as_f64().is_some());
     assert!(w["P1"]["speedup"].as_f64().is_some_and(|s| s > 0.0));
     assert!(w["P4"]["matmul_gflops"].is_null() && w["P4"]["speedup"].is_null());
+    // P3's matmul work follows its routing: the shared part plus 6·2·E·F per kept assignment
+    // of 2 · 1024 · 2 (at initialisation about half are kept; none are kept beyond capacity).
+    let kept = w["P3"]["kept_fraction"].as_f64().expect("P3 reports its routing");
+    assert!(0.3 < kept && kept <= 1.0, "{kept}");
+    let flops = w["P3"]["matmul_flops_per_step"].as_f64().unwrap();
+    let want = 208_023_552.0 + 98_304.0 * 4096.0 * kept;
+    assert!((flops - want).abs() <= 1.0, "P3 FLOPs {flops}, want {want}");
+    assert!(w["P3"]["matmul_gflops"].as_f64().is_some_and(|g| g > 0.0));
+
+    let o = regkern(
+        &["bench", "--workload", "P3", "--steps", "2", "--warmup", "0", "-q", "--baseline"]
+            .into_iter()
+            .chain([baseline.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("P3: the experts kept") && text.contains("GFLOP on average"), "{text}");
+    assert!(text.contains("The baseline's experts kept 75.0% (0.510 GFLOP/step)"), "{text}");
 
     let o = regkern(&["bench", "--workload", "P9"]);
     assert!(!o.status.success() && stderr(&o).contains("--workload P9"), "{}", stderr(&o));
