@@ -70,6 +70,9 @@ fn pool(n: usize) -> Result<&'static Installed, String> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n - 1)
         .thread_name(|i| format!("regkern-{i}"))
+        // A large product packs ~1.1 MB of its operands on the stack (README, "Stack"); 8 MB of
+        // address space per worker leaves room for the rest of any call.
+        .stack_size(8 << 20)
         .build()
         .map_err(|e| format!("cannot start {n} threads: {e}"))?;
     let pool: &'static Pool = Box::leak(Box::new(Pool { pool, threads: n }));

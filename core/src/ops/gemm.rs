@@ -720,8 +720,9 @@ mod tests {
             (13, 33, 300),
             (64, 40, 64),
             (75, 70, 513),
-            (37, 8, 300),    // exactly 8 wide: B read in place (AVX2), two blocks of k
-            (259, 530, 300), // the wide blocking (is_large), A packed in both layouts
+            (37, 8, 300),     // exactly 8 wide: B read in place (AVX2), two blocks of k
+            (259, 530, 300),  // the wide blocking (is_large), A packed in both layouts
+            (257, 1030, 260), // its 1024-wide block of B (AVX2), and a block past it
         ];
         let mut seed = 11;
         for kernel in Kernel::ALL.into_iter().filter(|k| k.is_supported()) {

@@ -279,8 +279,14 @@ mod x86 {
             });
         }
         if is_large(&g) {
-            // The wide blocking (see `gemm_avx512_large`): B 256 × 512 at a time, A packed.
-            return gemm_avx2_packed_a::<512, { 256 * 512 }, 1>(c, a, b, g);
+            // The wide blocking (see `gemm_avx512_large`): B 256 × 512 (or, from 1024 columns,
+            // 256 × 1024) at a time, A packed — once per block of B, so the wider block halves
+            // A's packing: 1024³ at 93.4–93.8 against 90.1–92.5 GFLOP/s (Zen 3, best of ten,
+            // three interleaved rounds) for 1 MB of stack (README, "Stack").
+            return match g.n {
+                ..1024 => gemm_avx2_packed_a::<512, { 256 * 512 }, 1>(c, a, b, g),
+                _ => gemm_avx2_packed_a::<1024, { 256 * 1024 }, 2>(c, a, b, g),
+            };
         }
         if packs_a_avx2(&g) {
             return match g.n {
