@@ -73,8 +73,7 @@ pub fn backward(
 ) {
     let [inp, pre, hid] = saved;
     let [dw1, db1, dw2, db2] = dw;
-    dhid.fill(0.0);
-    linear::backward(Some(dhid), dw2, db2, dout, hid, w[2], d.fc2());
+    linear::backward_set_input(dhid, dw2, db2, dout, hid, w[2], d.fc2());
     activation::backward_inplace_on(dhid, pre, hid, d.act, d.kernels);
     linear::backward(Some(dinp), dw1, db1, dhid, inp, w[0], d.fc1());
 }
@@ -106,12 +105,10 @@ pub fn backward_recompute(
     let [dw1, db1, dw2, db2] = dw;
     activation::forward_on(work, pre, d.act, d.kernels);
     linear::backward(None, dw2, db2, dout, work, w[2], d.fc2());
-    work.fill(0.0);
-    linear::backward_input(work, dout, w[2], d.fc2());
+    linear::set_input_grad(work, dout, w[2], d.fc2());
     activation::backward_inplace_recompute_on(work, pre, d.act, d.kernels);
     linear::backward(None, dw1, db1, work, inp, w[0], d.fc1());
-    inp.fill(0.0);
-    linear::backward_input(inp, work, w[0], d.fc1());
+    linear::set_input_grad(inp, work, w[0], d.fc1());
 }
 
 #[cfg(test)]

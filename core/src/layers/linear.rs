@@ -53,22 +53,51 @@ pub fn backward(
     w: &[f32],
     d: Linear,
 ) {
+    weight_backward(dw, db, dout, inp, d);
+    if let Some(dinp) = dinp {
+        backward_input(dinp, dout, w, d);
+    }
+}
+
+/// [`backward`] with `dinp` overwritten by `dout · w` instead of accumulated into: what zeroing
+/// it first and then calling [`backward`] gives (up to the sign of an exact zero), without the
+/// zeroing pass or reading it back.
+pub fn backward_set_input(
+    dinp: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    w: &[f32],
+    d: Linear,
+) {
+    weight_backward(dw, db, dout, inp, d);
+    set_input_grad(dinp, dout, w, d);
+}
+
+/// The parameter half of [`backward`]: accumulates into `dw` and `db`.
+#[inline(always)]
+fn weight_backward(dw: &mut [f32], db: &mut [f32], dout: &[f32], inp: &[f32], d: Linear) {
     let n = inp.len() / d.n_in;
     debug_assert_eq!(n * d.n_out, dout.len());
     // dw (n_out, n_in) += doutᵀ (n_out, n) · inp (n, n_in)
     gemm(dw, dout, inp, Gemm::tn(d.n_out, d.n_in, n).acc().on(d.kernels));
     add_col_sums(db, dout);
-    if let Some(dinp) = dinp {
-        // dinp (n, n_in) += dout (n, n_out) · w (n_out, n_in)
-        gemm(dinp, dout, w, Gemm::nn(n, d.n_in, d.n_out).acc().on(d.kernels));
-    }
 }
 
 /// The input-gradient half of [`backward`]: accumulates (`+=`) `dout · w` into `dinp`.
 pub fn backward_input(dinp: &mut [f32], dout: &[f32], w: &[f32], d: Linear) {
     let n = dout.len() / d.n_out;
     debug_assert_eq!(n * d.n_in, dinp.len());
+    // dinp (n, n_in) += dout (n, n_out) · w (n_out, n_in)
     gemm(dinp, dout, w, Gemm::nn(n, d.n_in, d.n_out).acc().on(d.kernels));
+}
+
+/// [`backward_input`] overwriting `dinp` (see [`backward_set_input`]).
+pub fn set_input_grad(dinp: &mut [f32], dout: &[f32], w: &[f32], d: Linear) {
+    let n = dout.len() / d.n_out;
+    debug_assert_eq!(n * d.n_in, dinp.len());
+    gemm(dinp, dout, w, Gemm::nn(n, d.n_in, d.n_out).on(d.kernels));
 }
 
 #[cfg(test)]
@@ -114,5 +143,31 @@ mod tests {
         assert_eq!(db, [2.0, 0.0]);
         assert_eq!(dw, [2.0, 3.0, 4.0, 0.0, -1.0, -2.0]);
         assert_eq!(dx, [1.0, 1.0, 1.0]);
+    }
+
+    /// Overwriting the input gradient gives what zeroing it and accumulating gives (the
+    /// parameter gradients still accumulate), on both kernel families and past one block of k.
+    #[test]
+    fn set_input_equals_zeroing_then_accumulating() {
+        for kernels in [Kernels::Auto, Kernels::Portable] {
+            let d = Linear::new(37, 300).on(kernels);
+            let n = 13;
+            let mut seed = 3;
+            let (mut x, mut w, mut dout) = (vec![0.0; n * 37], vec![0.0; 300 * 37], vec![0.0; n * 300]);
+            for buf in [&mut x, &mut w, &mut dout] {
+                lcg_fill(buf, &mut seed);
+            }
+            let (mut dw0, mut db0) = (vec![0.0; 300 * 37], vec![0.0; 300]);
+            lcg_fill(&mut dw0, &mut seed);
+            lcg_fill(&mut db0, &mut seed);
+            let (mut dx_acc, mut dw_acc, mut db_acc) = (vec![0.0; n * 37], dw0.clone(), db0.clone());
+            backward(Some(&mut dx_acc), &mut dw_acc, &mut db_acc, &dout, &x, &w, d);
+            let (mut dx_set, mut dw_set, mut db_set) = (vec![7.0; n * 37], dw0.clone(), db0.clone());
+            backward_set_input(&mut dx_set, &mut dw_set, &mut db_set, &dout, &x, &w, d);
+            assert_eq!((&dx_set, &dw_set, &db_set), (&dx_acc, &dw_acc, &db_acc), "{kernels:?}");
+            let mut dx_only = vec![-3.0; n * 37];
+            set_input_grad(&mut dx_only, &dout, &w, d);
+            assert_eq!(dx_only, dx_acc, "{kernels:?}");
+        }
     }
 }

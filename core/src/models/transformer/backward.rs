@@ -91,8 +91,7 @@ impl Transformer {
             [g.dres.prefix(ne), g.dao.prefix(ne), g.dq.prefix(ne), g.dkx.prefix(skv), g.dvx.prefix(skv)],
         );
         let [dw, db] = disjoint(grads, [xp.proj[3][0].range(), xp.proj[3][1].range()]);
-        dao.fill(0.0);
-        linear::backward(Some(&mut *dao), dw, db, dres, act(xa.ao, ne), p(xp.proj[3][0]), self.lin(e, e));
+        linear::backward_set_input(dao, dw, db, dres, act(xa.ao, ne), p(xp.proj[3][0]), self.lin(e, e));
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
@@ -114,9 +113,8 @@ impl Transformer {
                 mem.grads.prefix(src * e),
             ],
         );
-        dh.fill(0.0);
         let [dw, db] = disjoint(grads, [xp.proj[0][0].range(), xp.proj[0][1].range()]);
-        linear::backward(Some(&mut *dh), dw, db, dq, act(xa.h, ne), p(xp.proj[0][0]), self.lin(e, e));
+        linear::backward_set_input(dh, dw, db, dq, act(xa.h, ne), p(xp.proj[0][0]), self.lin(e, e));
         let m = act(mem.acts, src * e);
         for (j, dy) in [(1, &*dk), (2, &*dv)] {
             let [dw, db] = disjoint(grads, [xp.proj[j][0].range(), xp.proj[j][1].range()]);
@@ -173,8 +171,7 @@ impl Transformer {
         let ranges = [dh.clone(), a.ao.prefix(ne), a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv)];
         let [dao, ao, q, k, v] = disjoint(acts, ranges);
         let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
-        dao.fill(0.0);
-        linear::backward(Some(&mut *dao), dw, db, dres, ao, p(bp.proj[3][0]), self.lin(e, e));
+        linear::backward_set_input(dao, dw, db, dres, ao, p(bp.proj[3][0]), self.lin(e, e));
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
@@ -206,9 +203,13 @@ impl Transformer {
             let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
             linear::backward(None, dw, db, dy, dh, p(bp.proj[j][0]), self.lin(e, width));
         }
-        dh.fill(0.0);
         for (j, (dy, width)) in projections.into_iter().enumerate() {
-            linear::backward_input(dh, dy, p(bp.proj[j][0]), self.lin(e, width));
+            let (wj, lin) = (p(bp.proj[j][0]), self.lin(e, width));
+            if j == 0 {
+                linear::set_input_grad(dh, dy, wj, lin)
+            } else {
+                linear::backward_input(dh, dy, wj, lin)
+            }
         }
     }
 
@@ -334,8 +335,7 @@ impl Transformer {
             [g.dres.prefix(ne), g.dao.prefix(ne), g.dq.prefix(ne), g.dk.prefix(nkv), g.dv.prefix(nkv)],
         );
         let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
-        dao.fill(0.0);
-        linear::backward(Some(dao), dw, db, dres, act(a.ao, ne), p(bp.proj[3][0]), self.lin(e, e));
+        linear::backward_set_input(dao, dw, db, dres, act(a.ao, ne), p(bp.proj[3][0]), self.lin(e, e));
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
@@ -352,12 +352,16 @@ impl Transformer {
             let saved = (act(a.res_in, ne), act(a.stats1[0], n), act(a.stats1[1], n));
             self.qkv_backward_recomputed(bp, dh, saved, [&*dq, &*dk, &*dv], (w, grads));
         } else {
-            dh.fill(0.0);
             let h1 = act(a.h1, ne);
             let projections = [(&*dq, e), (&*dk, d.kv_dim()), (&*dv, d.kv_dim())];
             for (j, (dy, width)) in projections.into_iter().enumerate() {
                 let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
-                linear::backward(Some(&mut *dh), dw, db, dy, h1, p(bp.proj[j][0]), self.lin(e, width));
+                let (wj, lin) = (p(bp.proj[j][0]), self.lin(e, width));
+                if j == 0 {
+                    linear::backward_set_input(dh, dw, db, dy, h1, wj, lin);
+                } else {
+                    linear::backward(Some(&mut *dh), dw, db, dy, h1, wj, lin);
+                }
             }
         }
         let [dln_w, dln_b] = disjoint(grads, [bp.norm1[0].range(), bp.norm1[1].range()]);
