@@ -73,7 +73,8 @@ pub fn backward(
 ) {
     let [inp, pre, hid] = saved;
     let [dw1, db1, dw2, db2] = dw;
-    linear::backward_set_input(dhid, dw2, db2, dout, hid, w[2], d.fc2());
+    linear::backward(None, dw2, db2, dout, hid, w[2], d.fc2());
+    linear::set_input_grad(dhid, dout, w[2], d.fc2());
     activation::backward_inplace_on(dhid, pre, hid, d.act, d.kernels);
     linear::backward(Some(dinp), dw1, db1, dhid, inp, w[0], d.fc1());
 }

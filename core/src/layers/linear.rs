@@ -59,22 +59,6 @@ pub fn backward(
     }
 }
 
-/// [`backward`] with `dinp` overwritten by `dout · w` instead of accumulated into: what zeroing
-/// it first and then calling [`backward`] gives (up to the sign of an exact zero), without the
-/// zeroing pass or reading it back.
-pub fn backward_set_input(
-    dinp: &mut [f32],
-    dw: &mut [f32],
-    db: &mut [f32],
-    dout: &[f32],
-    inp: &[f32],
-    w: &[f32],
-    d: Linear,
-) {
-    weight_backward(dw, db, dout, inp, d);
-    set_input_grad(dinp, dout, w, d);
-}
-
 /// The parameter half of [`backward`]: accumulates into `dw` and `db`.
 #[inline(always)]
 fn weight_backward(dw: &mut [f32], db: &mut [f32], dout: &[f32], inp: &[f32], d: Linear) {
@@ -93,7 +77,10 @@ pub fn backward_input(dinp: &mut [f32], dout: &[f32], w: &[f32], d: Linear) {
     gemm(dinp, dout, w, Gemm::nn(n, d.n_in, d.n_out).acc().on(d.kernels));
 }
 
-/// [`backward_input`] overwriting `dinp` (see [`backward_set_input`]).
+/// [`backward_input`] overwriting `dinp`: what zeroing it first and then accumulating gives (up
+/// to the sign of an exact zero), without the zeroing pass or reading it back. With
+/// [`backward`]`(None, …)` for the parameters, it is the backward of a layer whose input gradient
+/// starts a buffer.
 pub fn set_input_grad(dinp: &mut [f32], dout: &[f32], w: &[f32], d: Linear) {
     let n = dout.len() / d.n_out;
     debug_assert_eq!(n * d.n_in, dinp.len());
@@ -163,11 +150,9 @@ mod tests {
             let (mut dx_acc, mut dw_acc, mut db_acc) = (vec![0.0; n * 37], dw0.clone(), db0.clone());
             backward(Some(&mut dx_acc), &mut dw_acc, &mut db_acc, &dout, &x, &w, d);
             let (mut dx_set, mut dw_set, mut db_set) = (vec![7.0; n * 37], dw0.clone(), db0.clone());
-            backward_set_input(&mut dx_set, &mut dw_set, &mut db_set, &dout, &x, &w, d);
+            backward(None, &mut dw_set, &mut db_set, &dout, &x, &w, d);
+            set_input_grad(&mut dx_set, &dout, &w, d);
             assert_eq!((&dx_set, &dw_set, &db_set), (&dx_acc, &dw_acc, &db_acc), "{kernels:?}");
-            let mut dx_only = vec![-3.0; n * 37];
-            set_input_grad(&mut dx_only, &dout, &w, d);
-            assert_eq!(dx_only, dx_acc, "{kernels:?}");
         }
     }
 }

@@ -91,7 +91,9 @@ impl Transformer {
             [g.dres.prefix(ne), g.dao.prefix(ne), g.dq.prefix(ne), g.dkx.prefix(skv), g.dvx.prefix(skv)],
         );
         let [dw, db] = disjoint(grads, [xp.proj[3][0].range(), xp.proj[3][1].range()]);
-        linear::backward_set_input(dao, dw, db, dres, act(xa.ao, ne), p(xp.proj[3][0]), self.lin(e, e));
+        let (wo, lin) = (p(xp.proj[3][0]), self.lin(e, e));
+        linear::backward(None, dw, db, dres, act(xa.ao, ne), wo, lin);
+        linear::set_input_grad(dao, dres, wo, lin);
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
@@ -114,7 +116,9 @@ impl Transformer {
             ],
         );
         let [dw, db] = disjoint(grads, [xp.proj[0][0].range(), xp.proj[0][1].range()]);
-        linear::backward_set_input(dh, dw, db, dq, act(xa.h, ne), p(xp.proj[0][0]), self.lin(e, e));
+        let (wq, lin) = (p(xp.proj[0][0]), self.lin(e, e));
+        linear::backward(None, dw, db, dq, act(xa.h, ne), wq, lin);
+        linear::set_input_grad(dh, dq, wq, lin);
         let m = act(mem.acts, src * e);
         for (j, dy) in [(1, &*dk), (2, &*dv)] {
             let [dw, db] = disjoint(grads, [xp.proj[j][0].range(), xp.proj[j][1].range()]);
@@ -171,7 +175,9 @@ impl Transformer {
         let ranges = [dh.clone(), a.ao.prefix(ne), a.q.prefix(ne), a.k.prefix(nkv), a.v.prefix(nkv)];
         let [dao, ao, q, k, v] = disjoint(acts, ranges);
         let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
-        linear::backward_set_input(dao, dw, db, dres, ao, p(bp.proj[3][0]), self.lin(e, e));
+        let (wo, lin) = (p(bp.proj[3][0]), self.lin(e, e));
+        linear::backward(None, dw, db, dres, ao, wo, lin);
+        linear::set_input_grad(dao, dres, wo, lin);
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
@@ -335,7 +341,9 @@ impl Transformer {
             [g.dres.prefix(ne), g.dao.prefix(ne), g.dq.prefix(ne), g.dk.prefix(nkv), g.dv.prefix(nkv)],
         );
         let [dw, db] = disjoint(grads, [bp.proj[3][0].range(), bp.proj[3][1].range()]);
-        linear::backward_set_input(dao, dw, db, dres, act(a.ao, ne), p(bp.proj[3][0]), self.lin(e, e));
+        let (wo, lin) = (p(bp.proj[3][0]), self.lin(e, e));
+        linear::backward(None, dw, db, dres, act(a.ao, ne), wo, lin);
+        linear::set_input_grad(dao, dres, wo, lin);
         dq.fill(0.0);
         dk.fill(0.0);
         dv.fill(0.0);
@@ -357,10 +365,11 @@ impl Transformer {
             for (j, (dy, width)) in projections.into_iter().enumerate() {
                 let [dw, db] = disjoint(grads, [bp.proj[j][0].range(), bp.proj[j][1].range()]);
                 let (wj, lin) = (p(bp.proj[j][0]), self.lin(e, width));
+                linear::backward(None, dw, db, dy, h1, wj, lin);
                 if j == 0 {
-                    linear::backward_set_input(dh, dw, db, dy, h1, wj, lin);
+                    linear::set_input_grad(dh, dy, wj, lin)
                 } else {
-                    linear::backward(Some(&mut *dh), dw, db, dy, h1, wj, lin);
+                    linear::backward_input(dh, dy, wj, lin)
                 }
             }
         }
