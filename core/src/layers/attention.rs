@@ -673,6 +673,9 @@ mod tests {
         let mut seed = 5;
         for (h, g, hd) in
             [(8, 4, 8), (8, 1, 8), (3, 1, 5), (12, 2, 4), (16, 1, 1), (2, 2, 16), (4, 1, 12), (2, 1, 17)]
+                .into_iter()
+                .chain([(20, 20, 4), (18, 6, 8)])
+        // more blocks of heads than are interleaved
         {
             for len in [1, 15, 16, 17, 40, 129] {
                 let auto =
@@ -687,6 +690,24 @@ mod tests {
                 forward_one(&mut got, &q, [&k, &v], &mut scores, auto, len);
                 let worst = got.iter().zip(&want).map(|(a, w)| (a - w).abs()).fold(0.0f32, f32::max);
                 assert!(worst < 2e-6, "H={h} G={g} D={hd} len={len}: off by {worst:e}");
+                // Each head's arithmetic does not depend on which heads run beside it or in
+                // which order the groups take the positions: one group alone gives its bits.
+                let per = h / g;
+                for gi in 0..g {
+                    let cols = |x: &[f32]| -> Vec<f32> {
+                        x.chunks_exact(g * hd).flat_map(|row| row[gi * hd..][..hd].to_vec()).collect()
+                    };
+                    let alone = Attn { n_heads: per, n_kv_heads: 1, ..auto };
+                    let mut one = vec![0.0; per * hd];
+                    let qg = &q[gi * per * hd..][..per * hd];
+                    forward_one(&mut one, qg, [&cols(&k), &cols(&v)], &mut scores, alone, len);
+                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&one),
+                        bits(&got[gi * per * hd..][..per * hd]),
+                        "H={h} G={g} D={hd} group {gi}"
+                    );
+                }
             }
         }
     }
