@@ -675,7 +675,7 @@ mod tests {
             [(8, 4, 8), (8, 1, 8), (3, 1, 5), (12, 2, 4), (16, 1, 1), (2, 2, 16), (4, 1, 12), (2, 1, 17)]
                 .into_iter()
                 .chain([(20, 20, 4), (18, 6, 8)])
-        // more blocks of heads than are interleaved
+        // (many heads; groups of one head, and of three: a block of two and one of one)
         {
             for len in [1, 15, 16, 17, 40, 129] {
                 let auto =
