@@ -671,12 +671,10 @@ mod tests {
     #[test]
     fn one_query_vector_kernel_matches_the_portable_loop() {
         let mut seed = 5;
-        for (h, g, hd) in
-            [(8, 4, 8), (8, 1, 8), (3, 1, 5), (12, 2, 4), (16, 1, 1), (2, 2, 16), (4, 1, 12), (2, 1, 17)]
-                .into_iter()
-                .chain([(20, 20, 4), (18, 6, 8)])
-        // (many heads; groups of one head, and of three: a block of two and one of one)
-        {
+        // The last two: many heads, in groups of one and of three (a block of two and one of one).
+        let shapes =
+            [(8, 4, 8), (8, 1, 8), (3, 1, 5), (12, 2, 4), (16, 1, 1), (2, 2, 16), (4, 1, 12), (2, 1, 17)];
+        for (h, g, hd) in shapes.into_iter().chain([(20, 20, 4), (18, 6, 8)]) {
             for len in [1, 15, 16, 17, 40, 129] {
                 let auto =
                     Attn { n_heads: h, n_kv_heads: g, head_dim: hd, causal: true, kernels: Kernels::Auto };
