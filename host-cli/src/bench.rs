@@ -60,17 +60,29 @@ struct Timing {
     /// Matmul FLOPs per step (K1: the product's; P3: the mean over the timed steps, which
     /// follows the routing; P4: none quoted).
     flops: Option<u64>,
-    /// P3: the fraction of its (token, expert) assignments the experts kept, over the timed
-    /// steps, and each timed step's matmul FLOPs.
-    kept: Option<(f64, Vec<f64>)>,
+    /// P3's routing over the timed steps.
+    routed: Option<Routed>,
+}
+
+/// What P3's routing did over the timed steps.
+struct Routed {
+    /// The fraction of (token, expert) assignments the experts kept.
+    kept: f64,
+    /// Each timed step's matmul FLOPs.
+    step_flops: Vec<f64>,
+}
+
+/// The median of a non-empty list.
+fn median(v: &[f64]) -> f64 {
+    let mut t = v.to_vec();
+    t.sort_by(f64::total_cmp);
+    let n = t.len();
+    if n % 2 == 1 { t[n / 2] } else { 0.5 * (t[n / 2 - 1] + t[n / 2]) }
 }
 
 impl Timing {
     fn median(&self) -> f64 {
-        let mut t = self.times.clone();
-        t.sort_by(f64::total_cmp);
-        let n = t.len();
-        if n % 2 == 1 { t[n / 2] } else { 0.5 * (t[n / 2 - 1] + t[n / 2]) }
+        median(&self.times)
     }
     fn min(&self) -> f64 {
         self.times.iter().copied().fold(f64::INFINITY, f64::min)
@@ -81,9 +93,9 @@ impl Timing {
     /// Matmul GFLOP/s: the FLOPs per step over the median time; where the FLOPs vary from step
     /// to step (P3), the median of each step's FLOPs over its time.
     fn gflops(&self) -> Option<f64> {
-        if let Some((_, step_flops)) = &self.kept {
-            let rates = step_flops.iter().zip(&self.times).map(|(f, t)| f / t / 1e9).collect();
-            return Some(Timing { id: self.id, times: rates, flops: None, kept: None }.median());
+        if let Some(r) = &self.routed {
+            let rates: Vec<f64> = r.step_flops.iter().zip(&self.times).map(|(f, t)| f / t / 1e9).collect();
+            return Some(median(&rates));
         }
         self.flops.map(|f| f as f64 / self.median() / 1e9)
     }
@@ -210,7 +222,7 @@ fn time_gemm(
     let gemm = if serial { regkern_core::ops::gemm::gemm_serial } else { regkern_core::ops::gemm };
     let mut run = || gemm(black_box(&mut c), black_box(&a), black_box(&b), g);
     let times = measure(warmup, steps, &mut run, tick);
-    Timing { id, times, flops: Some(gemm_flops(n, n, n)), kept: None }
+    Timing { id, times, flops: Some(gemm_flops(n, n, n)), routed: None }
 }
 
 /// Time `warmup + steps` calls of `step`, keeping the last `steps`.
@@ -289,7 +301,7 @@ fn time_train(
     let (x, y) = first_batch(data.as_ref(), batch);
     let mut setup = TrainSetup::new(&cfg, batch, workloads::optimizer()).map_err(|e| format!("{id}: {e}"))?;
     let mut times = Vec::with_capacity(steps as usize);
-    let (mut done, mut kept, mut assigned, mut step_flops) = (0, 0u64, 0u64, Vec::new());
+    let (mut done, mut kept, mut assigned, mut step_flops) = (0, 0u64, 0u64, Vec::<f64>::new());
     while done < warmup + steps {
         let mut trainer = setup.trainer(0).map_err(|e| format!("{id}: {e}"))?;
         for _ in 0..STEPS_PER_RUN.min(warmup + steps - done) {
@@ -309,16 +321,15 @@ fn time_train(
             tick(1);
         }
     }
-    let steps_done = times.len().max(1) as f64;
-    let (flops, kept) = match flops {
+    let (flops, routed) = match flops {
         StepFlops::Fixed(f) => (f, None),
         StepFlops::Routed if assigned == 0 => return Err(format!("{id}: the steps reported no routing")),
-        StepFlops::Routed => (
-            workloads::p3_matmul_flops(kept as f64 / steps_done).round() as u64,
-            Some((kept as f64 / assigned as f64, step_flops)),
-        ),
+        StepFlops::Routed => {
+            let mean = step_flops.iter().sum::<f64>() / step_flops.len() as f64;
+            (mean.round() as u64, Some(Routed { kept: kept as f64 / assigned as f64, step_flops }))
+        }
     };
-    Ok(Timing { id, times, flops: Some(flops), kept })
+    Ok(Timing { id, times, flops: Some(flops), routed })
 }
 
 /// P4: one KV-cached decoding step whose new position attends over [`P4_CONTEXT`] keys.
@@ -346,7 +357,7 @@ fn time_decode(warmup: u64, steps: u64, tick: &mut dyn FnMut(u64)) -> Result<Tim
     let times = measure(warmup, steps, &mut step, tick);
     match failed {
         Some(e) => Err(format!("P4: {e}")),
-        None => Ok(Timing { id: "P4", times, flops: None, kept: None }),
+        None => Ok(Timing { id: "P4", times, flops: None, routed: None }),
     }
 }
 
@@ -429,7 +440,7 @@ fn print_table(m: &Machine, args: &BenchArgs, results: &[Timing], base: Option<&
         outln!("{line}");
     }
     for t in results {
-        if let (Some((k, _)), Some(f)) = (&t.kept, t.flops) {
+        if let (Some(Routed { kept: k, .. }), Some(f)) = (&t.routed, t.flops) {
             outln!(
                 "\n{}: the experts kept {:.1}% of the routed assignments over the timed steps, so a step's \
                  matmul work was {:.3} GFLOP on average (it follows the routing: {:.3} with nothing kept, \
@@ -471,8 +482,8 @@ fn to_json(m: &Machine, args: &BenchArgs, results: &[Timing], base: Option<&Base
                 "pct_gemm_peak": gf.map(|g| 100.0 * g / m.gemm_peak),
                 "pct_fma_peak": gf.zip(m.fma_peak).map(|(g, p)| 100.0 * g / p),
             });
-            if let Some((k, _)) = t.kept {
-                o["kept_fraction"] = json!(k);
+            if let Some(r) = &t.routed {
+                o["kept_fraction"] = json!(r.kept);
             }
             if let Some(ms) = base.and_then(|b| b.median_ms(t.id)) {
                 o["baseline_median_ms"] = json!(ms);
