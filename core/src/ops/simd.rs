@@ -1100,14 +1100,15 @@ mod x86 {
         }
     }
 
-    /// Positions per pass of [`attend_heads_avx2`]: its scores live on the stack, and its
-    /// softmax is rescaled (online) from one chunk to the next.
+    /// Positions per pass of [`attend_lanes_avx2`] and [`attend_heads_avx2`]: their scores live on the
+    /// stack, and their softmax is rescaled (online) from one chunk to the next.
     const ATTEND_CHUNK: usize = 64;
 
     /// One query attending over `len` cached positions with AVX2 and FMA (see
-    /// [`crate::layers::attention::forward_one`], whose result this is up to rounding). The heads
-    /// of a kv group run together, up to 4 (head_dim ≤ 8, rows of one ymm) or 2 (≤ 16), so each
-    /// key and value row is loaded once for all of them.
+    /// [`crate::layers::attention::forward_one`], whose result this is up to rounding). At
+    /// head_dim ≤ 8 eight heads run together, one per lane ([`attend_lanes_avx2`]); above, the
+    /// heads of a kv group run two at a time ([`attend_heads_avx2`]), so each key and value row is
+    /// loaded once for both.
     ///
     /// Returns false, computing nothing, for shapes it does not take (head_dim above 16).
     #[target_feature(enable = "avx2,fma")]
@@ -1120,21 +1121,137 @@ mod x86 {
         let [k, v] = kv;
         let (k, v) = (&k[..len * kvd], &v[..len * kvd]); // every row below lies inside these
         let (q, out) = (&q[..heads * hd], &mut out[..heads * hd]);
+        if hd <= 8 {
+            let mut h0 = 0;
+            while h0 < heads {
+                h0 += match hd {
+                    8 => attend_lanes_avx2::<true>(out, q, [k, v], h0, shape),
+                    _ => attend_lanes_avx2::<false>(out, q, [k, v], h0, shape),
+                };
+            }
+            return true;
+        }
         let per_group = heads / groups;
         for g in 0..groups {
             let (mut h0, end) = (g * per_group, (g + 1) * per_group);
             while h0 < end {
                 let at = (g, h0);
-                h0 += match (hd <= 8, end - h0) {
-                    (true, 4..) => attend_heads_avx2::<4, 1>(out, q, [k, v], at, shape),
-                    (true, 2 | 3) => attend_heads_avx2::<2, 1>(out, q, [k, v], at, shape),
-                    (true, _) => attend_heads_avx2::<1, 1>(out, q, [k, v], at, shape),
-                    (false, 2..) => attend_heads_avx2::<2, 2>(out, q, [k, v], at, shape),
-                    (false, _) => attend_heads_avx2::<1, 2>(out, q, [k, v], at, shape),
+                h0 += match end - h0 {
+                    2.. => attend_heads_avx2::<2, 2>(out, q, [k, v], at, shape),
+                    _ => attend_heads_avx2::<1, 2>(out, q, [k, v], at, shape),
                 };
             }
         }
         true
+    }
+
+    /// Heads `h0..h0 + 8` (fewer at the end) at head_dim ≤ 8 (exactly 8 when `WHOLE`), one head
+    /// per lane (see [`attend_one_avx2_impl`], which checked the shape). Per position: the eight
+    /// heads' products with their group's key row, reduced together into one vector of scores
+    /// ([`sums8_avx2`]'s reduction). Per chunk of positions: the running maximum of each lane,
+    /// rescaling what was summed so far when it grows; one exponential per position for all
+    /// heads; every head's weighted value rows, in eight independent chains of multiply-adds.
+    /// Each lane's arithmetic is its own head's alone, whatever runs beside it. Spare lanes
+    /// repeat the last head and are not stored. Returns how many heads it took.
+    #[target_feature(enable = "avx2,fma")]
+    fn attend_lanes_avx2<const WHOLE: bool>(
+        out: &mut [f32],
+        q: &[f32],
+        [k, v]: [&[f32]; 2],
+        h0: usize,
+        shape: AttendShape,
+    ) -> usize {
+        let AttendShape { heads, groups, head_dim: hd, len, scale } = shape;
+        debug_assert!(hd <= 8 && WHOLE == (hd == 8) && h0 < heads);
+        let (kvd, per_group, live) = (groups * hd, heads / groups, (heads - h0).min(8));
+        let dmask = lanes_avx2(hd);
+        // The hd floats at p as one vector (lanes past hd read 0).
+        // SAFETY: callers pass p with hd floats after it; WHOLE rows have 8, and otherwise the
+        // mask enables only lanes l < hd.
+        let load =
+            |p: *const f32| unsafe { if WHOLE { _mm256_loadu_ps(p) } else { _mm256_maskload_ps(p, dmask) } };
+        // Where each lane's head's key/value columns start in a cache row (off + hd ≤ kvd), and
+        // its scaled query.
+        let mut off = [0usize; 8];
+        let mut qv = [_mm256_setzero_ps(); 8];
+        for l in 0..8 {
+            let h = h0 + l.min(live - 1);
+            off[l] = h / per_group * hd;
+            qv[l] = _mm256_mul_ps(load(q[h * hd..][..hd].as_ptr()), _mm256_set1_ps(scale));
+        }
+        let (k, v) = (&k[..len * kvd], &v[..len * kvd]);
+        // Lane l's columns of row j < len: hd floats inside k or v (off[l] + hd ≤ kvd).
+        let at = |x: &[f32], j: usize, l: usize| {
+            debug_assert!(j < len);
+            x.as_ptr().wrapping_add(j * kvd + off[l])
+        };
+        let mut top = _mm256_set1_ps(f32::NEG_INFINITY); // running maximum per lane
+        let mut total = _mm256_setzero_ps(); // running sum of exp per lane
+        let mut acc = [_mm256_setzero_ps(); 8]; // one head's output each
+        let mut sc = [_mm256_setzero_ps(); ATTEND_CHUNK]; // a chunk's scores, then weights
+        for c0 in (0..len).step_by(ATTEND_CHUNK) {
+            let sc = &mut sc[..ATTEND_CHUNK.min(len - c0)];
+            let mut chunk_top = _mm256_set1_ps(f32::NEG_INFINITY);
+            for (j, s) in (c0..).zip(sc.iter_mut()) {
+                let p = |l: usize| _mm256_mul_ps(qv[l], load(at(k, j, l)));
+                let h01 = _mm256_hadd_ps(p(0), p(1));
+                let h23 = _mm256_hadd_ps(p(2), p(3));
+                let h45 = _mm256_hadd_ps(p(4), p(5));
+                let h67 = _mm256_hadd_ps(p(6), p(7));
+                // sums8_avx2's reduction, written out so the products are not all live at once.
+                let (lo, hi) = (_mm256_hadd_ps(h01, h23), _mm256_hadd_ps(h45, h67));
+                *s = _mm256_add_ps(
+                    _mm256_permute2f128_ps::<0x20>(lo, hi),
+                    _mm256_permute2f128_ps::<0x31>(lo, hi),
+                );
+                chunk_top = _mm256_max_ps(chunk_top, *s);
+            }
+            let m_new = _mm256_max_ps(top, chunk_top);
+            let c = exp_avx2(_mm256_sub_ps(top, m_new)); // ~0 at the first chunk, on zeros
+            top = m_new;
+            let mut cl = [0.0f32; 8];
+            // SAFETY: cl holds 8 floats.
+            unsafe { _mm256_storeu_ps(cl.as_mut_ptr(), c) };
+            acc.iter_mut().zip(cl).for_each(|(a, cl)| *a = _mm256_mul_ps(*a, _mm256_set1_ps(cl)));
+            // The weights (exponentials), two positions per step so their chains overlap.
+            let (mut sum0, mut sum1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut pairs = sc.chunks_exact_mut(2);
+            for s in &mut pairs {
+                let e0 = exp_avx2(_mm256_sub_ps(s[0], m_new));
+                let e1 = exp_avx2(_mm256_sub_ps(s[1], m_new));
+                (s[0], s[1]) = (e0, e1);
+                (sum0, sum1) = (_mm256_add_ps(sum0, e0), _mm256_add_ps(sum1, e1));
+            }
+            for s in pairs.into_remainder() {
+                *s = exp_avx2(_mm256_sub_ps(*s, m_new));
+                sum0 = _mm256_add_ps(sum0, *s);
+            }
+            total = _mm256_fmadd_ps(total, c, _mm256_add_ps(sum0, sum1));
+            for (j, s) in (c0..).zip(sc.iter()) {
+                let w = (s as *const __m256).cast::<f32>();
+                for (l, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: w points at 8 floats.
+                    let wl = unsafe { _mm256_broadcast_ss(&*w.add(l)) };
+                    *a = _mm256_fmadd_ps(wl, load(at(v, j, l)), *a);
+                }
+            }
+        }
+        let mut inv = [0.0f32; 8];
+        // SAFETY: inv holds 8 floats.
+        unsafe { _mm256_storeu_ps(inv.as_mut_ptr(), _mm256_div_ps(_mm256_set1_ps(1.0), total)) };
+        for l in 0..live {
+            let o = _mm256_mul_ps(acc[l], _mm256_set1_ps(inv[l]));
+            let dst = &mut out[(h0 + l) * hd..][..hd];
+            // SAFETY: dst holds hd floats; a whole row 8, and otherwise the mask enables l < hd.
+            unsafe {
+                if WHOLE {
+                    _mm256_storeu_ps(dst.as_mut_ptr(), o)
+                } else {
+                    _mm256_maskstore_ps(dst.as_mut_ptr(), dmask, o)
+                }
+            }
+        }
+        live
     }
 
     /// Heads `h0..h0 + R` of kv group `g`, their rows `V` ymm wide (see [`attend_one_avx2_impl`],
