@@ -135,6 +135,15 @@ mod x86 {
     fn micro_avx2<const COPY: u8>(c: &mut [f32], a: &[f32], t: &Tile<'_, AVX2_MR>) {
         let rows = a_row_ptrs(a, t);
         let bp = t.b_panel.as_ptr();
+        // A large product's C tile is rarely in cache by the time the tile comes round again:
+        // fetching it now hides the misses behind the k loop instead of stalling at its end.
+        // (A prefetch does not fault, so a partial tile's rows need no check.)
+        let cp = c.as_ptr().wrapping_add(t.c_at);
+        for r in 0..AVX2_MR {
+            let row = cp.wrapping_add(r * t.ldc).cast::<i8>();
+            _mm_prefetch::<_MM_HINT_T0>(row);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(63));
+        }
         let mut acc = [[_mm256_setzero_ps(); 2]; AVX2_MR];
         for p in 0..t.kc {
             // SAFETY: the panel holds kc × 16 floats; row r of A holds element (r, p) at
