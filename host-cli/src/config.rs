@@ -179,8 +179,8 @@ pub struct TransformerArgs {
     /// Model width E.
     #[arg(long = "embed_dim", alias = "embed-dim", default_value_t = 64)]
     pub embed_dim: usize,
-    /// FFN hidden width F.
-    #[arg(long = "ffn_dim", alias = "ffn-dim", default_value_t = 128)]
+    /// FFN hidden width F (the seed's `ffn_latent_dim`).
+    #[arg(long = "ffn_dim", aliases = ["ffn-dim", "ffn_latent_dim", "ffn-latent-dim"], default_value_t = 128)]
     pub ffn_dim: usize,
     /// Transformer blocks.
     #[arg(long = "num_layers", alias = "num-layers", default_value_t = 2)]
@@ -188,8 +188,8 @@ pub struct TransformerArgs {
     /// Longest sequence (rows of pos_embed).
     #[arg(long = "max_seq_len", alias = "max-seq-len", default_value_t = 128)]
     pub max_seq_len: usize,
-    /// Mixture-of-Experts FFNs in every block.
-    #[arg(long)]
+    /// Mixture-of-Experts FFNs in every block (the seed's `use_moe`).
+    #[arg(long, aliases = ["use_moe", "use-moe"])]
     pub moe: bool,
     /// MoE: experts per block.
     #[arg(long = "num_experts", alias = "num-experts", default_value_t = 8)]
@@ -433,6 +433,95 @@ impl OptArgs {
         opt.validate().map_err(|e| e.to_string())?;
         Ok(opt)
     }
+}
+
+/// What a flag needs to mean anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Needs {
+    /// `--type nlinear`.
+    Mlp,
+    /// `--type transformer`.
+    Transformer,
+    /// `--type transformer --moe`.
+    Moe,
+    /// `--type transformer --encoderdecoder`.
+    EncoderDecoder,
+    /// `--data FILE` (user data).
+    Data,
+    /// `--data FILE` with `--type transformer --encoderdecoder`.
+    DataEncoderDecoder,
+}
+
+/// The model flags that apply to some models only, by clap id, with what each needs. The
+/// switches that choose a model (`--autoregressive`, `--encoderdecoder`, `--moe`) and the KV cache
+/// flags are checked where the config is resolved, with messages of their own.
+const APPLIES_TO: &[(&str, Needs)] = &[
+    ("latent_dims", Needs::Mlp),
+    ("custom_act", Needs::Mlp),
+    ("attention_type", Needs::Transformer),
+    ("num_heads", Needs::Transformer),
+    ("num_groups", Needs::Transformer),
+    ("embed_dim", Needs::Transformer),
+    ("ffn_dim", Needs::Transformer),
+    ("num_layers", Needs::Transformer),
+    ("max_seq_len", Needs::Transformer),
+    ("seq_len", Needs::Transformer),
+    ("num_experts", Needs::Moe),
+    ("topk", Needs::Moe),
+    ("capacity", Needs::Moe),
+    ("capacity_factor", Needs::Moe),
+    ("alpha", Needs::Moe),
+    ("num_encoder_layers", Needs::EncoderDecoder),
+    ("num_decoder_layers", Needs::EncoderDecoder),
+    ("input_dim", Needs::Data),
+    ("output_dim", Needs::Data),
+    ("val_fraction", Needs::Data),
+    ("header", Needs::Data),
+    ("target_len", Needs::DataEncoderDecoder),
+];
+
+/// Refuse a flag given on the command line that the chosen model would ignore
+/// (`--type linear --num_heads 3`), naming what it needs. `m`: the matches of `train`,
+/// `generate` or `plan` (whose flags include [`ModelArgs`]).
+pub fn refuse_inapplicable(m: &clap::ArgMatches) -> Result<(), String> {
+    use clap::parser::ValueSource;
+    let given = |id: &str| {
+        m.try_contains_id(id).unwrap_or(false) && m.value_source(id) == Some(ValueSource::CommandLine)
+    };
+    let flag = |id: &str| m.try_get_one::<bool>(id).ok().flatten().copied().unwrap_or(false);
+    let model = m.try_get_one::<ModelType>("model_type").ok().flatten().copied().unwrap_or(ModelType::Linear);
+    let type_name = |t: ModelType| t.to_possible_value().map_or(String::new(), |v| v.get_name().to_string());
+    let transformer = model == ModelType::Transformer;
+    let data = m.try_get_one::<std::path::PathBuf>("data").ok().flatten().is_some();
+    for &(id, needs) in APPLIES_TO {
+        if !given(id) {
+            continue;
+        }
+        let ok = match needs {
+            Needs::Mlp => model == ModelType::Nlinear,
+            Needs::Transformer => transformer,
+            Needs::Moe => transformer && flag("moe"),
+            Needs::EncoderDecoder => transformer && flag("encoderdecoder"),
+            Needs::Data => data,
+            Needs::DataEncoderDecoder => data && transformer && flag("encoderdecoder"),
+        };
+        if ok {
+            continue;
+        }
+        let name = format!("--{id}");
+        let chosen = type_name(model);
+        return Err(match needs {
+            Needs::Mlp => format!("{name} applies to --type nlinear (the MLP), not --type {chosen}"),
+            Needs::Transformer => format!("{name} applies to --type transformer, not --type {chosen}"),
+            Needs::Moe => format!("{name} needs --type transformer with --moe"),
+            Needs::EncoderDecoder => format!("{name} needs --type transformer with --encoderdecoder"),
+            Needs::Data => format!("{name} describes user data: it needs --data FILE"),
+            Needs::DataEncoderDecoder => {
+                format!("{name} needs --data FILE with --type transformer --encoderdecoder")
+            }
+        });
+    }
+    Ok(())
 }
 
 /// True for models with Mixture-of-Experts FFNs.

@@ -42,7 +42,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Train and run small regression models (linear, MLP, transformers) with regkern.
 #[derive(Parser, Debug)]
@@ -119,7 +119,8 @@ fn stderr_line(args: std::fmt::Arguments<'_>) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     mem::set_limit(cli.max_memory);
     let threads = cli.threads as usize; // 1..=256, by the parser
     if let Err(msg) = regkern_threads::set_threads(threads) {
@@ -127,6 +128,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     THREADS.store(threads, Ordering::Relaxed);
+    // A model flag the chosen model would ignore is an error, before anything runs.
+    let applicable = match matches.subcommand() {
+        Some(("train" | "generate" | "plan", m)) => config::refuse_inapplicable(m),
+        _ => Ok(()),
+    };
+    if let Err(msg) = applicable {
+        errln!("error: {msg}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Generate(args) => generate::run(&args),

@@ -553,6 +553,16 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     })
 }
 
+/// A float flag's value as JSON in the digits it was written with: the shortest decimal that
+/// reads back as the same f32 (`--lr 0.001` gives 0.001, not its f64 widening
+/// 0.0010000000474974513); null when not finite, which JSON cannot hold.
+fn decimal(x: f32) -> serde_json::Value {
+    match x.to_string().parse::<f64>() {
+        Ok(v) if v.is_finite() => json!(v),
+        _ => serde_json::Value::Null,
+    }
+}
+
 /// The resolved config, as `config.json` and the summary's `config` hold it.
 fn config_json(
     args: &TrainArgs,
@@ -568,8 +578,8 @@ fn config_json(
                 "num_experts": m.num_experts,
                 "topk": m.top_k,
                 "capacity": match m.capacity { regkern_core::Capacity::Absolute(c) => json!(c), _ => json!(null) },
-                "capacity_factor": match m.capacity { regkern_core::Capacity::Factor(f) => json!(f), _ => json!(null) },
-                "alpha": m.alpha,
+                "capacity_factor": match m.capacity { regkern_core::Capacity::Factor(f) => decimal(f), _ => json!(null) },
+                "alpha": decimal(m.alpha),
             })
         })
     };
@@ -618,16 +628,16 @@ fn config_json(
             _ => json!(null),
         },
         "epochs": args.epochs,
-        "lr": optimizer.lr(),
+        "lr": decimal(optimizer.lr()),
         "optimizer": optimizer.name(),
-        "momentum": args.opt.momentum,
-        "weight_decay": args.opt.weight_decay,
+        "momentum": decimal(args.opt.momentum),
+        "weight_decay": decimal(args.opt.weight_decay),
         "scheduler": schedule.name(),
         "batch_size": batch,
         "seed": args.seed,
         "train_size": args.train_size,
         "val_size": args.val_size,
-        "clip_grad_norm": args.clip_grad_norm,
+        "clip_grad_norm": args.clip_grad_norm.map(decimal),
         "command": std::env::args().collect::<Vec<_>>(),
     })
 }

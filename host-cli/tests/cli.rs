@@ -33,6 +33,9 @@ fn train_json_reports_config_losses_and_time() {
     assert_eq!(v["config"]["type"], "nlinear");
     assert_eq!(v["config"]["latent_dims"], serde_json::json!([16, 8]));
     assert_eq!(v["config"]["seed"], 2);
+    // Floats as written (the default --lr 1e-3), not their f64 widening 0.0010000000474974513.
+    assert_eq!(v["config"]["lr"].to_string(), "0.001");
+    assert_eq!(v["config"]["weight_decay"].to_string(), "0.0");
     assert_eq!(v["epochs"], 3);
     assert_eq!(v["steps"], 3 * 32);
     for key in ["final_train_loss", "final_val_loss", "best_val_loss", "wall_seconds"] {
@@ -402,6 +405,105 @@ fn bad_flags_are_clear_errors() {
         assert!(err.contains(msg), "{full:?}: expected {msg:?} in stderr:\n{err}");
         assert!(!err.contains("panicked"), "{full:?} panicked:\n{err}");
     }
+}
+
+/// A flag the chosen model would ignore is refused, naming what it needs; `plan` and `sweep`
+/// refuse it too, and the same flag on a model it applies to runs.
+#[test]
+fn inapplicable_flags_are_refused_naming_what_they_need() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--type", "linear", "--num_heads", "3"],
+            "--num_heads applies to --type transformer, not --type linear",
+        ),
+        (
+            &["--type", "nlinear", "--embed_dim", "32"],
+            "--embed_dim applies to --type transformer, not --type nlinear",
+        ),
+        (&["--type", "linear", "--attention_type", "mha"], "--attention_type applies to --type transformer"),
+        (&["--type", "linear", "--num_groups", "2"], "--num_groups applies to --type transformer"),
+        (&["--type", "nlinear", "--ffn_dim", "64"], "--ffn_dim applies to --type transformer"),
+        (&["--type", "linear", "--ffn_latent_dim", "64"], "--ffn_dim applies to --type transformer"),
+        (&["--type", "linear", "--num_layers", "3"], "--num_layers applies to --type transformer"),
+        (&["--type", "linear", "--max_seq_len", "64"], "--max_seq_len applies to --type transformer"),
+        (&["--type", "nlinear", "--seq_len", "8"], "--seq_len applies to --type transformer"),
+        (&["--type", "linear", "--latent_dims", "8,4"], "--latent_dims applies to --type nlinear"),
+        (&["--type", "transformer", "--custom_act", "tanh"], "--custom_act applies to --type nlinear"),
+        (
+            &["--type", "transformer", "--num_experts", "4"],
+            "--num_experts needs --type transformer with --moe",
+        ),
+        (&["--type", "transformer", "--topk", "1"], "--topk needs --type transformer with --moe"),
+        (&["--type", "transformer", "--capacity", "8"], "--capacity needs --type transformer with --moe"),
+        (
+            &["--type", "linear", "--capacity_factor", "2"],
+            "--capacity_factor needs --type transformer with --moe",
+        ),
+        (&["--type", "transformer", "--alpha", "0.1"], "--alpha needs --type transformer with --moe"),
+        (
+            &["--type", "transformer", "--num_encoder_layers", "3"],
+            "--num_encoder_layers needs --type transformer with --encoderdecoder",
+        ),
+        (
+            &["--type", "transformer", "--autoregressive", "--num_decoder_layers", "1"],
+            "--num_decoder_layers needs --type transformer with --encoderdecoder",
+        ),
+        (&["--input_dim", "3"], "--input_dim describes user data: it needs --data FILE"),
+        (&["--type", "transformer", "--output_dim", "2"], "--output_dim describes user data"),
+        (&["--val_fraction", "0.5"], "--val_fraction describes user data"),
+        (&["--header", "yes"], "--header describes user data"),
+        (
+            &["--type", "transformer", "--encoderdecoder", "--target_len", "4"],
+            "--target_len needs --data FILE",
+        ),
+    ];
+    for (args, msg) in cases {
+        for command in ["train", "plan"] {
+            if command == "plan"
+                && args.iter().any(|a| {
+                    ["--val_fraction", "--header", "--input_dim", "--output_dim", "--target_len"].contains(a)
+                })
+            {
+                continue; // plan takes no user data
+            }
+            let full: Vec<&str> = [command].into_iter().chain(args.iter().copied()).collect();
+            let o = regkern(&full);
+            assert!(!o.status.success(), "{full:?} succeeded");
+            let err = stderr(&o);
+            assert!(err.contains(msg), "{full:?}: expected {msg:?} in stderr:\n{err}");
+        }
+    }
+    let o = regkern(&["sweep", "--type", "linear", "--num_heads", "2,4", "--epochs", "1"]);
+    assert!(stderr(&o).contains("--num_heads applies to --type transformer"), "{}", stderr(&o));
+    // The seed's names, and a MoE flag where it applies.
+    let o = regkern(&[
+        "train",
+        "--type",
+        "transformer",
+        "--use_moe",
+        "--num_experts",
+        "4",
+        "--ffn_latent_dim",
+        "16",
+        "--embed_dim",
+        "16",
+        "--num_heads",
+        "4",
+        "--num_groups",
+        "2",
+        "--train_size",
+        "64",
+        "--val_size",
+        "32",
+        "--epochs",
+        "1",
+        "--no_logdir",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["config"]["transformer"]["ffn_dim"], 16, "{v}");
+    assert_eq!(v["config"]["transformer"]["moe"]["num_experts"], 4, "{v}");
 }
 
 /// A fresh scratch directory for one test.

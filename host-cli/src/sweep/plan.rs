@@ -88,10 +88,15 @@ impl Plan {
     pub(super) fn validate(&self) -> Result<(), String> {
         let mut cmd = TrainArgs::augment_args(Command::new("train")).no_binary_name(true);
         for run in &self.runs {
-            if let Err(e) = cmd.try_get_matches_from_mut(&run.args) {
-                let which =
-                    if self.varying.is_empty() { String::new() } else { format!("run {}: ", run.name) };
-                return Err(format!("{which}train rejects {} (see regkern train --help)", clap_message(&e)));
+            let which = if self.varying.is_empty() { String::new() } else { format!("run {}: ", run.name) };
+            match cmd.try_get_matches_from_mut(&run.args) {
+                Err(e) => {
+                    return Err(format!(
+                        "{which}train rejects {} (see regkern train --help)",
+                        clap_message(&e)
+                    ));
+                }
+                Ok(m) => crate::config::refuse_inapplicable(&m).map_err(|e| format!("{which}{e}"))?,
             }
         }
         Ok(())
