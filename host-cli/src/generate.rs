@@ -96,7 +96,8 @@ pub struct Greedy {
 
 /// Decode every validation source greedily (the encoder once, then one target value per step
 /// fed back; through the caches when the model planned them) and return the MSE against the
-/// targets, with validation sequence 0 as an example.
+/// targets, with validation sequence 0 as an example, decoded alone (as `predict` would decode
+/// it).
 pub fn greedy_mse(net: &mut Net<'_>, val: &dyn Dataset) -> Result<Greedy, String> {
     let start = Instant::now();
     let (in_len, out_len) = (val.in_len(), val.out_len());
@@ -112,10 +113,16 @@ pub fn greedy_mse(net: &mut Net<'_>, val: &dyn Dataset) -> Result<Greedy, String
         net.predict(&x[..n * in_len], &mut out[..n * out_len]).map_err(|e| e.to_string())?;
         sum_sq += out[..n * out_len].iter().zip(&y).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
         if first == 0 {
-            example = [x[..in_len].to_vec(), y[..out_len].to_vec(), out[..out_len].to_vec()];
+            example = [x[..in_len].to_vec(), y[..out_len].to_vec(), Vec::new()];
         }
         first += n;
     }
+    // The example is decoded alone, as `predict` decodes one source: a batch of one runs the
+    // matrix-vector kernels, whose last bits differ from a batch's (and a MoE's capacity applies
+    // per call).
+    let mut decoded = vec![0.0f32; out_len];
+    net.predict(&example[0], &mut decoded).map_err(|e| e.to_string())?;
+    example[2] = decoded;
     Ok(Greedy {
         mse: (sum_sq / (val.len() * out_len) as f64) as f32,
         kv_cache: net.model().kv_cache().map(|d| d.name()),
@@ -134,6 +141,11 @@ pub fn fmt_values(v: &[f32]) -> String {
 pub struct GenerateArgs {
     #[command(flatten)]
     train: TrainArgs,
+    /// Generate from this checkpoint instead of training first (a run directory's
+    /// model.safetensors or best.safetensors; the config is in its metadata). Needs --prompt;
+    /// the KV cache is f32 unless --kv_cache says otherwise.
+    #[arg(long)]
+    checkpoint: Option<std::path::PathBuf>,
     /// Prompt values, comma-separated [default: the first 16 values of validation sequence 0].
     #[arg(long, allow_hyphen_values = true)]
     prompt: Option<String>,
@@ -145,23 +157,37 @@ pub struct GenerateArgs {
     window: Option<usize>,
 }
 
-/// Train an autoregressive model per the flags, then generate from the prompt.
-pub fn run(args: &GenerateArgs) -> Result<(), String> {
+/// The flags `generate --checkpoint` takes besides its own (`--prompt`, `--steps`, `--window`):
+/// how to run the model, not how to build or train it.
+const WITH_CHECKPOINT: &[&str] =
+    &["checkpoint", "prompt", "steps", "window", "kv_cache", "use_kv_cache", "kernels", "json", "quiet"];
+
+/// Train an autoregressive model per the flags, then generate from the prompt; or, with
+/// `--checkpoint`, generate from a trained model. `m`: the command's matches, to refuse training
+/// flags given with `--checkpoint`.
+pub fn run(args: &GenerateArgs, m: &clap::ArgMatches) -> Result<(), String> {
+    let prompt = parse_prompt(args.prompt.as_deref())?;
+    if let Some(path) = &args.checkpoint {
+        use clap::parser::ValueSource;
+        let training = m
+            .ids()
+            .map(|id| id.as_str())
+            .find(|id| !WITH_CHECKPOINT.contains(id) && m.value_source(id) == Some(ValueSource::CommandLine));
+        if let Some(id) = training {
+            return Err(format!(
+                "--{id} configures a model to train; with --checkpoint the model is the checkpoint's"
+            ));
+        }
+        if prompt.is_empty() {
+            return Err(
+                "--checkpoint needs --prompt \"v1,v2,...\" (the training data is not in a checkpoint)".into(),
+            );
+        }
+        return from_checkpoint(args, path, &prompt);
+    }
     if !args.train.model.task().autoregressive() {
         return Err("generate needs an autoregressive model: --type transformer --autoregressive".into());
     }
-    let prompt: Vec<f32> = match &args.prompt {
-        Some(s) => s
-            .split(',')
-            .map(|v| match v.trim().parse::<f32>() {
-                Ok(x) if x.is_finite() => Ok(x),
-                Ok(_) => Err(format!("--prompt: {:?} is not finite", v.trim())),
-                Err(_) => Err(format!("--prompt: {:?} is not a number", crate::data::clip(v.trim()))),
-            })
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
-    let use_cache = args.train.model.kv_cache_dtype(true).is_some();
     // Allocated (and so checked) before training, which would otherwise be lost.
     let mut out = crate::mem::zeroed::<f32>(args.steps, "the generated values")?;
     train_then(&args.train, true, |net, val, outcome| {
@@ -174,46 +200,107 @@ pub fn run(args: &GenerateArgs) -> Result<(), String> {
         } else {
             (prompt.clone(), Vec::new())
         };
-        let context = match args.window {
-            Some(window) => Context::Sliding { window },
-            None => Context::Expanding,
-        };
-        let start = Instant::now();
-        net.generate(&prompt, prompt.len(), &mut out, Generate { steps: args.steps, context, use_cache })
-            .map_err(|e| e.to_string())?;
-        let seconds = start.elapsed().as_secs_f64();
-        let compared = truth.len().min(out.len());
-        let mse = (compared > 0).then(|| {
-            out[..compared].iter().zip(&truth).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>()
-                / compared as f64
-        });
-        let cache = if use_cache { net.model().kv_cache().map(|d| d.name()) } else { None };
-        if args.train.json {
-            let v = json!({
-                "prompt": prompt,
-                "generated": out,
-                "truth": &truth[..compared],
-                "mse": mse,
-                "kv_cache": cache,
-                "window": args.window,
-                "train_final_val_loss": outcome.summary.final_val_loss,
-                "generate_seconds": seconds,
-            });
-            outln!("{v}");
-        } else {
-            let fmt = |v: &[f32]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(", ");
-            outln!("prompt ({}): {}", prompt.len(), fmt(&prompt));
-            outln!(
-                "generated ({}, {}): {}",
-                out.len(),
-                cache.map_or("no KV cache".into(), |c| format!("{c} KV cache")),
-                fmt(&out)
-            );
-            if let Some(mse) = mse {
-                outln!("truth ({compared}): {}", fmt(&truth[..compared]));
-                outln!("MSE over {compared} values: {mse:.4e}");
-            }
-        }
-        Ok(())
+        generate_and_print(args, net, (&prompt, &truth), &mut out, Some(outcome.summary.final_val_loss))
     })
+}
+
+/// The prompt values of `--prompt "v1,v2,..."` (none without it).
+fn parse_prompt(s: Option<&str>) -> Result<Vec<f32>, String> {
+    let Some(s) = s else { return Ok(Vec::new()) };
+    s.split(',')
+        .map(|v| match v.trim().parse::<f32>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            Ok(_) => Err(format!("--prompt: {:?} is not finite", v.trim())),
+            Err(_) => Err(format!("--prompt: {:?} is not a number", crate::data::clip(v.trim()))),
+        })
+        .collect()
+}
+
+/// `generate --checkpoint`: plan the checkpoint's model (its config from the metadata, with the
+/// KV cache `--kv_cache` asks for, f32 by default) for one sequence, load it and generate.
+fn from_checkpoint(args: &GenerateArgs, path: &std::path::Path, prompt: &[f32]) -> Result<(), String> {
+    use regkern_core::checkpoint::{self, Header};
+    use regkern_core::{Mode, Model, ModelConfig};
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let cfg = Header::parse(&bytes).and_then(|h| h.config()).map_err(|e| format!("{shown}: {e}"))?;
+    let cfg = match cfg {
+        ModelConfig::Transformer(t) if t.autoregressive => {
+            ModelConfig::Transformer(regkern_core::TransformerConfig {
+                kv_cache: args.train.model.kv_cache_dtype(true),
+                ..t
+            })
+        }
+        other => {
+            return Err(format!(
+                "{shown} holds a {} model; generate needs an autoregressive transformer (predict runs every model)",
+                other.type_name()
+            ));
+        }
+    };
+    let model = Model::plan(&cfg, Mode::Inference { max_batch: 1 }).map_err(|e| format!("{shown}: {e}"))?;
+    checkpoint::verify(&bytes, &model, None)
+        .map_err(|e| crate::train::checkpoint_error(&shown, &bytes, e))?;
+    let mut out = crate::mem::zeroed::<f32>(args.steps, "the generated values")?;
+    let mut arena = crate::mem::zeroed::<f32>(model.report().total_floats(), "the arena")?;
+    let mut net = Net::new(model, &mut arena).map_err(|e| e.to_string())?;
+    net.set_kernels(args.train.model.kernels.kernels());
+    net.load_checkpoint(&bytes).map_err(|e| crate::train::checkpoint_error(&shown, &bytes, e))?;
+    generate_and_print(args, &mut net, (prompt, &[]), &mut out, None)
+}
+
+/// Generate `out.len()` values after `prompt` and print them (as JSON with `--json`), with the
+/// MSE against `truth` where there is one, and the training run's final validation loss.
+fn generate_and_print(
+    args: &GenerateArgs,
+    net: &mut Net<'_>,
+    (prompt, truth): (&[f32], &[f32]),
+    out: &mut [f32],
+    final_val_loss: Option<Option<f32>>,
+) -> Result<(), String> {
+    let context = match args.window {
+        Some(window) => Context::Sliding { window },
+        None => Context::Expanding,
+    };
+    let use_cache = args.train.model.kv_cache_dtype(true).is_some();
+    let start = Instant::now();
+    net.generate(prompt, prompt.len(), out, Generate { steps: args.steps, context, use_cache })
+        .map_err(|e| e.to_string())?;
+    let seconds = start.elapsed().as_secs_f64();
+    let compared = truth.len().min(out.len());
+    let mse = (compared > 0).then(|| {
+        out[..compared].iter().zip(truth).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>()
+            / compared as f64
+    });
+    let cache = if use_cache { net.model().kv_cache().map(|d| d.name()) } else { None };
+    if args.train.json {
+        let mut v = json!({
+            "prompt": prompt,
+            "generated": out,
+            "truth": &truth[..compared],
+            "mse": mse,
+            "kv_cache": cache,
+            "window": args.window,
+            "generate_seconds": seconds,
+        });
+        match final_val_loss {
+            Some(loss) => v["train_final_val_loss"] = json!(loss),
+            None => v["checkpoint"] = json!(args.checkpoint.as_ref().map(|p| p.display().to_string())),
+        }
+        outln!("{v}");
+    } else {
+        let fmt = |v: &[f32]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(", ");
+        outln!("prompt ({}): {}", prompt.len(), fmt(prompt));
+        outln!(
+            "generated ({}, {}): {}",
+            out.len(),
+            cache.map_or("no KV cache".into(), |c| format!("{c} KV cache")),
+            fmt(out)
+        );
+        if let Some(mse) = mse {
+            outln!("truth ({compared}): {}", fmt(&truth[..compared]));
+            outln!("MSE over {compared} values: {mse:.4e}");
+        }
+    }
+    Ok(())
 }

@@ -72,7 +72,8 @@ fn threads() -> usize {
 enum Command {
     /// Train a model on its synthetic task and report train/validation loss.
     Train(train::TrainArgs),
-    /// Train an autoregressive model, then generate values after a prompt (with a KV cache).
+    /// Train an autoregressive model, or load one (--checkpoint), and generate values after a
+    /// prompt (with a KV cache).
     Generate(generate::GenerateArgs),
     /// Print the memory plan (bytes per region) of a model, for inference and training.
     Plan(plan::PlanArgs),
@@ -130,6 +131,10 @@ fn main() -> ExitCode {
     THREADS.store(threads, Ordering::Relaxed);
     // A model flag the chosen model would ignore is an error, before anything runs.
     let applicable = match matches.subcommand() {
+        // (`generate --checkpoint` refuses every model flag itself: the model is the checkpoint's.)
+        Some(("generate", m)) if m.contains_id("checkpoint") && m.value_source("checkpoint").is_some() => {
+            Ok(())
+        }
         Some(("train" | "generate" | "plan", m)) => config::refuse_inapplicable(m),
         _ => Ok(()),
     };
@@ -139,7 +144,9 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Train(args) => train::run(&args),
-        Command::Generate(args) => generate::run(&args),
+        Command::Generate(args) => {
+            generate::run(&args, matches.subcommand_matches("generate").unwrap_or(&matches))
+        }
         Command::Plan(args) => plan::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Sweep(args) => sweep::run(&args),

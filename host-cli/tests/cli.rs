@@ -506,6 +506,83 @@ fn inapplicable_flags_are_refused_naming_what_they_need() {
     assert_eq!(v["config"]["transformer"]["moe"]["num_experts"], 4, "{v}");
 }
 
+/// The f32 values of a JSON array (written by regkern as f32 widened to f64).
+fn f32s(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().expect("an array").iter().map(|x| x.as_f64().expect("a number") as f32).collect()
+}
+
+/// What a training run printed, its run directory's model reproduces bit for bit: the values
+/// `generate` printed after a prompt (autoregressive, through the f32 KV cache or without one),
+/// and the greedy decoding of a validation source (encoder-decoder) through `predict`.
+#[test]
+fn generate_and_predict_from_a_checkpoint_reproduce_the_training_run() {
+    let dir = scratch("from-checkpoint");
+    let prompt = "0.1,0.25,0.4,0.5";
+    for cache in ["f32", "off"] {
+        let run = dir.join(format!("ar-{cache}"));
+        let trained = small_ar(
+            "generate",
+            &[
+                "--logdir",
+                run.to_str().unwrap(),
+                "--prompt",
+                prompt,
+                "--steps",
+                "9",
+                "--kv_cache",
+                cache,
+                "--json",
+            ],
+        );
+        assert!(trained.status.success(), "{}", stderr(&trained));
+        let want: serde_json::Value = serde_json::from_slice(&trained.stdout).unwrap();
+        let model = run.join("model.safetensors");
+        let args = ["generate", "--checkpoint", model.to_str().unwrap(), "--prompt", prompt, "--steps", "9"];
+        let o = regkern(&[&args[..], &["--kv_cache", cache, "--json"]].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let bits = |v: &serde_json::Value| f32s(v).iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got["generated"]), bits(&want["generated"]), "kv_cache {cache}");
+        assert_eq!(got["kv_cache"], want["kv_cache"]);
+    }
+    // Training flags have no place beside a checkpoint, and a prompt is needed.
+    let model = dir.join("ar-f32").join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let o = regkern(&["generate", "--checkpoint", m, "--prompt", prompt, "--num_layers", "3"]);
+    assert!(stderr(&o).contains("--num_layers configures a model to train"), "{}", stderr(&o));
+    let o = regkern(&["generate", "--checkpoint", m]);
+    assert!(stderr(&o).contains("--checkpoint needs --prompt"), "{}", stderr(&o));
+
+    let run = dir.join("encdec");
+    let trained = small_encdec(&["--logdir", run.to_str().unwrap(), "--json"]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let summary: serde_json::Value = serde_json::from_slice(&trained.stdout).unwrap();
+    let example = &summary["greedy_decode"]["example"];
+    let (source, decoded) = (f32s(&example["source"]), f32s(&example["decoded"]));
+    let csv = dir.join("source.csv");
+    let row: Vec<String> = source.iter().map(|x| x.to_string()).collect();
+    std::fs::write(&csv, row.join(",") + "\n").unwrap();
+    let model = run.join("model.safetensors");
+    let target_len = decoded.len().to_string();
+    let o = regkern(&[
+        "predict",
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--input",
+        csv.to_str().unwrap(),
+        "--target_len",
+        &target_len,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: Vec<f32> =
+        String::from_utf8_lossy(&o.stdout).trim().split(',').map(|v| v.parse().expect("a number")).collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&decoded));
+    let o = regkern(&["generate", "--checkpoint", model.to_str().unwrap(), "--prompt", prompt]);
+    assert!(stderr(&o).contains("generate needs an autoregressive transformer"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A fresh scratch directory for one test.
 fn scratch(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("regkern-cli-{name}-{}", std::process::id()));
