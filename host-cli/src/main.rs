@@ -135,6 +135,8 @@ fn main() -> ExitCode {
         Some(("generate", m)) if m.contains_id("checkpoint") && m.value_source("checkpoint").is_some() => {
             Ok(())
         }
+        // (`train --resume` takes the run's own flags, and refuses any given here that differ.)
+        Some(("train", m)) if m.get_flag("resume") => Ok(()),
         Some(("train" | "generate" | "plan", m)) => config::refuse_inapplicable(m),
         _ => Ok(()),
     };
@@ -143,7 +145,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Command::Train(args) => train::run(&args),
+        Command::Train(args) => train::run(&args, matches.subcommand_matches("train").unwrap_or(&matches)),
         Command::Generate(args) => {
             generate::run(&args, matches.subcommand_matches("generate").unwrap_or(&matches))
         }

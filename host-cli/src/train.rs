@@ -64,7 +64,8 @@ pub struct TrainArgs {
     /// Write no run directory.
     #[arg(long = "no_logdir", alias = "no-logdir", conflicts_with_all = ["logdir", "resume"])]
     no_logdir: bool,
-    /// Continue the run in --logdir from its last checkpoint (same flags; --epochs may grow).
+    /// Continue the run in --logdir from its last checkpoint, with the flags its config.json
+    /// recorded (--epochs may grow; a flag given with another value is an error).
     #[arg(long, requires = "logdir")]
     resume: bool,
     /// Plot predictions every N epochs (and after the last) [default: about 5 plots per run].
@@ -388,6 +389,14 @@ pub fn train_then<R>(
             if !resuming {
                 let config = config_json(args, &cfg, &optimizer, &schedule, batch, &source);
                 run_dir.write_json("config.json", &config)?;
+            } else if let Some(mut config) = std::fs::read_to_string(dir.join("config.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .filter(|c| c["epochs"] != json!(args.epochs))
+            {
+                // The run now ends at this --epochs: a later `--resume` alone continues to it.
+                config["epochs"] = json!(args.epochs);
+                run_dir.write_json("config.json", &config)?;
             }
             let plot_every = args.plot_every.unwrap_or(args.epochs.div_ceil(5)).max(1);
             let events = EventWriter::create(dir)
@@ -470,6 +479,105 @@ pub fn train_then<R>(
     then(trainer.net(), val, &outcome)
 }
 
+/// Flags that may differ between a run and its resumption: where and how it reports, and how
+/// long it trains.
+const RESUME_MAY_CHANGE: &[&str] =
+    &["logdir", "resume", "epochs", "quiet", "json", "log_every", "plot_every"];
+
+/// `train --logdir DIR --resume`: the flags of the run in DIR, read back from the command line its
+/// `config.json` recorded, with this invocation's `--epochs` and reporting flags. A model or
+/// training flag given here that contradicts the run's is an error naming it and both values.
+/// `None` when DIR holds no `config.json` and flags are given (a run killed before it wrote
+/// anything starts again from them).
+fn original_args(
+    args: &TrainArgs,
+    m: &clap::ArgMatches,
+    dir: &std::path::Path,
+) -> Result<Option<TrainArgs>, String> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let path = dir.join("config.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Killed before it wrote anything: it starts again, from the flags given here.
+            let given = m.ids().any(|id| {
+                !RESUME_MAY_CHANGE.contains(&id.as_str())
+                    && m.value_source(id.as_str()) == Some(ValueSource::CommandLine)
+            });
+            return if given {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "--resume: {} holds no config.json (the run never started): give the run's flags",
+                    dir.display()
+                ))
+            };
+        }
+        Err(e) => return Err(format!("--resume: cannot read {}: {e}", path.display())),
+    };
+    let unreadable = || format!("--resume: {} does not record the run's command line", path.display());
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|_| unreadable())?;
+    let command: Vec<String> = config["command"]
+        .as_array()
+        .ok_or_else(unreadable)?
+        .iter()
+        .map(|v| v.as_str().map(str::to_string).ok_or_else(unreadable))
+        .collect::<Result<_, _>>()?;
+    let top = crate::Cli::command().try_get_matches_from(&command).map_err(|e| {
+        format!("--resume: the command line in {} no longer parses: {}", path.display(), e.kind())
+    })?;
+    let Some(("train", was)) = top.subcommand() else {
+        return Err(format!(
+            "--resume: {} was written by another command than `regkern train`; resume it with its flags",
+            path.display()
+        ));
+    };
+    let mut original = TrainArgs::from_arg_matches(was)
+        .map_err(|e| format!("--resume: {}: {}", path.display(), e.kind()))?;
+    let flags = <TrainArgs as clap::Args>::augment_args(clap::Command::new("train"));
+    for arg in flags.get_arguments() {
+        let (id, Some(long)) = (arg.get_id().as_str(), arg.get_long()) else { continue };
+        if RESUME_MAY_CHANGE.contains(&id) || m.value_source(id) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let raw = |x: &clap::ArgMatches| -> Vec<String> {
+            x.try_get_raw(id)
+                .ok()
+                .flatten()
+                .map_or(Vec::new(), |v| v.map(|s| s.to_string_lossy().into_owned()).collect())
+        };
+        let (here, there) = (raw(m), raw(was));
+        // 1e-3 and 0.001 are the same value (switches read "true" or "false").
+        let number = |v: &[String]| v.iter().map(|s| s.parse::<f64>().ok()).collect::<Option<Vec<_>>>();
+        if here != there && number(&here).is_none_or(|a| Some(a) != number(&there)) {
+            let shown = |v: &[String]| if v.is_empty() { "unset".to_string() } else { v.join(",") };
+            return Err(format!(
+                "--resume: --{long} {} contradicts the run in {}, trained with --{long} {} (resume with \
+                 --logdir alone, or start a new run)",
+                shown(&here),
+                dir.display(),
+                shown(&there),
+            ));
+        }
+    }
+    original.logdir = args.logdir.clone();
+    original.resume = true;
+    // This invocation's --epochs, else the run's planned end (config.json's `epochs`, which a
+    // resume with a larger --epochs moves).
+    if m.value_source("epochs") == Some(ValueSource::CommandLine) {
+        original.epochs = args.epochs;
+    } else if let Some(planned) = config["epochs"].as_u64().and_then(|e| usize::try_from(e).ok()) {
+        original.epochs = planned;
+    }
+    // How this invocation prints is its own; the run's plots and log lines keep their rhythm
+    // unless given again.
+    (original.quiet, original.json) = (args.quiet, args.json);
+    original.log_every = args.log_every.or(original.log_every);
+    original.plot_every = args.plot_every.or(original.plot_every);
+    Ok(Some(original))
+}
+
 /// A checkpoint error for the user: the file, the error, and the tensor it is about (errors
 /// about a tensor give the offset of its name).
 pub fn checkpoint_error(path: &dyn std::fmt::Display, bytes: &[u8], e: regkern_core::Error) -> String {
@@ -498,8 +606,13 @@ fn resume(
     let header = Header::parse(&bytes).map_err(|e| checkpoint_error(&path.display(), &bytes, e))?;
     let saved = header.config().map_err(|e| checkpoint_error(&path.display(), &bytes, e))?;
     if &saved != cfg {
+        let what = if saved.type_name() == cfg.type_name() {
+            format!("a {} of another shape or config than these flags give", saved.type_name())
+        } else {
+            format!("a {} model, not a {}", saved.type_name(), cfg.type_name())
+        };
         return Err(format!(
-            "--resume: {} holds a different model ({saved:?}); resume with the flags of the original run",
+            "--resume: {} holds {what} (resume with --logdir alone: the run's flags are in its config.json)",
             path.display()
         ));
     }
@@ -527,7 +640,18 @@ fn resume(
 /// Train the configured model and print the summary (or JSON); autoregressive models also
 /// report free-running generation on the validation set, encoder-decoders greedy decoding. With
 /// a run directory, the summary is also written to `summary.json`.
-pub fn run(args: &TrainArgs) -> Result<(), String> {
+pub fn run(args: &TrainArgs, m: &clap::ArgMatches) -> Result<(), String> {
+    let resumed;
+    let args = match (&args.logdir, args.resume) {
+        (Some(dir), true) => match original_args(args, m, dir)? {
+            Some(original) => {
+                resumed = original;
+                &resumed
+            }
+            None => args,
+        },
+        _ => args,
+    };
     train_then(args, false, |net, val, outcome| {
         let task = args.model.task();
         let free = if task.autoregressive() {

@@ -677,10 +677,24 @@ fn resuming_a_run_gives_the_uninterrupted_result() {
     );
     let o = small_mlp(&b, &["--epochs", "5", "--resume", "--optimizer", "rmsprop"]);
     assert!(!o.status.success() && stderr(&o).contains("more than --epochs 5"), "{}", stderr(&o));
+    // A flag that contradicts the run's is refused, naming it and both values.
     let o = small_mlp(&b, &["--epochs", "9", "--resume", "--optimizer", "rmsprop", "--custom_act", "tanh"]);
-    assert!(stderr(&o).contains("holds a different model"), "{}", stderr(&o));
+    let want =
+        format!("--custom_act tanh contradicts the run in {}, trained with --custom_act relu", b.display());
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
     let o = small_mlp(&b, &["--epochs", "9", "--resume", "--optimizer", "adam"]);
-    assert!(stderr(&o).contains("from another optimizer"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--optimizer adam contradicts"), "{}", stderr(&o));
+    // The same value written another way is no contradiction, and --logdir alone takes the
+    // run's flags (here: nothing left to train).
+    let o = small_mlp(&b, &["--epochs", "6", "--resume", "--optimizer", "rmsprop", "--lr", "1e-3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = regkern(&["train", "--logdir", b.to_str().unwrap(), "--resume", "--json"]);
+    assert!(o.status.success() && stderr(&o).contains("nothing left"), "{}", stderr(&o));
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["config"]["optimizer"], "rmsprop");
+    assert_eq!(again["final_val_loss"], straight["final_val_loss"]);
+    let o = regkern(&["train", "--logdir", dir.join("never").to_str().unwrap(), "--resume"]);
+    assert!(stderr(&o).contains("holds no config.json"), "{}", stderr(&o));
     // A run killed before its first checkpoint resumes from the beginning.
     let o = small_mlp(&dir.join("nothing"), &["--epochs", "2", "--resume"]);
     assert!(o.status.success() && stderr(&o).contains("holds no checkpoint yet"), "{}", stderr(&o));
