@@ -1,6 +1,8 @@
 //! # regkern-core
 //!
-//! Train and run small regression models — linear, MLP — on any target Rust reaches,
+//! Train and run small regression models — linear regression, MLPs and transformers (sequence
+//! regression, autoregressive generation with a KV cache, encoder-decoders with cross-attention;
+//! MHA, MQA or GQA attention; dense or Mixture-of-Experts FFNs) — on any target Rust reaches,
 //! including microcontrollers: `#![no_std]`, no `alloc`, no heap after init, no panics on bad
 //! input.
 //!
@@ -27,12 +29,7 @@
 //! use regkern_core::{DataLoader, Mode, Model, ModelConfig, MlpConfig, Net, Optimizer, Synthetic, Task,
 //!                    TrainConfig, Trainer, Activation, Schedule};
 //!
-//! let cfg = ModelConfig::Mlp(MlpConfig {
-//!     n_in: 8,
-//!     latent_dims: heapless::Vec::from_slice(&[32, 16]).unwrap(),
-//!     n_out: 1,
-//!     act: Activation::Relu,
-//! });
+//! let cfg = ModelConfig::Mlp(MlpConfig::new(8, &[32, 16], 1, Activation::Relu)?);
 //! let optimizer = Optimizer::adam(3e-3);
 //! let model = Model::plan(&cfg, Mode::Training { max_batch: 64, optimizer })?;
 //! let floats = model.report().total_floats();

@@ -31,6 +31,25 @@ pub struct MlpConfig {
     pub act: Activation,
 }
 
+impl MlpConfig {
+    /// An MLP of `n_in` features, hidden layers of the widths in `latent_dims` (at most
+    /// [`MAX_HIDDEN`]), and `n_out` outputs: the same config as the struct literal, without the
+    /// caller depending on `heapless` for the widths.
+    ///
+    /// ```
+    /// use regkern_core::{Activation, MlpConfig};
+    /// let cfg = MlpConfig::new(8, &[32, 16], 1, Activation::Relu)?;
+    /// assert_eq!(cfg.latent_dims.as_slice(), &[32, 16]);
+    /// assert!(MlpConfig::new(8, &[4; 17], 1, Activation::Relu).is_err());
+    /// # Ok::<(), regkern_core::Error>(())
+    /// ```
+    pub fn new(n_in: usize, latent_dims: &[usize], n_out: usize, act: Activation) -> crate::Result<Self> {
+        let latent_dims = Vec::from_slice(latent_dims)
+            .map_err(|_| crate::Error::BadConfig { field: "latent_dims", reason: "has too many layers" })?;
+        Ok(MlpConfig { n_in, latent_dims, n_out, act })
+    }
+}
+
 /// User hyperparameters of a linear regression (`--type linear`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinearConfig {
