@@ -45,8 +45,8 @@
 //! | `<run>/stdout.log`, `<run>/stderr.log` | what the run printed |
 //! | `results.csv`, `results.md` | the table below, best first |
 //!
-//! The table has the varying flags, final and best validation loss, final train loss, wall
-//! seconds, the run directory and the status, sorted by final validation loss (runs without one
+//! The table has the varying flags, best (with its epoch) and final validation loss, final train
+//! loss, wall seconds, the run directory and the status, sorted by best validation loss (runs without one
 //! after, failed runs last; a failed run shows the last line of its stderr). The best run is
 //! named with a `regkern train ...` line that repeats it. A sweep with a failed run exits non-zero.
 //!

@@ -174,11 +174,11 @@ impl Progress {
         self.bar.inc(1);
         let what = match status {
             Status::Done(m) => {
-                if m.final_val.is_finite() && self.best.as_ref().is_none_or(|(b, _)| m.final_val < *b) {
-                    self.best = Some((m.final_val, run.name.clone()));
-                    self.bar.set_message(format!("best val {:.4e} ({})", m.final_val, run.name));
+                if m.best_val.is_finite() && self.best.as_ref().is_none_or(|(b, _)| m.best_val < *b) {
+                    self.best = Some((m.best_val, run.name.clone()));
+                    self.bar.set_message(format!("best val {:.4e} ({})", m.best_val, run.name));
                 }
-                format!("val {}, {:.1} s", loss(m.final_val), m.wall)
+                format!("best val {}, final {}, {:.1} s", loss(m.best_val), loss(m.final_val), m.wall)
             }
             Status::Failed(msg) => format!("FAILED: {msg}"),
         };

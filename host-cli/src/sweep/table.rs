@@ -1,4 +1,4 @@
-//! The results table: one [`Row`] per run, sorted best first by final validation loss, printed
+//! The results table: one [`Row`] per run, sorted best first by best validation loss, printed
 //! to the console (or as one `--json` object) with the best run's repeat command, and written as
 //! `results.csv` and `results.md`. Also the text helpers the sweep prints with: counts, losses,
 //! CSV records and POSIX shell quoting.
@@ -29,11 +29,11 @@ pub(super) struct Table {
     pub(super) rows: Vec<Row>,
 }
 
-/// Sort key: runs with a final validation loss by that loss, then the other finished runs,
-/// then failed runs.
+/// Sort key: runs with a validation loss by the best they reached (the checkpoint a user would
+/// keep), then the other finished runs, then failed runs.
 fn rank(status: &Status) -> (u8, f64) {
     match status {
-        Status::Done(m) if m.final_val.is_finite() => (0, m.final_val),
+        Status::Done(m) if m.best_val.is_finite() => (0, m.best_val),
         Status::Done(_) => (1, 0.0),
         Status::Failed(_) => (2, 0.0),
     }
@@ -70,7 +70,7 @@ impl Table {
             let runs: Vec<Value> = self.rows.iter().map(|r| self.row_json(r, out)).collect();
             let failed = self.rows.iter().filter(|r| matches!(r.status, Status::Failed(_))).count();
             let best =
-                best.map(|r| json!({"name": r.name, "final_val_loss": rank(&r.status).1, "argv": repeat(r)}));
+                best.map(|r| json!({"name": r.name, "best_val_loss": rank(&r.status).1, "argv": repeat(r)}));
             let report = json!({
                 "out": out.display().to_string(),
                 "varying": self.varying,
@@ -103,7 +103,7 @@ impl Table {
                     })
                     .collect();
                 let flags = if flags.is_empty() { r.name.clone() } else { flags.join(" ") };
-                outln!("best: {flags} (val {})", loss(rank(&r.status).1));
+                outln!("best: {flags} (best val {})", loss(rank(&r.status).1));
                 outln!("  {}", command_line(&repeat(r)));
             }
             None => outln!("best: no run finished with a validation loss"),
@@ -117,7 +117,7 @@ impl Table {
     fn cells(&self, dir: Option<&Path>) -> (Vec<String>, Vec<Vec<String>>) {
         let mut head = self.varying.clone();
         head.extend(
-            ["final val", "best val (epoch)", "final train", "wall s", "run dir", "status"].map(String::from),
+            ["best val (epoch)", "final val", "final train", "wall s", "run dir", "status"].map(String::from),
         );
         let body = self
             .rows
@@ -127,8 +127,8 @@ impl Table {
                 let path = dir.map_or_else(|| r.name.clone(), |d| d.join(&r.name).display().to_string());
                 match &r.status {
                     Status::Done(m) => cells.extend([
-                        loss(m.final_val),
                         format!("{} ({})", loss(m.best_val), m.best_epoch),
+                        loss(m.final_val),
                         loss(m.final_train),
                         format!("{:.2}", m.wall),
                         path,
