@@ -206,6 +206,46 @@ fn cached_greedy_decoding_agrees_with_recomputation() {
     assert!(max_abs_diff(&alone, &exact[32..64]) / scale <= 1e-5);
 }
 
+/// Greedy decoding without a cache feeds back each pass's own prediction, as the cached path
+/// and PyTorch's loop do: decoding k steps gives the first k values of decoding more, bit for bit,
+/// even where a MoE's capacity binds (a pass over more tokens drops others, so the earlier
+/// positions' outputs recomputed by a later pass differ from the predictions that were fed back).
+#[test]
+fn uncached_greedy_decoding_returns_each_passs_own_prediction() {
+    let moe = regkern_core::MoeConfig {
+        num_experts: 4,
+        top_k: 2,
+        capacity: regkern_core::Capacity::Absolute(3),
+        alpha: 0.01,
+    };
+    let cfg = ModelConfig::EncoderDecoder(regkern_core::EncoderDecoderConfig {
+        kv_cache: None,
+        moe: Some(moe),
+        ..Default::default()
+    });
+    let x: Vec<f32> = (0..3 * 16).map(|i| (0.37 * i as f32).cos()).collect();
+    let full = greedy(cfg.clone(), &x, (16, 12), 7);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for k in [1, 2, 5, 11] {
+        let part = greedy(cfg.clone(), &x, (16, k), 7);
+        for b in 0..3 {
+            assert_eq!(bits(&part[b * k..][..k]), bits(&full[b * 12..][..k]), "{k} steps, sequence {b}");
+        }
+    }
+    // The capacity binds: the last pass, over 12 positions of 3 sequences, drops assignments.
+    let model = Model::plan(&cfg, Mode::Inference { max_batch: 3 }).unwrap();
+    let mut arena = vec![0.0; model.report().total_floats()];
+    let mut net = Net::new(model, &mut arena).unwrap();
+    net.set_seq_len(16).unwrap();
+    net.set_target_len(12).unwrap();
+    net.init_params(7);
+    let mut out = vec![0.0; 3 * 12];
+    net.predict(&x, &mut out).unwrap();
+    assert_eq!(bits(&out), bits(&full));
+    let stats = net.moe_stats().expect("a MoE model has statistics");
+    assert!(stats.dropped > 0, "the capacity does not bind: a weak test ({stats:?})");
+}
+
 /// Encoder-decoder requests that cannot be served are errors, not panics.
 #[test]
 fn encoder_decoder_bad_requests_are_errors() {

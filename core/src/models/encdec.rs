@@ -284,9 +284,14 @@ impl EncoderDecoder {
                 }
             }
             None => {
+                // Each pass t re-runs the decoder over t positions: 0.0, then the predictions of
+                // the passes before, each pass's own (its last position), as the cached path and
+                // PyTorch's greedy loop feed them back — not the earlier positions' outputs
+                // recomputed by the last pass, which differ where a MoE's capacity depends on the
+                // tokens in the call. The input slot keeps them: growing it from t − 1 to t
+                // positions per sequence moves every row to a higher index, so it is done in
+                // place from the end.
                 for t in 1..=tgt {
-                    // Decoder input for t positions: 0.0, then the t − 1 predictions so far, which
-                    // the previous pass (over t − 1 positions) left in the output slot.
                     let [y, x] = bufs
                         .acts
                         .get_disjoint_mut([
@@ -294,12 +299,26 @@ impl EncoderDecoder {
                             self.dec_in.prefix(batch * t * od),
                         ])
                         .expect("planned slots are disjoint");
-                    for b in 0..batch {
-                        let xs = &mut x[b * t * od..][..t * od];
-                        xs[..od].fill(0.0);
-                        xs[od..].copy_from_slice(&y[b * (t - 1) * od..][..(t - 1) * od]);
+                    for b in (0..batch).rev() {
+                        if t > 1 {
+                            // Predictions 1..t − 2 from the previous input; t − 1 from the last pass.
+                            x.copy_within(b * (t - 1) * od + od..(b + 1) * (t - 1) * od, b * t * od + od);
+                            x[b * t * od..][(t - 1) * od..t * od]
+                                .copy_from_slice(&y[(b * (t - 1) + t - 2) * od..][..od]);
+                        }
+                        x[b * t * od..][..od].fill(0.0);
                     }
                     self.dec.forward(bufs, self.dec_in, (batch, t), Some(&mem));
+                }
+                // The result is the predictions the passes made: 1..tgt − 1 from the last input,
+                // tgt from the last pass.
+                let [y, x] = bufs
+                    .acts
+                    .get_disjoint_mut([out.prefix(batch * tgt * od), self.dec_in.prefix(batch * tgt * od)])
+                    .expect("planned slots are disjoint");
+                for b in 0..batch {
+                    y[b * tgt * od..][..(tgt - 1) * od]
+                        .copy_from_slice(&x[b * tgt * od + od..(b + 1) * tgt * od]);
                 }
             }
         }
