@@ -339,6 +339,15 @@ fn plan_prints_every_region_for_inference_and_training() {
     assert_eq!(v["params"][0]["name"], "layers.0.weight");
 }
 
+/// Run regkern with `full`: it must fail, with `msg` in its error and no panic.
+fn refused(full: &[&str], msg: &str) {
+    let o = regkern(full);
+    assert!(!o.status.success(), "{full:?} succeeded");
+    let err = stderr(&o);
+    assert!(err.contains(msg), "{full:?}: expected {msg:?} in stderr:\n{err}");
+    assert!(!err.contains("panicked"), "{full:?} panicked:\n{err}");
+}
+
 #[test]
 fn bad_flags_are_clear_errors() {
     let cases: &[(&[&str], &str)] = &[
@@ -399,11 +408,7 @@ fn bad_flags_are_clear_errors() {
             full.extend(["--epochs", "1"]);
         }
         full.extend_from_slice(args);
-        let o = regkern(&full);
-        assert!(!o.status.success(), "{full:?} succeeded");
-        let err = stderr(&o);
-        assert!(err.contains(msg), "{full:?}: expected {msg:?} in stderr:\n{err}");
-        assert!(!err.contains("panicked"), "{full:?} panicked:\n{err}");
+        refused(&full, msg);
     }
 }
 
@@ -467,10 +472,7 @@ fn inapplicable_flags_are_refused_naming_what_they_need() {
                 continue; // plan takes no user data
             }
             let full: Vec<&str> = [command].into_iter().chain(args.iter().copied()).collect();
-            let o = regkern(&full);
-            assert!(!o.status.success(), "{full:?} succeeded");
-            let err = stderr(&o);
-            assert!(err.contains(msg), "{full:?}: expected {msg:?} in stderr:\n{err}");
+            refused(&full, msg);
         }
     }
     let o = regkern(&["sweep", "--type", "linear", "--num_heads", "2,4", "--epochs", "1"]);
