@@ -435,6 +435,19 @@ impl OptArgs {
     }
 }
 
+/// The flags of `A` given on the command line in `m` (matches parsed with `A`'s flags): each
+/// one's clap id and long name, in definition order. Groups and defaults are not flags given.
+pub fn given_flags<A: Args>(m: &clap::ArgMatches) -> Vec<(String, String)> {
+    use clap::parser::ValueSource;
+    let cmd = A::augment_args(clap::Command::new("given"));
+    cmd.get_arguments()
+        .filter_map(|a| Some((a.get_id().as_str().to_string(), a.get_long()?.to_string())))
+        .filter(|(id, _)| {
+            m.try_contains_id(id).unwrap_or(false) && m.value_source(id) == Some(ValueSource::CommandLine)
+        })
+        .collect()
+}
+
 /// What a flag needs to mean anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Needs {

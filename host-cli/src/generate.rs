@@ -168,14 +168,10 @@ const WITH_CHECKPOINT: &[&str] =
 pub fn run(args: &GenerateArgs, m: &clap::ArgMatches) -> Result<(), String> {
     let prompt = parse_prompt(args.prompt.as_deref())?;
     if let Some(path) = &args.checkpoint {
-        use clap::parser::ValueSource;
-        let training = m
-            .ids()
-            .map(|id| id.as_str())
-            .find(|id| !WITH_CHECKPOINT.contains(id) && m.value_source(id) == Some(ValueSource::CommandLine));
-        if let Some(id) = training {
+        let given = crate::config::given_flags::<GenerateArgs>(m);
+        if let Some((_, long)) = given.iter().find(|(id, _)| !WITH_CHECKPOINT.contains(&id.as_str())) {
             return Err(format!(
-                "--{id} configures a model to train; with --checkpoint the model is the checkpoint's"
+                "--{long} configures a model to train; with --checkpoint the model is the checkpoint's"
             ));
         }
         if prompt.is_empty() {

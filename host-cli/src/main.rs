@@ -132,9 +132,7 @@ fn main() -> ExitCode {
     // A model flag the chosen model would ignore is an error, before anything runs.
     let applicable = match matches.subcommand() {
         // (`generate --checkpoint` refuses every model flag itself: the model is the checkpoint's.)
-        Some(("generate", m)) if m.contains_id("checkpoint") && m.value_source("checkpoint").is_some() => {
-            Ok(())
-        }
+        Some(("generate", m)) if m.get_one::<std::path::PathBuf>("checkpoint").is_some() => Ok(()),
         // (`train --resume` takes the run's own flags, and refuses any given here that differ.)
         Some(("train", m)) if m.get_flag("resume") => Ok(()),
         Some(("train" | "generate" | "plan", m)) => config::refuse_inapplicable(m),

@@ -496,16 +496,13 @@ fn original_args(
 ) -> Result<Option<TrainArgs>, String> {
     use clap::parser::ValueSource;
     use clap::{CommandFactory, FromArgMatches};
+    let given = crate::config::given_flags::<TrainArgs>(m);
     let path = dir.join("config.json");
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Killed before it wrote anything: it starts again, from the flags given here.
-            let given = m.ids().any(|id| {
-                !RESUME_MAY_CHANGE.contains(&id.as_str())
-                    && m.value_source(id.as_str()) == Some(ValueSource::CommandLine)
-            });
-            return if given {
+            return if given.iter().any(|(id, _)| !RESUME_MAY_CHANGE.contains(&id.as_str())) {
                 Ok(None)
             } else {
                 Err(format!(
@@ -535,10 +532,9 @@ fn original_args(
     };
     let mut original = TrainArgs::from_arg_matches(was)
         .map_err(|e| format!("--resume: {}: {}", path.display(), e.kind()))?;
-    let flags = <TrainArgs as clap::Args>::augment_args(clap::Command::new("train"));
-    for arg in flags.get_arguments() {
-        let (id, Some(long)) = (arg.get_id().as_str(), arg.get_long()) else { continue };
-        if RESUME_MAY_CHANGE.contains(&id) || m.value_source(id) != Some(ValueSource::CommandLine) {
+    for (id, long) in &given {
+        let id = id.as_str();
+        if RESUME_MAY_CHANGE.contains(&id) {
             continue;
         }
         let raw = |x: &clap::ArgMatches| -> Vec<String> {
